@@ -1,0 +1,104 @@
+"""Experiment configs: YAML files mapped onto dataclasses; an unknown key is an error."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import dacite
+import yaml
+
+T = TypeVar("T")
+
+
+def from_dict(cls: type[T], values: dict[str, Any] | None, where: str) -> T:
+    """Build dataclass ``cls`` from ``values``, rejecting unknown keys with a message naming them.
+
+    ``cls=dict`` accepts only an empty mapping (a model that takes no parameters).
+    """
+    values = dict(values or {})
+    if cls is dict:
+        if values:
+            raise ValueError(f"{where}: unknown key(s) {sorted(values)}; this takes no parameters")
+        return values  # type: ignore[return-value]
+    known = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; allowed keys are {sorted(known)}")
+    try:
+        return dacite.from_dict(cls, values, config=dacite.Config(strict=True, cast=[tuple]))
+    except dacite.DaciteError as error:
+        raise ValueError(f"{where}: {error}") from error
+
+
+@dataclass
+class DataConfig:
+    # Data set name: online_retail (bundled), ml-100k, ml-latest-small, gowalla, amazon-scientific.
+    name: str = "online_retail"
+    # Folder holding the data set; default <data-root>/<the data set's usual folder>.
+    path: str | None = None
+    # Drop users/items with fewer interactions (applied repeatedly until stable; logged).
+    min_user_interactions: int = 0
+    min_item_interactions: int = 0
+    # Treat ratings below this as non-interactions (explicit-feedback sets); None keeps all.
+    min_rating: float | None = None
+
+
+@dataclass
+class SplitConfig:
+    # temporal: train before `at` (date) or the first `fraction` of time; leave_last: each user's
+    # last `n` by time; cold_items: `cold_fraction` of items held out entirely (or items first seen
+    # after `at`); cold_users: `cold_fraction` of users held out; predefined: the data set's own split.
+    kind: Literal["temporal", "leave_last", "cold_items", "cold_users", "predefined"] = "temporal"
+    at: str | None = None
+    fraction: float | None = 0.8
+    n: int = 1
+    cold_fraction: float = 0.2
+    # cold_users: reveal each cold user's first `reveal` interactions at test time (0: none).
+    reveal: int = 0
+    # Per user, the last `valid_per_user` training interactions become the validation set.
+    valid_per_user: int = 1
+    seed: int = 0
+
+
+@dataclass
+class EvalConfig:
+    k: list[int] = field(default_factory=lambda: [10, 20])
+    batch_size: int = 1024  # users scored at once
+    # Evaluate at most this many test users (seeded sample, same users for every model); None: all.
+    max_users: int | None = None
+
+
+@dataclass
+class ExperimentConfig:
+    name: str = "experiment"
+    data: DataConfig = field(default_factory=DataConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    models: list[str] = field(default_factory=lambda: ["popularity", "random"])
+    # Per-model parameters, validated by each model's own config dataclass.
+    params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda
+
+
+def load_config(path: str | Path) -> ExperimentConfig:
+    """Read a YAML experiment config; unknown keys at any level raise ``ValueError``."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"config file {path} does not exist")
+    values = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level, got {type(values).__name__}")
+    sections = {"data": DataConfig, "split": SplitConfig, "eval": EvalConfig}
+    for key, cls in sections.items():
+        if key in values:
+            values[key] = dataclasses.asdict(from_dict(cls, values[key], f"{path.name}: {key}"))
+    return from_dict(ExperimentConfig, values, path.name)
+
+
+def to_dict(config: Any) -> dict[str, Any]:
+    """The resolved config, saved with every result."""
+    return dataclasses.asdict(config)

@@ -1,0 +1,108 @@
+"""Top-K ranking metrics, as pure functions of a hit matrix.
+
+Definitions (DESIGN.md), for one user with test set T and top-K list L:
+    Recall@K    = |L ∩ T| / |T|
+    Precision@K = |L ∩ T| / K
+    NDCG@K      = Σ_{r ≤ K, L_r ∈ T} 1/log2(r+1)  /  Σ_{r ≤ min(|T|, K)} 1/log2(r+1)
+    MRR@K       = 1 / rank of the first hit in L (0 when none)
+    HitRate@K   = 1 if any hit else 0
+Each is averaged over users with at least one test item. Groups (warm/cold items, count buckets)
+reuse the same functions with T restricted to the group while L stays the full ranking, so cold
+and warm items compete in one list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+METRICS = ("recall", "precision", "ndcg", "mrr", "hit_rate")
+BUCKETS: tuple[tuple[str, int, int], ...] = (
+    ("0", 0, 0),
+    ("1-4", 1, 4),
+    ("5-19", 5, 19),
+    ("20-99", 20, 99),
+    ("100+", 100, np.iinfo(np.int64).max),
+)
+
+
+def hit_matrix(top: torch.Tensor, relevant: sp.csr_matrix) -> torch.Tensor:
+    """bool [n, K]: whether ``top[r, j]`` is in row r of ``relevant``.
+
+    Args:
+        top: int64 [n, K] ranked item indices per user.
+        relevant: CSR [n, n_items], row r = that user's test items.
+    """
+    relevant = relevant.tocsr()
+    relevant.sort_indices()
+    n, n_items = relevant.shape
+    device = top.device
+    counts = torch.as_tensor(np.diff(relevant.indptr), dtype=torch.int64, device=device)
+    rows = torch.repeat_interleave(torch.arange(n, device=device), counts)
+    keys = rows * n_items + torch.as_tensor(relevant.indices, dtype=torch.int64, device=device)
+    if len(keys) == 0:
+        return torch.zeros_like(top, dtype=torch.bool)
+    query = torch.arange(n, device=device).unsqueeze(1) * n_items + top
+    pos = torch.searchsorted(keys, query).clamp(max=len(keys) - 1)
+    return keys[pos] == query
+
+
+def metrics_from_hits(hits: torch.Tensor, n_relevant: torch.Tensor, ks: Sequence[int]) -> dict[str, float]:
+    """Mean metrics over users with ``n_relevant > 0``.
+
+    Args:
+        hits: bool [n, K_max] from :func:`hit_matrix`.
+        n_relevant: int [n] size of each user's test set.
+        ks: cut-offs, each ≤ K_max.
+    """
+    keep = n_relevant > 0
+    hits, n_rel = hits[keep].double(), n_relevant[keep].double()
+    out: dict[str, float] = {}
+    if len(n_rel) == 0:
+        return {f"{m}@{k}": float("nan") for k in ks for m in METRICS}
+    if max(ks) > hits.shape[1]:
+        raise ValueError(f"k={max(ks)} is larger than the {hits.shape[1]} ranked items given")
+    discounts = 1.0 / torch.log2(torch.arange(2, hits.shape[1] + 2, dtype=torch.float64, device=hits.device))
+    ideal_cum = torch.cumsum(discounts, 0)
+    ranks = torch.arange(1, hits.shape[1] + 1, dtype=torch.float64, device=hits.device)
+    for k in ks:
+        h = hits[:, :k]
+        n_hits = h.sum(1)
+        dcg = (h * discounts[:k]).sum(1)
+        idcg = ideal_cum[(torch.clamp(n_rel, max=k) - 1).long()]
+        first = torch.where(h.any(1), 1.0 / ranks[h.float().argmax(1)], torch.zeros_like(n_hits))
+        out[f"recall@{k}"] = float((n_hits / n_rel).mean())
+        out[f"precision@{k}"] = float((n_hits / k).mean())
+        out[f"ndcg@{k}"] = float((dcg / idcg).mean())
+        out[f"mrr@{k}"] = float(first.mean())
+        out[f"hit_rate@{k}"] = float((n_hits > 0).double().mean())
+    out["users"] = int(len(n_rel))
+    return out
+
+
+def ranking_metrics(top: np.ndarray | torch.Tensor, relevant: sp.csr_matrix, ks: Sequence[int]) -> dict[str, float]:
+    """Metrics of ranked lists ``top`` [n, K] against test items ``relevant`` (CSR [n, n_items])."""
+    top_t = torch.as_tensor(np.asarray(top), dtype=torch.int64)
+    hits = hit_matrix(top_t, relevant)
+    n_rel = torch.as_tensor(np.diff(relevant.indptr), dtype=torch.int64)
+    return metrics_from_hits(hits, n_rel, ks)
+
+
+def restrict_columns(relevant: sp.csr_matrix, keep: np.ndarray) -> sp.csr_matrix:
+    """``relevant`` with only the item columns where bool ``keep`` [n_items] is True."""
+    mask = sp.diags(keep.astype(np.float32))
+    out = (relevant @ mask).tocsr()
+    out.eliminate_zeros()
+    out.sort_indices()
+    return out
+
+
+def bucket_of(counts: np.ndarray) -> np.ndarray:
+    """Bucket label per item from its training-interaction count."""
+    labels = np.empty(len(counts), dtype=object)
+    for name, low, high in BUCKETS:
+        labels[(counts >= low) & (counts <= high)] = name
+    return labels

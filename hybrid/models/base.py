@@ -1,0 +1,89 @@
+"""What every model offers the evaluation: ``fit`` on training data, ``score`` a batch of users.
+
+Models see only internal indices. ``score`` receives each user's *known history at scoring
+time* (training items plus anything revealed later, e.g. a cold user's first interactions), so a
+model fitted once can fold in users it never trained on, without a refit.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from typing_extensions import Self
+
+from hybrid.data import Interactions
+
+
+@dataclass
+class FitData:
+    """Everything a model may learn from.
+
+    Attributes:
+        train: training interactions over the experiment's full id universe (cold items and
+            cold users are present with zero interactions).
+        valid: held-out interactions carved from the training period, for early stopping and
+            choosing hyper-parameters; never the test set. Same id universe, or None.
+        item_text: one string per item index ("" when unknown), or None.
+        user_text: one profile string per user index (side information), or None.
+        device: where to train and score.
+        seed: makes a CPU fit repeatable.
+    """
+
+    train: Interactions
+    valid: Interactions | None = None
+    item_text: list[str] | None = None
+    user_text: list[str] | None = None
+    device: torch.device = torch.device("cpu")
+    seed: int = 0
+
+
+class Recommender(ABC):
+    """Base class of every model in the registry."""
+
+    @abstractmethod
+    def fit(self, data: FitData) -> Self:
+        """Learn from ``data``; returns self."""
+
+    @abstractmethod
+    def score(self, users: np.ndarray, history: sp.csr_matrix) -> torch.Tensor:
+        """Scores of every item for a batch of users.
+
+        Args:
+            users: int64 [b] internal user indices.
+            history: CSR [b, n_items], row r = the items user ``users[r]`` is known to have
+                interacted with at scoring time (masked later by the caller).
+
+        Returns:
+            float32 [b, n_items] on the model's device; higher is better.
+        """
+
+
+ModelFactory = Callable[[dict[str, Any]], Recommender]
+MODELS: dict[str, ModelFactory] = {}
+
+
+def register(name: str) -> Callable[[ModelFactory], ModelFactory]:
+    """Make a model available to ``hybrid-eval`` under ``name``."""
+
+    def add(factory: ModelFactory) -> ModelFactory:
+        if name in MODELS:
+            raise ValueError(f"model name {name!r} is registered twice")
+        MODELS[name] = factory
+        return factory
+
+    return add
+
+
+def make_model(name: str, params: dict[str, Any] | None = None) -> Recommender:
+    """Build a registered model from its config parameters."""
+    import hybrid.models  # noqa: F401  (registers the built-in models)
+
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; known models are {sorted(MODELS)}")
+    return MODELS[name](dict(params or {}))
