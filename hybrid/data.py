@@ -249,11 +249,11 @@ class Interactions:
     # ------------------------------------------------------------------ id conversion
     def user_index(self, ids: Sequence[Any] | np.ndarray) -> np.ndarray:
         """Raw user ids -> internal indices; unknown ids raise ``KeyError`` naming them."""
-        return _lookup(self.user_ids, ids, "user")
+        return lookup_ids(self.user_ids, ids, "user")
 
     def item_index(self, ids: Sequence[Any] | np.ndarray) -> np.ndarray:
         """Raw item ids -> internal indices; unknown ids raise ``KeyError`` naming them."""
-        return _lookup(self.item_ids, ids, "item")
+        return lookup_ids(self.item_ids, ids, "item")
 
 
 def _optional_column(frame: pd.DataFrame, name: str | None, default: str, role: str) -> str | None:
@@ -298,8 +298,9 @@ def _merge_duplicates(
     return unique // n_items, unique % n_items, summed, first_ts
 
 
-def _lookup(index: pd.Index, ids: Sequence[Any] | np.ndarray, role: str) -> np.ndarray:
-    ids = pd.Index(np.asarray(ids) if not isinstance(ids, pd.Index) else ids)
+def lookup_ids(index: pd.Index, ids: Sequence[Any] | np.ndarray, role: str) -> np.ndarray:
+    """Raw ids -> positions in ``index``; unknown ids raise ``KeyError`` naming them."""
+    ids = pd.Index(list(ids) if not isinstance(ids, pd.Index) else ids, dtype=object if len(ids) == 0 else None)
     positions = index.get_indexer(ids)
     if (positions < 0).any():
         unknown = [ids[i] for i in np.flatnonzero(positions < 0)[:5]]

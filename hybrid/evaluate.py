@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from hybrid.config import ExperimentConfig, load_config, to_dict
 from hybrid.data import ITEM, USER, Interactions, item_texts
 from hybrid.datasets import DataBundle, load_dataset
+from hybrid.device import resolve_device
 from hybrid.metrics import BUCKETS, bucket_of, ranking_metrics, restrict_columns
 from hybrid.models.base import FitData, make_model
 from hybrid.ranking import top_k
@@ -45,14 +46,6 @@ class Prepared:
     test: sp.csr_matrix  # [n_users, n_items]
     users: np.ndarray  # evaluated user indices
     groups: dict[str, tuple[np.ndarray, np.ndarray | None]]  # name -> (row mask over users, item mask)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' was asked for but torch sees no CUDA device; use --device cpu")
-    return torch.device(name)
 
 
 def filter_frame(frame: pd.DataFrame, config: ExperimentConfig) -> pd.DataFrame:
@@ -204,7 +197,7 @@ def run(config: ExperimentConfig, data_root: str | None, out: Path, device: str 
     write_evidence(prepared, out)
     results: dict[str, Any] = {
         "dataset": bundle.name, "split": prepared.split.name, "k": list(config.eval.k),
-        "config": to_dict(config), "device": str(torch_device), "n_test_users": int(len(prepared.users)),
+        "config": to_dict(config), "device": str(torch_device), "n_test_users": len(prepared.users),
         "models": {},
     }
     with tqdm(config.models, unit="model", disable=not logger.isEnabledFor(logging.WARNING)) as bar:

@@ -1,0 +1,69 @@
+"""Content-only baseline: text-embedding kNN to the user's history, or to their profile text."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from typing_extensions import Self
+
+from hybrid.config import from_dict
+from hybrid.models.base import FitData, Recommender, register
+from hybrid.text_features import EncoderConfig, encode_texts
+
+
+@dataclass
+class ContentConfig:
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    # Score users with no history from their profile text (side information), when given.
+    use_user_text: bool = True
+
+
+def sparse_rows(history: sp.csr_matrix, device: torch.device) -> torch.Tensor:
+    """CSR [b, n] as a torch sparse CSR tensor on ``device`` (float32, row-normalised to a mean)."""
+    counts = np.maximum(np.diff(history.indptr), 1).astype(np.float32)
+    values = (history.data.astype(np.float32) > 0) / np.repeat(counts, np.diff(history.indptr))
+    return torch.sparse_csr_tensor(
+        torch.as_tensor(history.indptr, dtype=torch.int64),
+        torch.as_tensor(history.indices, dtype=torch.int64),
+        torch.as_tensor(values, dtype=torch.float32),
+        size=history.shape,
+    ).to(device)
+
+
+class ContentKNN(Recommender):
+    """score(u, i) = cos(mean text vector of u's history, text vector of i).
+
+    A user with no history is scored from their profile text through the same encoder; with
+    neither, every item scores 0.
+    """
+
+    def __init__(self, config: ContentConfig | None = None) -> None:
+        self.config = config or ContentConfig()
+
+    def fit(self, data: FitData) -> Self:
+        if data.item_text is None:
+            raise ValueError("content needs item text; this data set has none")
+        self.device_ = data.device
+        self.items_ = torch.as_tensor(encode_texts(data.item_text, self.config.encoder), device=data.device)
+        self.user_text_ = data.user_text if self.config.use_user_text else None
+        return self
+
+    def score(self, users: np.ndarray, history: sp.csr_matrix) -> torch.Tensor:
+        profile = sparse_rows(history, self.device_) @ self.items_
+        empty = np.flatnonzero(np.diff(history.indptr) == 0)
+        if len(empty) and self.user_text_ is not None:
+            texts = [self.user_text_[users[r]] for r in empty]
+            profile[torch.as_tensor(empty, device=self.device_)] = torch.as_tensor(
+                encode_texts(texts, self.config.encoder), device=self.device_
+            )
+        profile = torch.nn.functional.normalize(profile, dim=1)
+        return profile @ self.items_.T
+
+
+@register("content")
+def _content(params: dict[str, Any]) -> Recommender:
+    return ContentKNN(from_dict(ContentConfig, params, "content"))

@@ -1,0 +1,260 @@
+"""The hybrid: text features refined by LightGCN, blended with a content path by interaction count.
+
+    item layer 0        e⁰_i = W_p x_i + [n_i > 0] · id_i          (x_i: the item's text vector)
+    graph path          (u, g) = LightGCN(e⁰)                       (He et al. 2020)
+    content path        c_i = MLP(x_i)                              (defined for every item, even unseen)
+    final item vector   b_i = (1 − α_i) c_i + α_i g_i,   α_i = min(n_i / τ, 1)
+    score               ŷ_ui = u · b_i
+
+A brand-new item (n_i = 0) is pure content; a popular one is pure graph. For the blend to mean
+anything c must live in the space of g, scored against the same users: both paths are trained
+together with BPR on b, and in every step a random ``item_dropout`` share of items is made
+"cold" (α = 0, content only), as DropoutNet (Volkovs et al. 2017) does. Positives and negatives
+then mix content-only and graph vectors in one ranking, so content scores are calibrated against
+graph scores rather than crowded out by them. τ is chosen on the validation set after training.
+
+Negatives are drawn only among items with training interactions: items the model cannot know
+about yet must not be taught to score low.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from typing_extensions import Self
+
+from hybrid.config import from_dict
+from hybrid.graph import interaction_adjacency
+from hybrid.models.base import FitData, Recommender, register
+from hybrid.models.embedding import CONFIG_FILE, WEIGHTS_FILE, EmbeddingRecommender
+from hybrid.models.graph_models import LightGCN, LightGCNConfig
+from hybrid.text_features import EncoderConfig, encode_texts
+from hybrid.train import BPRModel, validation_metrics
+
+logger = logging.getLogger(__name__)
+
+TAU_GRID = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0)
+
+
+def blend_weights(counts: torch.Tensor, tau: float) -> torch.Tensor:
+    """α_i = min(n_i / τ, 1): float [n_items] from training counts."""
+    return torch.clamp(counts.float() / tau, max=1.0)
+
+
+@dataclass
+class HybridConfig(LightGCNConfig):
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    tau: float | None = None  # blend scale τ; None: chosen on the validation set from TAU_GRID
+    train_tau: float = 10.0  # τ used while training
+    item_dropout: float = 0.3  # share of items scored content-only in each training step
+    content_hidden: int = 256  # hidden width of the content MLP (0: a linear map)
+    # Zero-history users with profile text are scored with c(text), the content path applied to
+    # their text; otherwise (or when False) with the mean warm user.
+    use_user_text: bool = False
+
+
+class ContentHead(nn.Module):
+    """c = MLP(x): text vectors [n, d_text] -> item space [n, d]."""
+
+    def __init__(self, d_text: int, dim: int, hidden: int) -> None:
+        super().__init__()
+        if hidden > 0:
+            self.net: nn.Module = nn.Sequential(nn.Linear(d_text, hidden), nn.LeakyReLU(0.2), nn.Linear(hidden, dim))
+        else:
+            self.net = nn.Linear(d_text, dim)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class HybridLightGCN(LightGCN):
+    """LightGCN whose item layer 0 comes from text, with a content path blended in by count.
+
+    Args:
+        features: float32 [n_items, d_text] item text vectors (zeros where an item has no text).
+        counts: int64 [n_items] training interactions per item.
+        tau: τ of the blend during training.
+        item_dropout: share of items made content-only in each training step.
+        content_hidden: hidden width of the content MLP.
+        (the rest as :class:`~hybrid.models.graph_models.LightGCN`)
+    """
+
+    def __init__(
+        self, n_users: int, n_items: int, dim: int, layers: int, adj: torch.Tensor,
+        features: torch.Tensor, counts: torch.Tensor, tau: float, item_dropout: float, content_hidden: int,
+    ) -> None:
+        super().__init__(n_users, n_items, dim, layers, adj)
+        self.features = features
+        self.counts = counts
+        self.tau = tau
+        self.item_dropout = item_dropout
+        self.warm = (counts > 0).float().unsqueeze(1)
+        self.text_projection = nn.Linear(features.shape[1], dim, bias=False)
+        self.content = ContentHead(features.shape[1], dim, content_hidden)
+
+    def layer0(self) -> tuple[torch.Tensor, torch.Tensor]:
+        items0 = self.text_projection(self.features) + self.warm * self.item_embedding.weight
+        return self.user_embedding.weight, items0
+
+    def parts(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Final users [n_users, d], graph items g [n_items, d], content items c [n_items, d]."""
+        users, graph = super().propagate(*self.layer0())
+        return users, graph, self.content(self.features)
+
+    def propagate(self, users0: torch.Tensor, items0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        users, graph = super().propagate(users0, items0)
+        alpha = blend_weights(self.counts, self.tau)
+        if self.training and self.item_dropout > 0:
+            alpha = alpha * (torch.rand_like(alpha) >= self.item_dropout)
+        alpha = alpha.unsqueeze(1)
+        return users, alpha * graph + (1 - alpha) * self.content(self.features)
+
+
+class _Blended(BPRModel):
+    """Fixed (users, items) embeddings for scoring one τ on validation without retraining."""
+
+    def __init__(self, users: torch.Tensor, items: torch.Tensor) -> None:
+        super().__init__()
+        self.users, self.items = users, items
+
+    def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.users, self.items
+
+
+class HybridRecommenderModel(EmbeddingRecommender):
+    """The ``hybrid`` model of ``hybrid-eval`` (the engine behind :class:`hybrid.HybridRecommender`).
+
+    Attributes (after fit/load), besides those of EmbeddingRecommender:
+        graph_items_ / content_items_: float32 [n_items, d] the two item paths.
+        item_counts_: int64 [n_items] training interactions per item.
+        tau_: the τ in use.
+    """
+
+    name = "hybrid"
+    config_class = HybridConfig
+    config: HybridConfig
+
+    def build_module(self, data: FitData) -> BPRModel:
+        if data.item_text is None:
+            raise ValueError("hybrid needs item text; this data set has none (use lightgcn)")
+        if not 0 <= self.config.item_dropout < 1:
+            raise ValueError(f"item_dropout must be in [0, 1), got {self.config.item_dropout}")
+        features = torch.as_tensor(encode_texts(data.item_text, self.config.encoder), device=data.device)
+        counts = torch.as_tensor(data.train.item_counts(), device=data.device)
+        return HybridLightGCN(
+            data.train.n_users, data.train.n_items, self.config.dim, self.config.layers,
+            interaction_adjacency(data.train, data.device), features, counts,
+            self.config.train_tau, self.config.item_dropout, self.config.content_hidden,
+        )
+
+    def fit(self, data: FitData) -> Self:
+        super().fit(data)
+        module: HybridLightGCN = self.module_  # type: ignore[assignment]
+        with torch.no_grad():
+            users, graph, content = module.parts()
+        self.content_state_ = {k: v.detach() for k, v in module.content.state_dict().items()}
+        self.d_text_ = module.features.shape[1]
+        self._set_parts(users, graph, content, module.counts, data.train.user_counts())
+        self.tau_ = self.config.tau if self.config.tau is not None else self._choose_tau(data)
+        self._set_parts(users, graph, content, module.counts, data.train.user_counts())
+        self.user_text_ = data.user_text if self.config.use_user_text else None
+        return self
+
+    def _set_parts(self, users: torch.Tensor, graph: torch.Tensor, content: torch.Tensor,
+                   counts: torch.Tensor, user_counts: np.ndarray) -> None:
+        self.graph_items_, self.content_items_, self.item_counts_ = graph, content, counts
+        tau = getattr(self, "tau_", self.config.train_tau)
+        alpha = blend_weights(counts, tau).unsqueeze(1)
+        self._set_state(users, alpha * graph + (1 - alpha) * content, user_counts)
+
+    def _choose_tau(self, data: FitData) -> float:
+        """The τ of TAU_GRID (and train_tau) with the best validation Recall@20."""
+        if data.valid is None or len(data.valid) == 0:
+            return self.config.train_tau
+        train, valid = data.train.matrix(), data.valid.matrix()
+        scores = {}
+        for tau in sorted({*TAU_GRID, self.config.train_tau}):
+            alpha = blend_weights(self.item_counts_, tau).unsqueeze(1)
+            items = alpha * self.graph_items_ + (1 - alpha) * self.content_items_
+            scores[tau] = validation_metrics(_Blended(self.user_embeddings_, items), train, valid)["valid_recall@20"]
+        best = max(scores, key=lambda t: (scores[t], t == self.config.train_tau))
+        logger.info("hybrid: validation Recall@20 by tau %s -> tau %.0f", {t: round(s, 4) for t, s in scores.items()}, best)
+        return best
+
+    # ------------------------------------------------------------------ content path for new things
+    def content_vectors(self, texts: list[str]) -> torch.Tensor:
+        """c(x) for new texts: float32 [n, d] in the item space (an item with no interactions)."""
+        head = ContentHead(self.d_text_, self.graph_items_.shape[1], self.config.content_hidden)
+        head.load_state_dict(self.content_state_)
+        head.to(self.graph_items_.device).eval()
+        features = torch.as_tensor(encode_texts(texts, self.config.encoder), device=self.graph_items_.device)
+        with torch.no_grad():
+            return head(features)
+
+    def add_items(self, texts: list[str]) -> None:
+        """Append items with no interactions: their final vector is their content vector."""
+        content = self.content_vectors(texts)
+        counts = torch.cat([self.item_counts_, torch.zeros(len(texts), dtype=self.item_counts_.dtype, device=content.device)])
+        self._set_parts(
+            self.user_embeddings_, torch.cat([self.graph_items_, torch.zeros_like(content)]),
+            torch.cat([self.content_items_, content]), counts, self.user_counts_,
+        )
+
+    def user_vectors(self, users: np.ndarray, history: sp.csr_matrix) -> torch.Tensor:
+        vectors = super().user_vectors(users, history)
+        if self.user_text_ is None:
+            return vectors
+        empty = np.flatnonzero((self.user_counts_[users] == 0) & (np.diff(history.indptr) == 0))
+        texts = [self.user_text_[users[r]] for r in empty]
+        with_text = [r for r, t in zip(empty, texts, strict=True) if t.strip()]
+        if with_text:
+            rows = torch.as_tensor(with_text, device=vectors.device)
+            vectors[rows] = self.content_vectors([self.user_text_[users[r]] for r in with_text])
+        return vectors
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | Path) -> None:
+        """safetensors (users, both item paths, counts, content head) + JSON config; the encoder is named, not copied."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        meta = {"model": self.name, "config": dataclasses.asdict(self.config), "tau": self.tau_, "d_text": self.d_text_}
+        (path / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
+        tensors = {
+            "user_embeddings": self.user_embeddings_, "graph_items": self.graph_items_,
+            "content_items": self.content_items_, "item_counts": self.item_counts_,
+            "user_counts": torch.as_tensor(self.user_counts_),
+            **{f"content.{k}": v for k, v in self.content_state_.items()},
+        }
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(path / WEIGHTS_FILE))
+
+    @classmethod
+    def load(cls, path: str | Path, device: torch.device | str = "cpu") -> Self:
+        path = Path(path)
+        if not (path / CONFIG_FILE).exists():
+            raise FileNotFoundError(f"{path / CONFIG_FILE} not found; is {path} a saved hybrid model?")
+        meta: dict[str, Any] = json.loads((path / CONFIG_FILE).read_text())
+        if meta.get("model") != cls.name:
+            raise ValueError(f"{path} holds a {meta.get('model')!r} model, not {cls.name!r}")
+        model = cls(from_dict(HybridConfig, meta["config"], str(path / CONFIG_FILE)))
+        tensors = load_file(str(path / WEIGHTS_FILE), device=str(torch.device(device)))
+        model.tau_, model.d_text_ = meta["tau"], meta["d_text"]
+        model.content_state_ = {k.removeprefix("content."): v for k, v in tensors.items() if k.startswith("content.")}
+        model.user_text_ = None
+        model._set_parts(tensors["user_embeddings"], tensors["graph_items"], tensors["content_items"],
+                         tensors["item_counts"], tensors["user_counts"].cpu().numpy())
+        return model
+
+
+@register("hybrid")
+def _hybrid(params: dict[str, Any]) -> Recommender:
+    return HybridRecommenderModel(from_dict(HybridConfig, params, "hybrid"))

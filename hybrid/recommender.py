@@ -1,0 +1,188 @@
+"""``HybridRecommender``: the public face of the toolkit, with raw ids in and out.
+
+    rec = HybridRecommender().fit(interactions, item_text)
+    rec.recommend(["u42", "u7"], k=10)                # warm users, seen items filtered
+    rec.recommend_for_history(["i3", "i19"], k=10)    # a new user with a few items, no refit
+    rec.recommend_for_text("space operas", k=10)      # a zero-history user, from text
+    rec.add_items({"i_new": "A quiet documentary about bees"})
+    rec.save("model_dir"); HybridRecommender.load("model_dir")
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+from safetensors.numpy import load_file, save_file
+from typing_extensions import Self
+
+from hybrid.config import from_dict
+from hybrid.data import Columns, Interactions, item_texts, lookup_ids
+from hybrid.device import resolve_device
+from hybrid.models.base import FitData
+from hybrid.models.hybrid_model import HybridConfig, HybridRecommenderModel
+from hybrid.ranking import mask_history, top_k
+from hybrid.splits import _last_n
+
+logger = logging.getLogger(__name__)
+
+IDS_FILE = "ids.json"
+HISTORY_FILE = "history.safetensors"
+
+
+class HybridRecommender:
+    """Text + LightGCN hybrid for warm users, new users and new items (see ``hybrid.models.hybrid_model``).
+
+    Args:
+        config: model settings (a :class:`HybridConfig` or a dict of its fields).
+        columns: which columns of the interaction table hold user, item, timestamp, weight.
+        valid_per_user: each user's last n interactions are held out to choose epochs and τ.
+        device: "auto" (CUDA when present), "cpu" or "cuda".
+        seed: makes a CPU fit repeatable.
+    """
+
+    def __init__(
+        self,
+        config: HybridConfig | dict[str, Any] | None = None,
+        columns: Columns = Columns(),
+        valid_per_user: int = 1,
+        device: str = "auto",
+        seed: int = 0,
+    ) -> None:
+        self.config = config
+        self.columns = columns
+        self.valid_per_user = valid_per_user
+        self.device = device
+        self.seed = seed
+
+    def fit(
+        self,
+        interactions: Any,
+        item_text: Mapping[Any, str] | pd.Series | pd.DataFrame,
+        text_columns: Sequence[str] | None = None,
+        template: str | None = None,
+        id_column: str | None = None,
+    ) -> Self:
+        """Learn from an interaction table (DataFrame, CSV/Parquet path or ``datasets.Dataset``) and item text.
+
+        Items that have text but no interactions join the catalogue as cold items.
+        """
+        config = self.config if isinstance(self.config, HybridConfig) else from_dict(HybridConfig, self.config, "config")
+        data = Interactions.build(interactions, self.columns)
+        text_ids = _text_ids(item_text, id_column)
+        extra = text_ids.difference(data.item_ids) if text_ids is not None else pd.Index([])
+        item_ids = data.item_ids.append(extra)
+        frame = data.to_frame()
+        train_frame, valid_frame = _last_n(frame, self.valid_per_user, self.seed, min_keep=1)
+        train = Interactions.from_frame(train_frame, user_ids=data.user_ids, item_ids=item_ids)
+        valid = None
+        if len(valid_frame):
+            valid = Interactions.from_frame(valid_frame, user_ids=data.user_ids, item_ids=item_ids)
+        texts = item_texts(item_text, item_ids, text_columns, template, id_column)
+        device = resolve_device(self.device)
+        self.model_ = HybridRecommenderModel(config).fit(
+            FitData(train=train, valid=valid, item_text=texts, device=device, seed=self.seed)
+        )
+        self.user_ids_ = data.user_ids
+        self.item_ids_ = item_ids
+        self.history_ = sp.csr_matrix(
+            (np.ones(len(data), np.float32), (data.users, data.items)), shape=(len(data.user_ids), len(item_ids))
+        )
+        return self
+
+    # ------------------------------------------------------------------ recommending
+    def recommend(self, users: Any, k: int = 10, filter_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (item ids, scores) for known users: 1-D for one user id, 2-D for a list."""
+        single = np.ndim(users) == 0
+        index = lookup_ids(self.user_ids_, [users] if single else list(users), "user")
+        items, scores = top_k(self.model_, index, self.history_, k, filter_seen=filter_seen)
+        ids = self.item_ids_.to_numpy()[items]
+        return (ids[0], scores[0]) if single else (ids, scores)
+
+    def recommend_for_history(self, items: Sequence[Any], k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """A new user who names a few items: folded in from their item vectors, no refit."""
+        index = lookup_ids(self.item_ids_, list(items), "item")
+        if len(index) == 0:
+            raise ValueError("items is empty; use recommend_for_text for a user with no history")
+        history = sp.csr_matrix((np.ones(len(index), np.float32), (np.zeros(len(index), int), index)),
+                                shape=(1, len(self.item_ids_)))
+        vector = self.model_.item_embeddings_[torch.as_tensor(np.unique(index), device=self._device)].mean(0, keepdim=True)
+        return self._rank(vector, history, k)
+
+    def recommend_for_text(self, text: str, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """A zero-history user described by text (onboarding answers, a profile): scored with c(text)."""
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError("text must be a non-empty string describing what the user likes")
+        vector = self.model_.content_vectors([text])
+        return self._rank(vector, sp.csr_matrix((1, len(self.item_ids_)), dtype=np.float32), k)
+
+    def _rank(self, vector: torch.Tensor, history: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray]:
+        with torch.inference_mode():
+            scores = mask_history(vector @ self.model_.item_embeddings_.T, history)
+            values, top = torch.topk(scores[0], min(k, scores.shape[1]))
+        return self.item_ids_.to_numpy()[top.cpu().numpy()], values.cpu().numpy()
+
+    @property
+    def _device(self) -> torch.device:
+        return self.model_.item_embeddings_.device
+
+    # ------------------------------------------------------------------ catalogue
+    def add_items(self, item_text: Mapping[Any, str]) -> Self:
+        """Add catalogue items with no interactions (scored from their text alone), no refit."""
+        new = pd.Index(list(item_text))
+        clash = new[new.isin(self.item_ids_)]
+        if len(clash):
+            raise ValueError(f"item ids {list(clash[:5])} already exist; add_items takes new items only")
+        empty = [i for i, t in item_text.items() if not isinstance(t, str) or not t.strip()]
+        if empty:
+            raise ValueError(f"items {empty[:5]} have empty text; a new item needs text to be scored")
+        self.model_.add_items([item_text[i] for i in new])
+        self.item_ids_ = self.item_ids_.append(new)
+        self.history_ = sp.hstack([self.history_, sp.csr_matrix((self.history_.shape[0], len(new)))], format="csr")
+        return self
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | Path) -> None:
+        """Write the model (safetensors + JSON, the encoder named, not copied), the id maps and the seen items."""
+        path = Path(path)
+        self.model_.save(path)
+        ids = {"users": _plain(self.user_ids_), "items": _plain(self.item_ids_), "seed": self.seed,
+               "valid_per_user": self.valid_per_user}
+        (path / IDS_FILE).write_text(json.dumps(ids))
+        save_file({"indptr": self.history_.indptr.astype(np.int64), "indices": self.history_.indices.astype(np.int64)},
+                  str(path / HISTORY_FILE))
+
+    @classmethod
+    def load(cls, path: str | Path, device: str = "auto") -> HybridRecommender:
+        """Read a folder written by :meth:`save`; it recommends exactly as the saved one did."""
+        path = Path(path)
+        ids = json.loads((path / IDS_FILE).read_text())
+        rec = cls(valid_per_user=ids["valid_per_user"], device=device, seed=ids["seed"])
+        rec.model_ = HybridRecommenderModel.load(path, resolve_device(device))
+        rec.config = rec.model_.config
+        rec.user_ids_, rec.item_ids_ = pd.Index(ids["users"]), pd.Index(ids["items"])
+        arrays = load_file(str(path / HISTORY_FILE))
+        rec.history_ = sp.csr_matrix(
+            (np.ones(len(arrays["indices"]), np.float32), arrays["indices"], arrays["indptr"]),
+            shape=(len(rec.user_ids_), len(rec.item_ids_)),
+        )
+        return rec
+
+
+def _text_ids(item_text: Any, id_column: str | None) -> pd.Index | None:
+    if isinstance(item_text, pd.DataFrame):
+        return pd.Index(item_text[id_column] if id_column else item_text.index)
+    if isinstance(item_text, pd.Series | Mapping):
+        return pd.Index(list(item_text.keys()))
+    return None
+
+
+def _plain(index: pd.Index) -> list[Any]:
+    return [v.item() if isinstance(v, np.generic) else v for v in index]

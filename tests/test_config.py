@@ -1,0 +1,43 @@
+"""Configs: every shipped YAML loads; unknown keys are named in the error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from hybrid.config import ExperimentConfig, load_config
+from hybrid.models import make_model
+
+CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_shipped_configs_load_and_name_known_models(path: Path) -> None:
+    config = load_config(path)
+    assert isinstance(config, ExperimentConfig)
+    for name in config.models:
+        make_model(name, config.params.get(name))
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("modles: [mf]\n", r"unknown key\(s\) \['modles'\]"),
+        ("split:\n  kind: temporal\n  fractoin: 0.5\n", r"split: unknown key\(s\) \['fractoin'\]"),
+        ("eval:\n  k: [10]\n  cutoff: 3\n", r"eval: unknown key\(s\) \['cutoff'\]"),
+        ("split:\n  kind: sideways\n", r"split"),
+    ],
+)
+def test_unknown_keys_and_values_are_errors(tmp_path: Path, text: str, match: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=match):
+        load_config(path)
+
+
+def test_model_params_are_validated_by_the_model() -> None:
+    with pytest.raises(ValueError, match=r"random: unknown key\(s\) \['sed'\]"):
+        make_model("random", {"sed": 1})
+    with pytest.raises(ValueError, match=r"unknown model 'lightgnc'"):
+        make_model("lightgnc")
