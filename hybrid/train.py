@@ -1,0 +1,295 @@
+"""The shared BPR trainer for every embedding model (MF, NGCF, LightGCN and the hybrid).
+
+A model plugs in by subclassing :class:`BPRModel`: it gives its layer-0 embeddings
+(:meth:`BPRModel.layer0`) and how they become final embeddings (:meth:`BPRModel.propagate`). The
+trainer owns everything else:
+
+    loss = mean_b −log σ(ŷ_ui − ŷ_uj)  +  λ · ½ (‖e⁰_u‖² + ‖e⁰_i‖² + ‖e⁰_j‖²) / |b|
+
+with ŷ_ui = e_u · e_i on final embeddings and the L2 term on the batch's layer-0 rows (as the
+official LightGCN code), Adam, negatives from :mod:`hybrid.samplers`, early stopping on Recall@20
+of a validation set carved from the training data (never the test set), and a progress bar.
+
+Each step propagates the whole graph once (cheap next to the sampling of an epoch's triples in one
+call); hard negatives are scored with that same step's embeddings, so they need no extra pass.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+import torch.nn.functional as F
+from torch import nn
+from tqdm.auto import tqdm
+
+from hybrid.data import Interactions
+from hybrid.metrics import hit_matrix, metrics_from_hits
+from hybrid.ranking import mask_history
+from hybrid.samplers import NegativeSampler, SamplerKind
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    """Training settings shared by every BPR model (model configs extend this)."""
+
+    dim: int = 64  # layer-0 embedding size
+    lr: float = 1e-3  # Adam learning rate
+    reg: float = 1e-4  # λ of the L2 term on the batch's layer-0 embeddings
+    batch_size: int = 2048  # BPR triples per step
+    epochs: int = 100  # upper bound; early stopping may end sooner
+    # Negatives: uniform | hard (best of hard_pool uniform draws) | curriculum (uniform -> hard).
+    sampler: SamplerKind = "uniform"
+    hard_pool: int = 10
+    curriculum_warmup: int = 10  # epochs for the hard share to rise linearly from 0 to 1
+    # Early stopping on validation Recall@20, checked every eval_every epochs; stop after
+    # `patience` checks without improvement and keep the best. Off when there is no validation set.
+    eval_every: int = 5
+    patience: int = 3
+    max_minutes: float | None = None  # wall-clock budget for training; None: no limit
+    seed: int | None = None  # None: the experiment seed (FitData.seed)
+    show_progress: bool | None = None  # None: show when logging is at INFO or lower
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first out-of-range field."""
+        positive = {"dim": self.dim, "lr": self.lr, "batch_size": self.batch_size, "epochs": self.epochs,
+                    "eval_every": self.eval_every, "patience": self.patience}
+        for name, value in positive.items():
+            if not value > 0:
+                raise ValueError(f"{name} must be > 0, got {value!r}")
+        if self.reg < 0:
+            raise ValueError(f"reg must be >= 0, got {self.reg!r}")
+        if self.max_minutes is not None and not self.max_minutes > 0:
+            raise ValueError(f"max_minutes must be > 0 or None, got {self.max_minutes!r}")
+
+
+class BPRModel(nn.Module):
+    """An embedding model the BPR trainer can fit.
+
+    Subclasses set ``n_users`` / ``n_items`` and implement :meth:`layer0`; graph models also
+    override :meth:`propagate`. The hybrid model replaces the item half of :meth:`layer0` with a
+    projection of text features plus an id embedding and inherits the rest.
+    """
+
+    n_users: int
+    n_items: int
+
+    def layer0(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Layer-0 embeddings: users [n_users, d], items [n_items, d]."""
+        raise NotImplementedError
+
+    def propagate(self, users0: torch.Tensor, items0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Final embeddings from layer-0 ones: users [n_users, d'], items [n_items, d']; identity by default."""
+        return users0, items0
+
+    def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Final embeddings (``get_embedding`` in PyG terms): users [n_users, d'], items [n_items, d']."""
+        return self.propagate(*self.layer0())
+
+    def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """Scores ŷ_ui = e_u · e_i of pairs (one propagation).
+
+        Args:
+            users: int64 [b].
+            items: int64 [b] (one item per user) or [b, m] (m items per user).
+
+        Returns:
+            float, the shape of ``items``.
+        """
+        user_emb, item_emb = self.embeddings()
+        return pair_scores(user_emb[users], item_emb, items)
+
+    def regularization(
+        self,
+        users0: torch.Tensor,
+        items0: torch.Tensor,
+        users: torch.Tensor,
+        positives: torch.Tensor,
+        negatives: torch.Tensor,
+    ) -> torch.Tensor:
+        """½ (‖e⁰_u‖² + ‖e⁰_i‖² + ‖e⁰_j‖²) summed over the batch, divided by its size [scalar]."""
+        squares = users0[users].square().sum() + items0[positives].square().sum() + items0[negatives].square().sum()
+        return 0.5 * squares / len(users)
+
+    @staticmethod
+    def recommendation_loss(pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> torch.Tensor:
+        """Mean BPR loss −log σ(ŷ_ui − ŷ_uj) over a batch [scalar]."""
+        return F.softplus(neg_scores - pos_scores).mean()
+
+
+def pair_scores(users: torch.Tensor, item_emb: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+    """e_u · e_i for user rows ``users`` [b, d] against ``items`` [b] or [b, m] of ``item_emb``."""
+    if items.dim() == 1:
+        return (users * item_emb[items]).sum(-1)
+    return torch.einsum("bd,bmd->bm", users, item_emb[items])
+
+
+@dataclass
+class TrainResult:
+    """What :func:`fit_bpr` learnt about the run.
+
+    Attributes:
+        history: one record per epoch: epoch (1-based), loss, seconds, and valid_recall@20 /
+            valid_ndcg@20 on the epochs that were evaluated.
+        best_epoch: the epoch whose weights were kept (the last one without early stopping).
+        stopped: why training ended: "epochs", "early_stopping" or "time_budget".
+    """
+
+    history: list[dict[str, float]]
+    best_epoch: int
+    stopped: str
+
+
+def validation_metrics(
+    model: BPRModel, train: sp.csr_matrix, valid: sp.csr_matrix, k: int = 20, batch_size: int = 4096
+) -> dict[str, float]:
+    """Recall@k and NDCG@k of ``model`` on ``valid``, training items masked, batched on the device.
+
+    Args:
+        model: in eval mode.
+        train: CSR [n_users, n_items] training items (masked).
+        valid: CSR [n_users, n_items] validation items (ranked against).
+    """
+    users = np.flatnonzero(np.diff(valid.indptr) > 0)
+    k_eff = min(k, valid.shape[1])  # a catalogue smaller than k ranks every item
+    with torch.no_grad():
+        user_emb, item_emb = model.embeddings()
+        hits, n_rel = [], []
+        for start in range(0, len(users), batch_size):
+            batch = users[start : start + batch_size]
+            scores = user_emb[torch.as_tensor(batch, device=user_emb.device)] @ item_emb.T
+            top = torch.topk(mask_history(scores, train[batch]), k_eff, dim=1).indices
+            hits.append(hit_matrix(top, valid[batch]))
+            n_rel.append(torch.as_tensor(np.diff(valid[batch].indptr), device=top.device))
+    out = metrics_from_hits(torch.cat(hits), torch.cat(n_rel), [k_eff])
+    return {f"valid_recall@{k}": out[f"recall@{k_eff}"], f"valid_ndcg@{k}": out[f"ndcg@{k_eff}"]}
+
+
+def fit_bpr(
+    model: BPRModel,
+    train: Interactions,
+    config: TrainConfig,
+    *,
+    valid: Interactions | None = None,
+    device: torch.device | str = "cpu",
+    seed: int = 0,
+    on_epoch: Callable[[dict[str, float]], None] | None = None,
+) -> TrainResult:
+    """Train ``model`` (already on ``device``) with BPR; restores the best validated weights.
+
+    Args:
+        model: a :class:`BPRModel` whose parameters live on ``device``.
+        train: training interactions; the sampler never offers these as negatives.
+        config: training settings.
+        valid: held-out interactions from the training period for early stopping, or None.
+        device: where sampling and training run.
+        seed: seeds the sampler (initialise the model's weights before calling).
+        on_epoch: called with each epoch's record after it is logged (e.g. a benchmark's curve);
+            it may add keys to the record.
+
+    Raises:
+        FloatingPointError: the loss became NaN or infinite.
+    """
+    config.validate()
+    device = torch.device(device)
+    generator = torch.Generator(device=device).manual_seed(seed)
+    sampler = NegativeSampler(
+        train, config.sampler, config.hard_pool, config.curriculum_warmup, device=device, generator=generator
+    )
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    train_csr = train.matrix()
+    valid_csr = None if valid is None or len(valid) == 0 else valid.matrix()
+    show = config.show_progress if config.show_progress is not None else logger.isEnabledFor(logging.INFO)
+    history: list[dict[str, float]] = []
+    best_recall, best_epoch, best_state = -math.inf, 0, None
+    checks_without_gain, stopped = 0, "epochs"
+    started = time.perf_counter()
+    bar = tqdm(range(config.epochs), desc=f"{type(model).__name__} epochs", disable=not show, leave=False)
+    for epoch in bar:
+        model.train()
+        tick = time.perf_counter()
+        loss = _run_epoch(model, sampler, optimizer, epoch, len(train), config)
+        if not math.isfinite(loss):
+            raise FloatingPointError(
+                f"BPR loss became {loss} in epoch {epoch + 1} of {type(model).__name__}; lower lr "
+                f"(now {config.lr}) or check the inputs for NaN/inf"
+            )
+        record: dict[str, Any] = {"epoch": epoch + 1, "loss": loss, "seconds": time.perf_counter() - tick}
+        last = epoch + 1 == config.epochs
+        if valid_csr is not None and ((epoch + 1) % config.eval_every == 0 or last):
+            model.eval()
+            record.update(validation_metrics(model, train_csr, valid_csr))
+            if record["valid_recall@20"] > best_recall:
+                best_recall, best_epoch = record["valid_recall@20"], epoch + 1
+                best_state = copy.deepcopy(model.state_dict())
+                checks_without_gain = 0
+            else:
+                checks_without_gain += 1
+        history.append(record)
+        if on_epoch is not None:
+            on_epoch(record)
+        bar.set_postfix({k: f"{v:.4f}" for k, v in record.items() if k in ("loss", "valid_recall@20")})
+        logger.debug("%s epoch %s", type(model).__name__, record)
+        if checks_without_gain >= config.patience:
+            stopped = "early_stopping"
+            break
+        if config.max_minutes is not None and time.perf_counter() - started > 60 * config.max_minutes:
+            stopped = "time_budget"
+            break
+    bar.close()
+    if best_state is None:
+        best_epoch = len(history)
+    else:
+        model.load_state_dict(best_state)
+    model.eval()
+    logger.info(
+        "%s: %d epochs in %.1f s (%s); kept epoch %d, valid recall@20 %.4f",
+        type(model).__name__, len(history), time.perf_counter() - started, stopped, best_epoch, best_recall,
+    )
+    return TrainResult(history, best_epoch, stopped)
+
+
+def _run_epoch(
+    model: BPRModel,
+    sampler: NegativeSampler,
+    optimizer: torch.optim.Optimizer,
+    epoch: int,
+    n_triples: int,
+    config: TrainConfig,
+) -> float:
+    """One pass of ``n_triples`` BPR triples; returns the mean loss (one device sync per epoch)."""
+    sample = sampler.sample_epoch(n_triples, epoch)
+    hard_any = sampler.hard_share(epoch) > 0
+    total = torch.zeros((), device=sample.users.device)
+    for start in range(0, len(sample), config.batch_size):
+        stop = start + config.batch_size
+        users, positives = sample.users[start:stop], sample.positives[start:stop]
+        candidates = sample.candidates[start:stop]
+        users0, items0 = model.layer0()
+        user_emb, item_emb = model.propagate(users0, items0)
+        u = user_emb[users]
+        scores = None
+        if hard_any:
+            with torch.no_grad():
+                scores = pair_scores(u, item_emb, candidates)
+        negatives = sampler.select(candidates, sample.hard[start:stop], scores)
+        pos_scores = pair_scores(u, item_emb, positives)
+        neg_scores = pair_scores(u, item_emb, negatives)
+        loss = model.recommendation_loss(pos_scores, neg_scores)
+        if config.reg:
+            loss = loss + config.reg * model.regularization(users0, items0, users, positives, negatives)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        total += loss.detach() * len(users)
+    return float(total) / len(sample)

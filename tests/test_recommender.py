@@ -1,0 +1,115 @@
+"""HybridRecommender end to end on a tiny catalogue with two tastes: space films and cooking shows."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from hybrid import HybridRecommender
+
+SPACE = [
+    "A space opera about a rebel pilot and a galactic empire",
+    "Starship crew explores distant planets and alien worlds",
+    "Astronauts stranded on Mars fight to survive",
+    "An interstellar war between human colonies and robots",
+    "A heist aboard an orbiting space station",
+    "Alien invasion film with spaceships over cities",
+    "A lone robot drifts through a derelict spacecraft",
+    "Smugglers race a starfighter across the galaxy",
+    "First contact with an alien signal from deep space",
+    "A mutiny on a generation ship bound for another star",
+]
+COOKING = [
+    "A baking competition show with cakes and bread",
+    "Chefs cook Italian pasta and sauces at home",
+    "A documentary about sushi masters in Tokyo",
+    "Street food tour of Mexican tacos and salsa",
+    "Vegetarian recipes for quick weeknight dinners",
+    "A pastry chef teaches French desserts",
+    "Grilling and barbecue techniques for summer cooking",
+    "A chef travels India tasting curries and spices",
+    "Home cooks compete to make the best soup",
+    "The art of fermenting kimchi and pickles in the kitchen",
+]
+
+
+@pytest.fixture(scope="module")
+def catalogue() -> tuple[pd.DataFrame, dict[str, str]]:
+    rng = np.random.default_rng(0)
+    text = {f"s{i}": t for i, t in enumerate(SPACE)} | {f"c{i}": t for i, t in enumerate(COOKING)}
+    rows = []
+    for u in range(60):
+        taste = "s" if u % 2 == 0 else "c"
+        # items 0-8 of each taste; 9 (s9, c9) are never interacted with: cold, known by text only
+        for t, i in enumerate(rng.choice(9, 4, replace=False)):
+            rows.append((f"u{u}", f"{taste}{i}", t))
+    return pd.DataFrame(rows, columns=["user", "item", "timestamp"]), text
+
+
+@pytest.fixture(scope="module")
+def fitted(catalogue) -> HybridRecommender:
+    frame, text = catalogue
+    config = {"dim": 16, "epochs": 40, "lr": 0.02, "batch_size": 32, "eval_every": 40, "content_hidden": 32}
+    return HybridRecommender(config, device="cpu", seed=0).fit(frame, text)
+
+
+def taste(ids: np.ndarray) -> float:
+    return float(np.mean([str(i).startswith("s") for i in ids]))
+
+
+def test_warm_users_get_their_taste_and_no_seen_items(fitted, catalogue) -> None:
+    frame, _ = catalogue
+    ids, scores = fitted.recommend(["u0", "u1"], k=3)
+    assert ids.shape == (2, 3) and np.all(np.diff(scores, axis=1) <= 0)
+    assert taste(ids[0]) > 0.5 and taste(ids[1]) < 0.5
+    seen = set(frame.loc[frame["user"] == "u0", "item"])
+    assert not seen & set(ids[0])
+    single, _ = fitted.recommend("u0", k=3)
+    assert single.shape == (3,) and list(single) == list(ids[0])
+
+
+def test_cold_catalogue_items_are_ranked_by_their_text(fitted) -> None:
+    ids, _ = fitted.recommend_for_text("space battles with starships and aliens", k=6)
+    assert taste(ids) >= 5 / 6
+    assert "s9" in fitted.item_ids_  # text-only items join the catalogue
+
+
+def test_new_user_from_history_and_from_text(fitted) -> None:
+    ids, _ = fitted.recommend_for_history(["c0", "c1"], k=4)
+    assert "c0" not in ids and "c1" not in ids
+    assert taste(ids) <= 0.25
+
+
+def test_add_items_then_recommend_can_return_them(fitted) -> None:
+    fitted.add_items({"s_new": "Galactic space opera with starship battles and alien empires"})
+    ids, _ = fitted.recommend_for_text("a space opera with starship battles", k=3)
+    assert "s_new" in ids
+    space_fans = [f"u{u}" for u in range(0, 60, 2)]
+    recs, _ = fitted.recommend(space_fans, k=5)
+    assert (recs == "s_new").any()
+
+
+def test_save_load_round_trips_exactly(fitted, tmp_path) -> None:
+    fitted.save(tmp_path / "model")
+    loaded = HybridRecommender.load(tmp_path / "model", device="cpu")
+    for method, arg in [("recommend", ["u0", "u3"]), ("recommend_for_history", ["s1"])]:
+        a_ids, a_scores = getattr(fitted, method)(arg, k=5)
+        b_ids, b_scores = getattr(loaded, method)(arg, k=5)
+        assert np.array_equal(a_ids, b_ids) and np.array_equal(a_scores, b_scores)
+    a = fitted.recommend_for_text("pasta", k=5)
+    b = loaded.recommend_for_text("pasta", k=5)
+    assert np.array_equal(a[0], b[0]) and np.allclose(a[1], b[1], atol=1e-6)
+
+
+def test_unknown_ids_and_empty_text_raise(fitted) -> None:
+    with pytest.raises(KeyError, match=r"unknown user ids \['ghost'\]"):
+        fitted.recommend(["u0", "ghost"])
+    with pytest.raises(KeyError, match=r"unknown item ids \['nope'\]"):
+        fitted.recommend_for_history(["s0", "nope"])
+    with pytest.raises(ValueError, match=r"items \['blank'\] have empty text"):
+        fitted.add_items({"blank": "  "})
+    with pytest.raises(ValueError, match=r"item ids \['s0'\] already exist"):
+        fitted.add_items({"s0": "again"})
+    with pytest.raises(ValueError, match="text must be a non-empty string"):
+        fitted.recommend_for_text("")
