@@ -89,17 +89,23 @@ def check_batch_size(batch_size: int) -> None:
 def resolve_device(device: str | torch.device | None) -> torch.device:
     """Choose the device once, at construction: ``cuda`` when available, else ``cpu``.
 
+    ``None`` and ``"auto"`` (the word the configs use) both mean "pick for me".
+
     Raises:
         ValueError: ``device`` is not a torch device string, or names CUDA on a machine without it.
     """
-    if device is None:
+    if device is None or device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError) as error:
-        raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}") from error
+        raise ValueError(
+            f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}"
+        ) from error
     if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} but CUDA is not available here; pass device='cpu' or None")
+        raise ValueError(
+            f"device={device!r} but CUDA is not available here; pass device='cpu' or None"
+        )
     return resolved
 
 

@@ -14,7 +14,6 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from sentence_transformers import SentenceTransformer
-from sentence_transformers.base.modules import Normalize
 
 from encoders.base import check_batch_size, check_texts, resolve_device, resolve_model
 
@@ -39,7 +38,7 @@ class SentenceTransformerEncoder:
         device: The device the model lives on.
 
     Raises:
-        ValueError: ``normalize=False`` for a model whose last module normalises anyway (as
+        ValueError: ``normalize=False`` for a model with a Normalize module (as
             all-MiniLM-L6-v2's does), since the option could not be honoured.
     """
 
@@ -53,19 +52,24 @@ class SentenceTransformerEncoder:
         self.device = resolve_device(device)
         self.normalize = normalize
         self._model = SentenceTransformer(location, device=str(self.device))
-        normalizes_itself = any(isinstance(module, Normalize) for module in self._model)
+        # By class name: the module moved from sentence_transformers.models (<6) to .base.modules (6.x).
+        normalizes_itself = any(type(module).__name__ == "Normalize" for module in self._model)
         if normalizes_itself and not normalize:
             raise ValueError(
-                f"normalize=False, but {self.model_id} ends in a Normalize module, so its vectors are "
+                f"normalize=False, but {self.model_id} has a Normalize module, so its vectors are "
                 "always unit length; pass normalize=True, or use TransformersEncoder for raw mean-pooled vectors"
             )
         # Normalising a unit vector again is wasted work, and can flip the last bit.
         self._normalize_output = normalize and not normalizes_itself
-        dim = self._model.get_embedding_dimension()
+        # get_sentence_embedding_dimension was renamed get_embedding_dimension in 6.x.
+        get_dim = getattr(self._model, "get_embedding_dimension", None)
+        dim = get_dim() if get_dim else self._model.get_sentence_embedding_dimension()
         if dim is None:
             raise ValueError(f"model {self.model_id} does not report its embedding dimension")
         self.dim: int = dim
-        self.name = f"sentence-transformers:{self.model_id}" + ("" if normalize else ":unnormalized")
+        self.name = f"sentence-transformers:{self.model_id}" + (
+            "" if normalize else ":unnormalized"
+        )
         logger.info("loaded %s on %s (dim=%d)", self.name, self.device, self.dim)
 
     def encode(
