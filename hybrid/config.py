@@ -69,6 +69,10 @@ class EvalConfig:
     batch_size: int = 1024  # users scored at once
     # Evaluate at most this many test users (seeded sample, same users for every model); None: all.
     max_users: int | None = None
+    # Only users with no training interactions (cold users), e.g. to compare with the LLM rows.
+    cold_users_only: bool = False
+    # LLMRank protocol: also rank each user's held-out item among this many candidates; None: off.
+    candidates: int | None = None
 
 
 @dataclass
@@ -82,6 +86,8 @@ class ExperimentConfig:
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
+    # Named variants of the split, each run in turn, e.g. {first_3: {reveal: 3}}; empty: one run.
+    scenarios: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def load_config(path: str | Path) -> ExperimentConfig:

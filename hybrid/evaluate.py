@@ -9,6 +9,7 @@ Every metric can be recomputed from those files.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import os
@@ -23,14 +24,15 @@ import scipy.sparse as sp
 import torch
 from tqdm.auto import tqdm
 
-from hybrid.config import ExperimentConfig, load_config, to_dict
+from hybrid.candidates import candidate_metrics, draw_candidates
+from hybrid.config import ExperimentConfig, SplitConfig, from_dict, load_config, to_dict
 from hybrid.data import ITEM, USER, Interactions, item_texts
 from hybrid.datasets import DataBundle, load_dataset
 from hybrid.device import resolve_device
 from hybrid.metrics import BUCKETS, bucket_of, ranking_metrics, restrict_columns
 from hybrid.models.base import FitData, make_model
 from hybrid.ranking import top_k
-from hybrid.report import markdown_table, plot_buckets
+from hybrid.report import markdown_report, markdown_table, plot_buckets
 from hybrid.splits import Split, make_split
 
 logger = logging.getLogger(__name__)
@@ -46,6 +48,7 @@ class Prepared:
     test: sp.csr_matrix  # [n_users, n_items]
     users: np.ndarray  # evaluated user indices
     groups: dict[str, tuple[np.ndarray, np.ndarray | None]]  # name -> (row mask over users, item mask)
+    candidates: np.ndarray | None = None  # [n_users_evaluated, m] for the LLMRank protocol
 
 
 def filter_frame(frame: pd.DataFrame, config: ExperimentConfig) -> pd.DataFrame:
@@ -94,15 +97,22 @@ def prepare(bundle: DataBundle, config: ExperimentConfig, device: torch.device) 
         user_text = bundle.user_text.reindex(user_ids).fillna("").astype(str).tolist()
     fit_data = FitData(
         train=train, valid=valid, item_text=item_texts(bundle.item_text, item_ids),
+        item_titles=bundle.item_titles.reindex(item_ids).fillna("").astype(str).tolist(),
         user_text=user_text, device=device, seed=config.seed,
     )
     test_matrix = test.matrix()
     users = np.flatnonzero(np.diff(test_matrix.indptr) > 0)
+    if config.eval.cold_users_only:
+        users = users[train.user_counts()[users] == 0]
+        logger.info("evaluating only the %d test users with no training interactions", len(users))
     if config.eval.max_users is not None and len(users) > config.eval.max_users:
         rng = np.random.default_rng(config.seed)
         users = np.sort(rng.choice(users, config.eval.max_users, replace=False))
         logger.info("evaluating a seeded sample of %d test users (same for every model)", len(users))
-    return Prepared(split, fit_data, history, test_matrix, users, _groups(split, train, users))
+    candidates = None
+    if config.eval.candidates:
+        candidates = draw_candidates(users, split.test, train, history, test_matrix, config.eval.candidates, config.seed)
+    return Prepared(split, fit_data, history, test_matrix, users, _groups(split, train, users), candidates)
 
 
 def _groups(split: Split, train: Interactions, users: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
@@ -152,6 +162,9 @@ def run_model(name: str, config: ExperimentConfig, prepared: Prepared, out: Path
     bar.set_description(f"{name}: score")
     result = evaluate_rankings(top, prepared, config.eval.k)
     result.update(fit_seconds=round(fit_seconds, 3), rank_seconds=round(rank_seconds, 3))
+    if prepared.candidates is not None:
+        bar.set_description(f"{name}: candidates")
+        result["candidates"] = candidate_metrics(model, prepared.users, prepared.history, prepared.candidates)
     train = prepared.fit_data.train
     pd.DataFrame({
         USER: np.repeat(train.user_ids[prepared.users], top.shape[1]),
@@ -183,30 +196,44 @@ def write_evidence(prepared: Prepared, out: Path) -> None:
     }).to_csv(out / "users.csv", index=False)
 
 
-def run(config: ExperimentConfig, data_root: str | None, out: Path, device: str | None = None,
-        models: list[str] | None = None) -> dict[str, Any]:
-    """Run one experiment end to end and return the results dictionary (also written to ``out``)."""
-    if models:
-        config.models = models
-    if device:
-        config.device = device
-    torch_device = resolve_device(config.device)
+def run_split(config: ExperimentConfig, bundle: DataBundle, out: Path) -> dict[str, Any]:
+    """One split: fit and score every model; writes the files listed in the module docstring."""
+    device = resolve_device(config.device)
     out.mkdir(parents=True, exist_ok=True)
-    bundle = load_dataset(config.data.name, data_root, config.data.path)
-    prepared = prepare(bundle, config, torch_device)
+    prepared = prepare(bundle, config, device)
     write_evidence(prepared, out)
     results: dict[str, Any] = {
-        "dataset": bundle.name, "split": prepared.split.name, "k": list(config.eval.k),
-        "config": to_dict(config), "device": str(torch_device), "n_test_users": len(prepared.users),
+        "dataset": bundle.name, "split": prepared.split.name, "cold_axis": prepared.split.cold_axis,
+        "k": list(config.eval.k),
+        "config": to_dict(config), "device": str(device), "n_test_users": len(prepared.users),
         "models": {},
     }
     with tqdm(config.models, unit="model", disable=not logger.isEnabledFor(logging.WARNING)) as bar:
         for name in bar:
             results["models"][name] = run_model(name, config, prepared, out, bar)
     (out / "results.json").write_text(json.dumps(results, indent=2))
-    table = markdown_table(results)
-    (out / "results.md").write_text(table)
+    (out / "results.md").write_text(markdown_table(results))
     plot_buckets(results, out / "recall_by_bucket.png")
+    return results
+
+
+def run(config: ExperimentConfig, data_root: str | None, out: Path, device: str | None = None,
+        models: list[str] | None = None) -> dict[str, Any]:
+    """Run an experiment (each of its scenarios in turn, into ``out/<scenario>``); returns the results."""
+    if models:
+        config.models = models
+    if device:
+        config.device = device
+    bundle = load_dataset(config.data.name, data_root, config.data.path)
+    if not config.scenarios:
+        return run_split(config, bundle, out)
+    results: dict[str, Any] = {"scenarios": {}}
+    for name, overrides in config.scenarios.items():
+        split = from_dict(SplitConfig, {**dataclasses.asdict(config.split), **overrides}, f"scenarios.{name}")
+        scenario = dataclasses.replace(config, split=split, scenarios={})
+        results["scenarios"][name] = run_split(scenario, bundle, out / name)
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    (out / "results.md").write_text(markdown_report(results))
     return results
 
 
@@ -225,7 +252,7 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out or Path("runs") / Path(args.config).stem)
     models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
     results = run(config, args.data_root, out, args.device, models)
-    print(markdown_table(results))
+    print(markdown_report(results))
     print(f"\nwrote {out}/results.json, results.md, rankings_*.csv, recall_by_bucket.png")
 
 

@@ -79,7 +79,7 @@ def metrics_from_hits(hits: torch.Tensor, n_relevant: torch.Tensor, ks: Sequence
         out[f"ndcg@{k}"] = float((dcg / idcg).mean())
         out[f"mrr@{k}"] = float(first.mean())
         out[f"hit_rate@{k}"] = float((n_hits > 0).double().mean())
-    out["users"] = int(len(n_rel))
+    out["users"] = len(n_rel)
     return out
 
 

@@ -46,7 +46,32 @@ def markdown_table(results: dict[str, Any]) -> str:
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append("")
     lines.append("(bucket cells: recall, then the number of users with a test item in that bucket)")
+    if any("candidates" in r for r in results["models"].values()):
+        lines += ["", candidate_table(results)]
     return "\n".join(lines) + "\n"
+
+
+def candidate_table(results: dict[str, Any]) -> str:
+    """The LLMRank-protocol table: the held-out item ranked among m candidates."""
+    m = results["config"]["eval"]["candidates"]
+    lines = [
+        f"Held-out item among {m} candidates (LLMRank protocol):",
+        "",
+        "| model | NDCG@10 | Recall@1 | Recall@5 | users |",
+        "|---|---|---|---|---|",
+    ]
+    for name, result in results["models"].items():
+        c = result.get("candidates")
+        if c:
+            lines.append(f"| {name} | {c['ndcg@10']:.4f} | {c['recall@1']:.4f} | {c['recall@5']:.4f} | {c['users']} |")
+    return "\n".join(lines)
+
+
+def markdown_report(results: dict[str, Any]) -> str:
+    """The table of a single run, or one section per scenario."""
+    if "scenarios" not in results:
+        return markdown_table(results)
+    return "\n".join(f"## Scenario: {name}\n\n{markdown_table(r)}" for name, r in results["scenarios"].items())
 
 
 def plot_buckets(results: dict[str, Any], path: Path) -> None:

@@ -30,6 +30,7 @@ class FitData:
         valid: held-out interactions carved from the training period, for early stopping and
             choosing hyper-parameters; never the test set. Same id universe, or None.
         item_text: one string per item index ("" when unknown), or None.
+        item_titles: one short display title per item index (for LLM prompts), or None.
         user_text: one profile string per user index (side information), or None.
         device: where to train and score.
         seed: makes a CPU fit repeatable.
@@ -38,6 +39,7 @@ class FitData:
     train: Interactions
     valid: Interactions | None = None
     item_text: list[str] | None = None
+    item_titles: list[str] | None = None
     user_text: list[str] | None = None
     device: torch.device = torch.device("cpu")
     seed: int = 0
@@ -62,6 +64,15 @@ class Recommender(ABC):
         Returns:
             float32 [b, n_items] on the model's device; higher is better.
         """
+
+    def score_candidates(self, users: np.ndarray, history: sp.csr_matrix, candidates: np.ndarray) -> torch.Tensor:
+        """Scores of given candidates only, float32 [b, m] (the LLMRank protocol: rank m given items).
+
+        Args:
+            candidates: int64 [b, m] item indices per user.
+        """
+        scores = self.score(users, history)
+        return scores.gather(1, torch.as_tensor(candidates, dtype=torch.int64, device=scores.device))
 
 
 ModelFactory = Callable[[dict[str, Any]], Recommender]

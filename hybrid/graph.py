@@ -1,0 +1,124 @@
+"""The user-item bipartite graph and parameter-free LightGCN propagation.
+
+Users and items are the nodes of one graph with ``n_users + n_items`` nodes (users first); each
+training interaction is an undirected edge. The normalised adjacency
+
+    Â = D^{-1/2} A D^{-1/2},   Â_ui = 1 / sqrt(|N(u)| |N(i)|)
+
+is built once from the training interactions, on the training device, as a ``torch.sparse_csr``
+tensor. Â is symmetric, so the gradient of ``Â @ X`` with respect to ``X`` is ``Â @ G``: a custom
+autograd function (:class:`_SymmetricSpmm`) uses that instead of the transpose torch's default CSR
+backward builds on every call.
+
+Why CSR and not PyG's ``LGConv`` over ``edge_index``: measured on Gowalla (70,839 nodes,
+1,620,256 directed edges, 64-d, 2 CPU cores, torch 2.13, PyG 2.8.1): one forward ``Â @ X`` takes
+~60-150 ms as CSR vs ~1 s through ``LGConv`` message passing on ``edge_index`` (it materialises a
+1.6M x 64 message tensor); three layers forward + backward take ~0.8 s with the symmetric backward
+vs ~2.8 s with torch's default CSR autograd (which is also what ``LGConv`` runs on a CSR input).
+``benchmarks/vs_pyg.py`` times a whole epoch of both models in one run.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from hybrid.data import Interactions
+
+
+def normalized_adjacency(
+    users: np.ndarray,
+    items: np.ndarray,
+    n_users: int,
+    n_items: int,
+    device: torch.device | str = "cpu",
+) -> torch.Tensor:
+    """Symmetric-normalised adjacency Â of the user-item graph.
+
+    Args:
+        users: int64 [nnz] user index of each interaction.
+        items: int64 [nnz] item index of each interaction (same length as ``users``).
+        n_users: number of user nodes (rows 0 .. n_users - 1).
+        n_items: number of item nodes (rows n_users .. n_users + n_items - 1).
+        device: where the returned tensor lives.
+
+    Returns:
+        float32 ``torch.sparse_csr`` [n_users + n_items, n_users + n_items], symmetric, with
+        Â_{u, n_users + i} = Â_{n_users + i, u} = 1 / sqrt(deg(u) deg(i)) per distinct edge.
+        Isolated nodes (cold users and items) have empty rows, so they propagate zeros.
+    """
+    users = np.asarray(users, dtype=np.int64)
+    items = np.asarray(items, dtype=np.int64)
+    if users.shape != items.shape:
+        raise ValueError(f"users and items must have the same length, got {users.shape} and {items.shape}")
+    if len(users) and (users.max() >= n_users or items.max() >= n_items or min(users.min(), items.min()) < 0):
+        raise ValueError(f"users must be in [0, {n_users}) and items in [0, {n_items}); got indices outside")
+    ones = np.ones(len(users), np.float32)
+    r = sp.csr_matrix((ones, (users, items)), shape=(n_users, n_items))
+    r.data[:] = 1.0  # repeated pairs count once
+    user_deg = np.asarray(r.sum(1)).ravel()
+    item_deg = np.asarray(r.sum(0)).ravel()
+    with np.errstate(divide="ignore"):
+        du = np.where(user_deg > 0, user_deg**-0.5, 0.0).astype(np.float32)
+        di = np.where(item_deg > 0, item_deg**-0.5, 0.0).astype(np.float32)
+    r_norm = (sp.diags(du) @ r @ sp.diags(di)).astype(np.float32)
+    adj = sp.bmat([[None, r_norm], [r_norm.T, None]], format="csr", dtype=np.float32)
+    adj.sort_indices()
+    return torch.sparse_csr_tensor(
+        torch.from_numpy(adj.indptr.astype(np.int64)),
+        torch.from_numpy(adj.indices.astype(np.int64)),
+        torch.from_numpy(adj.data),
+        size=adj.shape,
+        device=device,
+    )
+
+
+def interaction_adjacency(interactions: Interactions, device: torch.device | str = "cpu") -> torch.Tensor:
+    """:func:`normalized_adjacency` of a training :class:`~hybrid.data.Interactions`."""
+    return normalized_adjacency(
+        interactions.users, interactions.items, interactions.n_users, interactions.n_items, device
+    )
+
+
+class _SymmetricSpmm(torch.autograd.Function):
+    """``adj @ x`` for a symmetric sparse ``adj``; backward is ``adj @ grad`` (no transpose)."""
+
+    @staticmethod
+    def forward(ctx: torch.autograd.function.FunctionCtx, adj: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        ctx.adj = adj  # type: ignore[attr-defined]
+        return adj @ x
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> tuple[None, torch.Tensor]:
+        return None, ctx.adj @ grad  # type: ignore[attr-defined]
+
+
+def spmm(adj: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``adj @ x`` for a *symmetric* sparse ``adj`` [n, n] and dense ``x`` [n, d], differentiable in ``x``."""
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _SymmetricSpmm.apply(adj, x)
+    return adj @ x
+
+
+def propagate(adj: torch.Tensor, x: torch.Tensor, num_layers: int) -> torch.Tensor:
+    """LightGCN propagation: the mean of the layer outputs (He et al. 2020, eq. 3-4).
+
+    e^{(l+1)} = Â e^{(l)} (no weights, no nonlinearity); returns Σ_{l=0..L} α_l e^{(l)} with
+    α_l = 1 / (L + 1).
+
+    Args:
+        adj: symmetric normalised adjacency [n, n] (:func:`normalized_adjacency`).
+        x: layer-0 node embeddings [n, d], users first then items.
+        num_layers: L ≥ 0; 0 returns ``x`` itself.
+
+    Returns:
+        float [n, d] final node embeddings.
+    """
+    if num_layers < 0:
+        raise ValueError(f"num_layers must be >= 0, got {num_layers}")
+    out = x
+    for _ in range(num_layers):
+        x = spmm(adj, x)
+        out = out + x
+    return out / (num_layers + 1)

