@@ -5,7 +5,7 @@ one training item (and at least one possible negative), then one of their items 
 epoch weighs users equally, as the per-user ranking metrics do.
 
 Negatives, chosen by ``kind``:
-    uniform     an item drawn uniformly among the user's non-positives (collisions with known
+    uniform     an item drawn uniformly among the user's non-positives that occur in training (collisions with known
                 positives are found by binary search over sorted (user, item) keys and redrawn).
     hard        the highest-scoring of ``pool`` uniform non-positives under the current model.
     curriculum  uniform → hard by a schedule (PinSage, Ying et al. 2018): each triple's negative is
@@ -89,9 +89,13 @@ class NegativeSampler:
         self.device = torch.device(device)
         self.generator = generator
         self.n_items = train.n_items
+        # Negatives come only from items seen in training: items with no interactions (cold items
+        # of the split) are unknown at training time and must not be taught to score low.
+        catalogue = np.flatnonzero(train.item_counts() > 0)
+        self._catalogue = torch.as_tensor(catalogue, device=self.device)
         counts = train.user_counts()
         indptr = np.concatenate([[0], np.cumsum(counts)])
-        sampleable = (counts > 0) & (counts < train.n_items)
+        sampleable = (counts > 0) & (counts < len(catalogue))
         saturated = int(((counts > 0) & ~sampleable).sum())
         if saturated:
             logger.warning("%d users interacted with every item: they have no negatives and are skipped", saturated)
@@ -126,16 +130,17 @@ class NegativeSampler:
         return torch.randint(high, size, device=self.device, generator=self.generator)
 
     def uniform_negatives(self, users: torch.Tensor, m: int = 1) -> torch.Tensor:
-        """int64 [N, m]: items drawn uniformly among each user's non-positives (with replacement).
+        """int64 [N, m]: items drawn uniformly among each user's non-positives that have training
+        interactions (with replacement).
 
         Draws all at once, then redraws only the collisions with known positives until none is left.
         """
         users = users.unsqueeze(1).expand(-1, m)
-        items = self._randint(self.n_items, tuple(users.shape))
+        items = self._catalogue[self._randint(len(self._catalogue), tuple(users.shape))]
         bad = self.is_positive(users, items)
         while bool(bad.any()):
             rows = users[bad]
-            redraw = self._randint(self.n_items, (len(rows),))
+            redraw = self._catalogue[self._randint(len(self._catalogue), (len(rows),))]
             items[bad] = redraw
             bad[bad.clone()] = self.is_positive(rows, redraw)
         return items

@@ -58,6 +58,7 @@ class HybridConfig(LightGCNConfig):
     train_tau: float = 10.0  # τ used while training
     item_dropout: float = 0.3  # share of items scored content-only in each training step
     content_hidden: int = 256  # hidden width of the content MLP (0: a linear map)
+    text_in_graph: bool = True  # item layer 0 = W_p x_i + id_i (else id_i alone: text only in the content path)
     # Zero-history users with profile text are scored with c(text), the content path applied to
     # their text; otherwise (or when False) with the mean warm user.
     use_user_text: bool = False
@@ -92,6 +93,7 @@ class HybridLightGCN(LightGCN):
     def __init__(
         self, n_users: int, n_items: int, dim: int, layers: int, adj: torch.Tensor,
         features: torch.Tensor, counts: torch.Tensor, tau: float, item_dropout: float, content_hidden: int,
+        text_in_graph: bool = True,
     ) -> None:
         super().__init__(n_users, n_items, dim, layers, adj)
         self.features = features
@@ -99,11 +101,13 @@ class HybridLightGCN(LightGCN):
         self.tau = tau
         self.item_dropout = item_dropout
         self.warm = (counts > 0).float().unsqueeze(1)
-        self.text_projection = nn.Linear(features.shape[1], dim, bias=False)
+        self.text_projection = nn.Linear(features.shape[1], dim, bias=False) if text_in_graph else None
         self.content = ContentHead(features.shape[1], dim, content_hidden)
 
     def layer0(self) -> tuple[torch.Tensor, torch.Tensor]:
-        items0 = self.text_projection(self.features) + self.warm * self.item_embedding.weight
+        items0 = self.warm * self.item_embedding.weight
+        if self.text_projection is not None:
+            items0 = items0 + self.text_projection(self.features)
         return self.user_embedding.weight, items0
 
     def parts(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -154,7 +158,7 @@ class HybridRecommenderModel(EmbeddingRecommender):
         return HybridLightGCN(
             data.train.n_users, data.train.n_items, self.config.dim, self.config.layers,
             interaction_adjacency(data.train, data.device), features, counts,
-            self.config.train_tau, self.config.item_dropout, self.config.content_hidden,
+            self.config.train_tau, self.config.item_dropout, self.config.content_hidden, self.config.text_in_graph,
         )
 
     def fit(self, data: FitData) -> Self:
