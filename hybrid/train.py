@@ -117,10 +117,30 @@ class BPRModel(nn.Module):
         positives: torch.Tensor,
         negatives: torch.Tensor,
     ) -> torch.Tensor:
-        """½ (‖e⁰_u‖² + ‖e⁰_i‖² + ‖e⁰_j‖²) summed over the batch, divided by its size [scalar]."""
-        items = torch.cat([positives, negatives])
-        squares = users0[users].square().sum() + items0[items].square().sum()
+        """½ (‖e⁰_u‖² + ‖e⁰_i‖² + ‖e⁰_j‖²) summed over the batch, divided by its size [scalar].
+
+        Computed as per-row counts times full-table squared norms: the same value and gradient
+        as gathering the batch's rows, without a gather whose backward dominates a CPU step.
+        """
+        user_counts = torch.bincount(users, minlength=len(users0)).to(users0.dtype)
+        item_counts = torch.bincount(torch.cat([positives, negatives]), minlength=len(items0)).to(items0.dtype)
+        squares = (user_counts * users0.square().sum(1)).sum() + (item_counts * items0.square().sum(1)).sum()
         return 0.5 * squares / len(users)
+
+    def auxiliary_loss(
+        self, users: torch.Tensor, item_emb: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor
+    ) -> torch.Tensor | None:
+        """An extra loss term of the batch, added to BPR (the hybrid trains its content path here).
+
+        Args:
+            users: [b, d'] final embeddings of the batch's users.
+            item_emb: [n_items, d'] final item embeddings of this step.
+            positives / negatives: int64 [b] the batch's items.
+
+        Returns:
+            a scalar, or None (the default) for no extra term.
+        """
+        return None
 
     @staticmethod
     def recommendation_loss(pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> torch.Tensor:
@@ -132,7 +152,7 @@ def pair_scores(users: torch.Tensor, item_emb: torch.Tensor, items: torch.Tensor
     """e_u · e_i for user rows ``users`` [b, d] against ``items`` [b] or [b, m] of ``item_emb``."""
     if items.dim() == 1:
         return (users * item_emb[items]).sum(-1)
-    return torch.einsum("bd,bmd->bm", users, item_emb[items])
+    return (users.unsqueeze(1) * item_emb[items]).sum(-1)  # not einsum: bmm of b tiny matrices is slow on CPU
 
 
 @dataclass
@@ -151,29 +171,36 @@ class TrainResult:
     stopped: str
 
 
-def validation_metrics(
-    model: BPRModel, train: sp.csr_matrix, valid: sp.csr_matrix, k: int = 20, batch_size: int = 4096
+def heldout_metrics(
+    model: BPRModel, known: sp.csr_matrix, heldout: sp.csr_matrix, k: int = 20, batch_size: int = 4096
 ) -> dict[str, float]:
-    """Recall@k and NDCG@k of ``model`` on ``valid``, training items masked, batched on the device.
+    """Recall@k and NDCG@k of ``model`` on held-out items, known items masked, batched on the device.
+
+    Every item is ranked for every user with a held-out item; the users x items score matrix is
+    never built whole (``batch_size`` users at a time).
 
     Args:
         model: in eval mode.
-        train: CSR [n_users, n_items] training items (masked).
-        valid: CSR [n_users, n_items] validation items (ranked against).
+        known: CSR [n_users, n_items] items to mask (training interactions).
+        heldout: CSR [n_users, n_items] items to find (validation or test interactions).
+        k: cut-off.
+        batch_size: users scored at once.
+
+    Returns:
+        ``{"recall@k": ..., "ndcg@k": ...}`` averaged over users with a held-out item.
     """
-    users = np.flatnonzero(np.diff(valid.indptr) > 0)
-    k_eff = min(k, valid.shape[1])  # a catalogue smaller than k ranks every item
+    users = np.flatnonzero(np.diff(heldout.indptr) > 0)
     with torch.no_grad():
         user_emb, item_emb = model.embeddings()
         hits, n_rel = [], []
         for start in range(0, len(users), batch_size):
             batch = users[start : start + batch_size]
             scores = user_emb[torch.as_tensor(batch, device=user_emb.device)] @ item_emb.T
-            top = torch.topk(mask_history(scores, train[batch]), k_eff, dim=1).indices
-            hits.append(hit_matrix(top, valid[batch]))
-            n_rel.append(torch.as_tensor(np.diff(valid[batch].indptr), device=top.device))
-    out = metrics_from_hits(torch.cat(hits), torch.cat(n_rel), [k_eff])
-    return {f"valid_recall@{k}": out[f"recall@{k_eff}"], f"valid_ndcg@{k}": out[f"ndcg@{k_eff}"]}
+            top = torch.topk(mask_history(scores, known[batch]), k, dim=1).indices
+            hits.append(hit_matrix(top, heldout[batch]))
+            n_rel.append(torch.as_tensor(np.diff(heldout[batch].indptr), device=top.device))
+    out = metrics_from_hits(torch.cat(hits), torch.cat(n_rel), [k])
+    return {f"recall@{k}": out[f"recall@{k}"], f"ndcg@{k}": out[f"ndcg@{k}"]}
 
 
 def fit_bpr(
@@ -184,7 +211,7 @@ def fit_bpr(
     valid: Interactions | None = None,
     device: torch.device | str = "cpu",
     seed: int = 0,
-    on_epoch: Callable[[dict[str, float]], None] | None = None,
+    on_epoch: Callable[[dict[str, Any], BPRModel], None] | None = None,
 ) -> TrainResult:
     """Train ``model`` (already on ``device``) with BPR; restores the best validated weights.
 
@@ -195,8 +222,8 @@ def fit_bpr(
         valid: held-out interactions from the training period for early stopping, or None.
         device: where sampling and training run.
         seed: seeds the sampler (initialise the model's weights before calling).
-        on_epoch: called with each epoch's record after it is logged (e.g. a benchmark's curve);
-            it may add keys to the record.
+        on_epoch: called with each epoch's record and the model (e.g. for a benchmark's curve);
+            it may add keys to the record and must leave the model in train mode.
 
     Raises:
         FloatingPointError: the loss became NaN or infinite.
@@ -229,16 +256,16 @@ def fit_bpr(
         last = epoch + 1 == config.epochs
         if valid_csr is not None and ((epoch + 1) % config.eval_every == 0 or last):
             model.eval()
-            record.update(validation_metrics(model, train_csr, valid_csr))
+            record.update({f"valid_{k}": v for k, v in heldout_metrics(model, train_csr, valid_csr).items()})
             if record["valid_recall@20"] > best_recall:
                 best_recall, best_epoch = record["valid_recall@20"], epoch + 1
                 best_state = copy.deepcopy(model.state_dict())
                 checks_without_gain = 0
             else:
                 checks_without_gain += 1
-        history.append(record)
         if on_epoch is not None:
-            on_epoch(record)
+            on_epoch(record, model)
+        history.append(record)
         bar.set_postfix({k: f"{v:.4f}" for k, v in record.items() if k in ("loss", "valid_recall@20")})
         logger.debug("%s epoch %s", type(model).__name__, record)
         if checks_without_gain >= config.patience:
@@ -287,6 +314,9 @@ def _run_epoch(
         # One gather for positives and negatives together: index backward dominates a CPU step.
         pos_neg = pair_scores(u, item_emb, torch.stack([positives, negatives], 1))
         loss = model.recommendation_loss(pos_neg[:, 0], pos_neg[:, 1])
+        extra = model.auxiliary_loss(u, item_emb, positives, negatives)
+        if extra is not None:
+            loss = loss + extra
         if config.reg:
             loss = loss + config.reg * model.regularization(users0, items0, users, positives, negatives)
         optimizer.zero_grad(set_to_none=True)

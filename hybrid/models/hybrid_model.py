@@ -1,4 +1,4 @@
-"""The hybrid: text features refined by LightGCN, blended with a content path by interaction count.
+"""The hybrid: LightGCN over text-initialised items, plus a content path blended in by count.
 
     item layer 0        e⁰_i = W_p x_i + [n_i > 0] · id_i          (x_i: the item's text vector)
     graph path          (u, g) = LightGCN(e⁰)                       (He et al. 2020)
@@ -7,14 +7,16 @@
     score               ŷ_ui = u · b_i
 
 A brand-new item (n_i = 0) is pure content; a popular one is pure graph. For the blend to mean
-anything c must live in the space of g, scored against the same users: both paths are trained
-together with BPR on b, and in every step a random ``item_dropout`` share of items is made
-"cold" (α = 0, content only), as DropoutNet (Volkovs et al. 2017) does. Positives and negatives
-then mix content-only and graph vectors in one ranking, so content scores are calibrated against
-graph scores rather than crowded out by them. τ is chosen on the validation set after training.
+anything, c must live in the space of g and be scored against the same users, on the same scale.
+Training therefore adds to LightGCN's BPR loss a content term over the same triples,
 
-Negatives are drawn only among items with training interactions: items the model cannot know
-about yet must not be taught to score low.
+    L_content = −log σ(u · c_i − u · b_j)
+
+where i is the positive item seen through its text alone and j the negative through its blended
+vector: content scores are calibrated against the scores they will compete with in one ranking,
+as DropoutNet / Heater / ALDI train a content path against the same users. The users' vectors
+are detached in that term by default, so the graph path (and warm quality) is LightGCN's own.
+τ is chosen on the validation set after training.
 """
 
 from __future__ import annotations
@@ -55,8 +57,9 @@ def blend_weights(counts: torch.Tensor, tau: float) -> torch.Tensor:
 class HybridConfig(LightGCNConfig):
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     tau: float | None = None  # blend scale τ; None: chosen on the validation set from TAU_GRID
-    train_tau: float = 10.0  # τ used while training
-    item_dropout: float = 0.3  # share of items scored content-only in each training step
+    train_tau: float = 10.0  # τ of the negatives' blended vectors in the content term
+    content_weight: float = 1.0  # weight of the content term in the loss
+    detach_users: bool = True  # the content term does not move user vectors (keeps warm = LightGCN)
     content_hidden: int = 256  # hidden width of the content MLP (0: a linear map)
     text_in_graph: bool = True  # item layer 0 = W_p x_i + id_i (else id_i alone: text only in the content path)
     # Zero-history users with profile text are scored with c(text), the content path applied to
@@ -84,22 +87,24 @@ class HybridLightGCN(LightGCN):
     Args:
         features: float32 [n_items, d_text] item text vectors (zeros where an item has no text).
         counts: int64 [n_items] training interactions per item.
-        tau: τ of the blend during training.
-        item_dropout: share of items made content-only in each training step.
+        tau: τ of the negatives' blend in the content term.
+        content_weight: weight of the content term.
+        detach_users: keep the content term's gradient away from the user vectors.
         content_hidden: hidden width of the content MLP.
         (the rest as :class:`~hybrid.models.graph_models.LightGCN`)
     """
 
     def __init__(
         self, n_users: int, n_items: int, dim: int, layers: int, adj: torch.Tensor,
-        features: torch.Tensor, counts: torch.Tensor, tau: float, item_dropout: float, content_hidden: int,
-        text_in_graph: bool = True,
+        features: torch.Tensor, counts: torch.Tensor, tau: float, content_weight: float,
+        detach_users: bool, content_hidden: int, text_in_graph: bool,
     ) -> None:
         super().__init__(n_users, n_items, dim, layers, adj)
         self.features = features
         self.counts = counts
         self.tau = tau
-        self.item_dropout = item_dropout
+        self.content_weight = content_weight
+        self.detach_users = detach_users
         self.warm = (counts > 0).float().unsqueeze(1)
         self.text_projection = nn.Linear(features.shape[1], dim, bias=False) if text_in_graph else None
         self.content = ContentHead(features.shape[1], dim, content_hidden)
@@ -115,13 +120,19 @@ class HybridLightGCN(LightGCN):
         users, graph = super().propagate(*self.layer0())
         return users, graph, self.content(self.features)
 
-    def propagate(self, users0: torch.Tensor, items0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        users, graph = super().propagate(users0, items0)
-        alpha = blend_weights(self.counts, self.tau)
-        if self.training and self.item_dropout > 0:
-            alpha = alpha * (torch.rand_like(alpha) >= self.item_dropout)
-        alpha = alpha.unsqueeze(1)
-        return users, alpha * graph + (1 - alpha) * self.content(self.features)
+    def auxiliary_loss(
+        self, users: torch.Tensor, item_emb: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor
+    ) -> torch.Tensor:
+        """Content term: −log σ(u · c_i − u · b_j), mean over the batch, times ``content_weight``."""
+        if self.detach_users:
+            users = users.detach()
+        items = torch.cat([positives, negatives])
+        content = self.content(self.features[items])
+        c_pos, c_neg = content.split(len(positives))
+        alpha = blend_weights(self.counts[negatives], self.tau).unsqueeze(1)
+        b_neg = alpha * item_emb[negatives].detach() + (1 - alpha) * c_neg
+        pos, neg = (users * c_pos).sum(1), (users * b_neg).sum(1)
+        return self.content_weight * self.recommendation_loss(pos, neg)
 
 
 class _Blended(BPRModel):
@@ -151,14 +162,15 @@ class HybridRecommenderModel(EmbeddingRecommender):
     def build_module(self, data: FitData) -> BPRModel:
         if data.item_text is None:
             raise ValueError("hybrid needs item text; this data set has none (use lightgcn)")
-        if not 0 <= self.config.item_dropout < 1:
-            raise ValueError(f"item_dropout must be in [0, 1), got {self.config.item_dropout}")
+        if self.config.content_weight <= 0:
+            raise ValueError(f"content_weight must be > 0, got {self.config.content_weight}")
         features = torch.as_tensor(encode_texts(data.item_text, self.config.encoder), device=data.device)
         counts = torch.as_tensor(data.train.item_counts(), device=data.device)
         return HybridLightGCN(
             data.train.n_users, data.train.n_items, self.config.dim, self.config.layers,
             interaction_adjacency(data.train, data.device), features, counts,
-            self.config.train_tau, self.config.item_dropout, self.config.content_hidden, self.config.text_in_graph,
+            self.config.train_tau, self.config.content_weight, self.config.detach_users,
+            self.config.content_hidden, self.config.text_in_graph,
         )
 
     def fit(self, data: FitData) -> Self:
