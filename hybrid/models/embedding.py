@@ -17,6 +17,7 @@ import dataclasses
 import json
 import logging
 from abc import abstractmethod
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -27,6 +28,7 @@ from safetensors.torch import load_file, save_file
 from typing_extensions import Self
 
 from hybrid.config import from_dict
+from hybrid.graph import csr_tensor
 from hybrid.models.base import FitData, Recommender
 from hybrid.train import BPRModel, TrainConfig, TrainResult, fit_bpr
 
@@ -60,8 +62,13 @@ class EmbeddingRecommender(Recommender):
     def build_module(self, data: FitData) -> BPRModel:
         """A freshly initialised :class:`BPRModel` for ``data`` (weights seeded by the caller)."""
 
-    def fit(self, data: FitData) -> Self:
-        """Train on ``data.train`` with early stopping on ``data.valid``; seeded, on ``data.device``."""
+    def fit(self, data: FitData, on_epoch: Callable[[dict[str, Any], BPRModel], None] | None = None) -> Self:
+        """Train on ``data.train`` with early stopping on ``data.valid``; seeded, on ``data.device``.
+
+        Args:
+            data: training data, device and seed.
+            on_epoch: passed to :func:`~hybrid.train.fit_bpr` (e.g. a benchmark's test curve).
+        """
         self.config.validate()
         device = torch.device(data.device)
         seed = data.seed if self.config.seed is None else self.config.seed
@@ -70,7 +77,7 @@ class EmbeddingRecommender(Recommender):
             torch.manual_seed(seed)
             module = self.build_module(data).to(device)
             self.result_: TrainResult = fit_bpr(
-                module, data.train, self.config, valid=data.valid, device=device, seed=seed
+                module, data.train, self.config, valid=data.valid, device=device, seed=seed, on_epoch=on_epoch
             )
         with torch.no_grad():
             users, items = module.embeddings()
@@ -101,13 +108,7 @@ class EmbeddingRecommender(Recommender):
         rows = sp.csr_matrix(history[cold], dtype=np.float32)
         counts = np.diff(rows.indptr)
         rows.data = (1.0 / np.repeat(np.maximum(counts, 1), counts)).astype(np.float32)
-        mean = torch.sparse_csr_tensor(
-            torch.as_tensor(rows.indptr, dtype=torch.int64),
-            torch.as_tensor(rows.indices, dtype=torch.int64),
-            torch.as_tensor(rows.data),
-            size=rows.shape,
-        ).to(device)
-        folded = mean @ self.item_embeddings_
+        folded = csr_tensor(rows, device) @ self.item_embeddings_
         folded[torch.as_tensor(counts == 0, device=device)] = self._prior
         vectors[torch.as_tensor(cold, device=device)] = folded
         return vectors

@@ -3,18 +3,18 @@
     item layer 0        e⁰_i = W_p x_i + [n_i > 0] · id_i          (x_i: the item's text vector)
     graph path          (u, g) = LightGCN(e⁰)                       (He et al. 2020)
     content path        c_i = MLP(x_i)                              (defined for every item, even unseen)
-    final item vector   b_i = (1 − α_i) c_i + α_i g_i,   α_i = min(n_i / τ, 1)
+    final item vector   b_i = (1 − α_i) s c_i + α_i g_i,   α_i = min(n_i / τ, 1)
     score               ŷ_ui = u · b_i
 
 A brand-new item (n_i = 0) is pure content; a popular one is pure graph. For the blend to mean
 anything, c must live in the space of g and be scored against the same users, on the same scale.
 Training therefore adds to LightGCN's BPR loss a content term over the same triples,
 
-    L_content = −log σ(u · c_i − u · b_j)
+    L_content = −log σ(u · c_i − u · b_j) − log σ(u · b_i − u · c_j) + λ ½ (‖c_i‖² + ‖c_j‖²)
 
-where i is the positive item seen through its text alone and j the negative through its blended
-vector: content scores are calibrated against the scores they will compete with in one ranking,
-as DropoutNet / Heater / ALDI train a content path against the same users. The users' vectors
+each item seen once through its text alone and once as it will be ranked (blended): content
+scores are calibrated against the scores they will compete with in one ranking, as DropoutNet /
+Heater / ALDI train a content path against the same users. The users' vectors
 are detached in that term by default, so the graph path (and warm quality) is LightGCN's own.
 τ is chosen on the validation set after training.
 """
@@ -46,6 +46,7 @@ from hybrid.train import BPRModel, validation_metrics
 logger = logging.getLogger(__name__)
 
 TAU_GRID = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0)
+SCALE_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 
 def blend_weights(counts: torch.Tensor, tau: float) -> torch.Tensor:
@@ -57,9 +58,14 @@ def blend_weights(counts: torch.Tensor, tau: float) -> torch.Tensor:
 class HybridConfig(LightGCNConfig):
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     tau: float | None = None  # blend scale τ; None: chosen on the validation set from TAU_GRID
+    # Scale s of the content vectors in the blend, b = α g + (1 − α) s c; None: chosen on the
+    # validation set, the largest s (most room for cold items) whose validation Recall@20 stays
+    # within `warm_tolerance` of the graph path alone.
+    content_scale: float | None = None
+    warm_tolerance: float = 0.02
     train_tau: float = 10.0  # τ of the negatives' blended vectors in the content term
     content_weight: float = 1.0  # weight of the content term in the loss
-    detach_users: bool = True  # the content term does not move user vectors (keeps warm = LightGCN)
+    detach_users: bool = False  # True: the content term does not move user vectors
     content_hidden: int = 256  # hidden width of the content MLP (0: a linear map)
     text_in_graph: bool = True  # item layer 0 = W_p x_i + id_i (else id_i alone: text only in the content path)
     # Zero-history users with profile text are scored with c(text), the content path applied to
@@ -89,6 +95,7 @@ class HybridLightGCN(LightGCN):
         counts: int64 [n_items] training interactions per item.
         tau: τ of the negatives' blend in the content term.
         content_weight: weight of the content term.
+        content_reg: λ of the L2 term on the batch's content vectors.
         detach_users: keep the content term's gradient away from the user vectors.
         content_hidden: hidden width of the content MLP.
         (the rest as :class:`~hybrid.models.graph_models.LightGCN`)
@@ -96,7 +103,7 @@ class HybridLightGCN(LightGCN):
 
     def __init__(
         self, n_users: int, n_items: int, dim: int, layers: int, adj: torch.Tensor,
-        features: torch.Tensor, counts: torch.Tensor, tau: float, content_weight: float,
+        features: torch.Tensor, counts: torch.Tensor, tau: float, content_weight: float, content_reg: float,
         detach_users: bool, content_hidden: int, text_in_graph: bool,
     ) -> None:
         super().__init__(n_users, n_items, dim, layers, adj)
@@ -104,6 +111,7 @@ class HybridLightGCN(LightGCN):
         self.counts = counts
         self.tau = tau
         self.content_weight = content_weight
+        self.content_reg = content_reg
         self.detach_users = detach_users
         self.warm = (counts > 0).float().unsqueeze(1)
         self.text_projection = nn.Linear(features.shape[1], dim, bias=False) if text_in_graph else None
@@ -123,16 +131,30 @@ class HybridLightGCN(LightGCN):
     def auxiliary_loss(
         self, users: torch.Tensor, item_emb: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor
     ) -> torch.Tensor:
-        """Content term: −log σ(u · c_i − u · b_j), mean over the batch, times ``content_weight``."""
+        """Content term over the batch's triples (graph vectors fixed), times ``content_weight``:
+
+            −log σ(u · c_i − u · b_j) − log σ(u · b_i − u · c_j) + λ ½ (‖c_i‖² + ‖c_j‖²)
+
+        Each side of a pair is seen once through its text alone and once as it will be ranked
+        (blended), so content scores land on the scale of the graph scores they compete with:
+        above the negatives', below the positives'. The L2 term matches the graph's layer-0 one.
+        """
         if self.detach_users:
             users = users.detach()
-        items = torch.cat([positives, negatives])
-        content = self.content(self.features[items])
+        graph = item_emb.detach()
+        content = self.content(self.features[torch.cat([positives, negatives])])
         c_pos, c_neg = content.split(len(positives))
-        alpha = blend_weights(self.counts[negatives], self.tau).unsqueeze(1)
-        b_neg = alpha * item_emb[negatives].detach() + (1 - alpha) * c_neg
-        pos, neg = (users * c_pos).sum(1), (users * b_neg).sum(1)
-        return self.content_weight * self.recommendation_loss(pos, neg)
+        a_pos = blend_weights(self.counts[positives], self.tau).unsqueeze(1)
+        a_neg = blend_weights(self.counts[negatives], self.tau).unsqueeze(1)
+        b_pos = a_pos * graph[positives] + (1 - a_pos) * c_pos
+        b_neg = a_neg * graph[negatives] + (1 - a_neg) * c_neg
+
+        def score(items: torch.Tensor) -> torch.Tensor:
+            return (users * items).sum(1)
+
+        loss = self.recommendation_loss(score(c_pos), score(b_neg)) + self.recommendation_loss(score(b_pos), score(c_neg))
+        l2 = 0.5 * content.square().sum() / len(positives)
+        return self.content_weight * (loss + self.content_reg * l2)
 
 
 class _Blended(BPRModel):
@@ -169,7 +191,7 @@ class HybridRecommenderModel(EmbeddingRecommender):
         return HybridLightGCN(
             data.train.n_users, data.train.n_items, self.config.dim, self.config.layers,
             interaction_adjacency(data.train, data.device), features, counts,
-            self.config.train_tau, self.config.content_weight, self.config.detach_users,
+            self.config.train_tau, self.config.content_weight, self.config.reg, self.config.detach_users,
             self.config.content_hidden, self.config.text_in_graph,
         )
 
@@ -180,32 +202,48 @@ class HybridRecommenderModel(EmbeddingRecommender):
             users, graph, content = module.parts()
         self.content_state_ = {k: v.detach() for k, v in module.content.state_dict().items()}
         self.d_text_ = module.features.shape[1]
-        self._set_parts(users, graph, content, module.counts, data.train.user_counts())
-        self.tau_ = self.config.tau if self.config.tau is not None else self._choose_tau(data)
+        self.graph_items_, self.content_items_, self.item_counts_ = graph, content, module.counts
+        self.tau_, self.content_scale_ = self._calibrate(users, data)
         self._set_parts(users, graph, content, module.counts, data.train.user_counts())
         self.user_text_ = data.user_text if self.config.use_user_text else None
         return self
 
+    def _blend(self, graph: torch.Tensor, content: torch.Tensor, counts: torch.Tensor,
+               tau: float, scale: float) -> torch.Tensor:
+        alpha = blend_weights(counts, tau).unsqueeze(1)
+        return alpha * graph + (1 - alpha) * scale * content
+
     def _set_parts(self, users: torch.Tensor, graph: torch.Tensor, content: torch.Tensor,
                    counts: torch.Tensor, user_counts: np.ndarray) -> None:
         self.graph_items_, self.content_items_, self.item_counts_ = graph, content, counts
-        tau = getattr(self, "tau_", self.config.train_tau)
-        alpha = blend_weights(counts, tau).unsqueeze(1)
-        self._set_state(users, alpha * graph + (1 - alpha) * content, user_counts)
+        self._set_state(users, self._blend(graph, content, counts, self.tau_, self.content_scale_), user_counts)
 
-    def _choose_tau(self, data: FitData) -> float:
-        """The τ of TAU_GRID (and train_tau) with the best validation Recall@20."""
-        if data.valid is None or len(data.valid) == 0:
-            return self.config.train_tau
+    def _calibrate(self, users: torch.Tensor, data: FitData) -> tuple[float, float]:
+        """(τ, s) from the config, or chosen on the validation set.
+
+        Every (τ, s) of TAU_GRID x SCALE_GRID is scored by validation Recall@20 with cold and
+        warm items in one ranking. The reference is the graph path alone; the largest s whose
+        recall stays within ``warm_tolerance`` of it wins (ties: higher recall), so cold items
+        get as much room as the warm ranking can give without losing more than that.
+        """
+        taus = [self.config.tau] if self.config.tau is not None else sorted({*TAU_GRID, self.config.train_tau})
+        scales = [self.config.content_scale] if self.config.content_scale is not None else list(SCALE_GRID)
+        if data.valid is None or len(data.valid) == 0 or len(taus) * len(scales) == 1:
+            return self.config.tau or self.config.train_tau, self.config.content_scale or 1.0
         train, valid = data.train.matrix(), data.valid.matrix()
-        scores = {}
-        for tau in sorted({*TAU_GRID, self.config.train_tau}):
-            alpha = blend_weights(self.item_counts_, tau).unsqueeze(1)
-            items = alpha * self.graph_items_ + (1 - alpha) * self.content_items_
-            scores[tau] = validation_metrics(_Blended(self.user_embeddings_, items), train, valid)["valid_recall@20"]
-        best = max(scores, key=lambda t: (scores[t], t == self.config.train_tau))
-        logger.info("hybrid: validation Recall@20 by tau %s -> tau %.0f", {t: round(s, 4) for t, s in scores.items()}, best)
+
+        def recall(items: torch.Tensor) -> float:
+            return validation_metrics(_Blended(users, items), train, valid)["valid_recall@20"]
+
+        reference = recall(self.graph_items_)
+        scores = {(tau, scale): recall(self._blend(self.graph_items_, self.content_items_, self.item_counts_, tau, scale))
+                  for tau in taus for scale in scales}
+        allowed = [key for key, value in scores.items() if value >= (1 - self.config.warm_tolerance) * reference]
+        best = max(allowed, key=lambda k: (k[1], scores[k])) if allowed else max(scores, key=scores.get)
+        logger.info("hybrid: graph-only validation Recall@20 %.4f; chose tau %g, content scale %g (%.4f)",
+                    reference, best[0], best[1], scores[best])
         return best
+
 
     # ------------------------------------------------------------------ content path for new things
     def content_vectors(self, texts: list[str]) -> torch.Tensor:
@@ -243,7 +281,8 @@ class HybridRecommenderModel(EmbeddingRecommender):
         """safetensors (users, both item paths, counts, content head) + JSON config; the encoder is named, not copied."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
-        meta = {"model": self.name, "config": dataclasses.asdict(self.config), "tau": self.tau_, "d_text": self.d_text_}
+        meta = {"model": self.name, "config": dataclasses.asdict(self.config), "tau": self.tau_,
+                "content_scale": self.content_scale_, "d_text": self.d_text_}
         (path / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
         tensors = {
             "user_embeddings": self.user_embeddings_, "graph_items": self.graph_items_,
@@ -263,7 +302,7 @@ class HybridRecommenderModel(EmbeddingRecommender):
             raise ValueError(f"{path} holds a {meta.get('model')!r} model, not {cls.name!r}")
         model = cls(from_dict(HybridConfig, meta["config"], str(path / CONFIG_FILE)))
         tensors = load_file(str(path / WEIGHTS_FILE), device=str(torch.device(device)))
-        model.tau_, model.d_text_ = meta["tau"], meta["d_text"]
+        model.tau_, model.content_scale_, model.d_text_ = meta["tau"], meta["content_scale"], meta["d_text"]
         model.content_state_ = {k.removeprefix("content."): v for k, v in tensors.items() if k.startswith("content.")}
         model.user_text_ = None
         model._set_parts(tensors["user_embeddings"], tensors["graph_items"], tensors["content_items"],
