@@ -46,7 +46,7 @@ from hybrid.train import BPRModel, validation_metrics
 logger = logging.getLogger(__name__)
 
 TAU_GRID = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0)
-SCALE_GRID = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+SCALE_GRID = (0.25, 0.5, 0.75, 1.0)
 
 
 def blend_weights(counts: torch.Tensor, tau: float) -> torch.Tensor:
