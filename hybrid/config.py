@@ -86,7 +86,8 @@ class ExperimentConfig:
     params: dict[str, dict[str, Any]] = field(default_factory=dict)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda
-    # Named variants of the split, each run in turn, e.g. {first_3: {reveal: 3}}; empty: one run.
+    # Named variants run in turn, each overriding split / eval fields and the model list, e.g.
+    # {first_3: {split: {reveal: 3}}}; empty: one run.
     scenarios: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 

@@ -25,7 +25,7 @@ import torch
 from tqdm.auto import tqdm
 
 from hybrid.candidates import candidate_metrics, draw_candidates
-from hybrid.config import ExperimentConfig, SplitConfig, from_dict, load_config, to_dict
+from hybrid.config import EvalConfig, ExperimentConfig, SplitConfig, from_dict, load_config, to_dict
 from hybrid.data import ITEM, USER, Interactions, item_texts
 from hybrid.datasets import DataBundle, load_dataset
 from hybrid.device import resolve_device
@@ -217,6 +217,18 @@ def run_split(config: ExperimentConfig, bundle: DataBundle, out: Path) -> dict[s
     return results
 
 
+def scenario_config(config: ExperimentConfig, name: str, overrides: dict[str, Any]) -> ExperimentConfig:
+    """``config`` with one scenario's ``split`` / ``eval`` fields and ``models`` list replaced."""
+    where = f"scenarios.{name}"
+    unknown = sorted(set(overrides) - {"split", "eval", "models"})
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown}; a scenario may set split, eval and models")
+    split = from_dict(SplitConfig, {**dataclasses.asdict(config.split), **overrides.get("split", {})}, f"{where}.split")
+    evaluation = from_dict(EvalConfig, {**dataclasses.asdict(config.eval), **overrides.get("eval", {})}, f"{where}.eval")
+    return dataclasses.replace(config, split=split, eval=evaluation, models=list(overrides.get("models", config.models)),
+                               scenarios={})
+
+
 def run(config: ExperimentConfig, data_root: str | None, out: Path, device: str | None = None,
         models: list[str] | None = None) -> dict[str, Any]:
     """Run an experiment (each of its scenarios in turn, into ``out/<scenario>``); returns the results."""
@@ -229,9 +241,7 @@ def run(config: ExperimentConfig, data_root: str | None, out: Path, device: str 
         return run_split(config, bundle, out)
     results: dict[str, Any] = {"scenarios": {}}
     for name, overrides in config.scenarios.items():
-        split = from_dict(SplitConfig, {**dataclasses.asdict(config.split), **overrides}, f"scenarios.{name}")
-        scenario = dataclasses.replace(config, split=split, scenarios={})
-        results["scenarios"][name] = run_split(scenario, bundle, out / name)
+        results["scenarios"][name] = run_split(scenario_config(config, name, overrides), bundle, out / name)
     (out / "results.json").write_text(json.dumps(results, indent=2))
     (out / "results.md").write_text(markdown_report(results))
     return results
