@@ -30,7 +30,7 @@ from hybrid.data import ITEM, USER, Interactions, item_texts
 from hybrid.datasets import DataBundle, load_dataset
 from hybrid.device import resolve_device
 from hybrid.metrics import BUCKETS, bucket_of, ranking_metrics, restrict_columns
-from hybrid.models.base import FitData, make_model
+from hybrid.models.base import FitData, Recommender, make_model
 from hybrid.ranking import top_k
 from hybrid.report import markdown_report, markdown_table, plot_buckets
 from hybrid.splits import Split, make_split
@@ -147,14 +147,20 @@ def evaluate_rankings(
     return result
 
 
-def run_model(name: str, config: ExperimentConfig, prepared: Prepared, out: Path, bar: tqdm) -> dict[str, Any]:
-    """Fit, rank and score one model; writes its rankings CSV."""
+def run_model(name: str, config: ExperimentConfig, prepared: Prepared, out: Path, bar: tqdm,
+              fitted: dict[tuple[str, str, str], tuple[Recommender, float]]) -> dict[str, Any]:
+    """Fit (or reuse from ``fitted``), rank and score one model; writes its rankings CSV."""
     k_max = max(config.eval.k)
     bar.set_description(f"{name}: fit")
-    model = make_model(name, config.params.get(name))
-    start = time.perf_counter()
-    model.fit(prepared.fit_data)
-    fit_seconds = time.perf_counter() - start
+    key = (name, json.dumps(to_dict(config.split), sort_keys=True), json.dumps(config.params.get(name), sort_keys=True))
+    if key in fitted:  # a scenario that changes only the evaluation reuses the fitted model
+        model, fit_seconds = fitted[key]
+    else:
+        model = make_model(name, config.params.get(name))
+        start = time.perf_counter()
+        model.fit(prepared.fit_data)
+        fit_seconds = time.perf_counter() - start
+        fitted[key] = (model, fit_seconds)
     bar.set_description(f"{name}: rank")
     start = time.perf_counter()
     top, scores = top_k(model, prepared.users, prepared.history, k_max, config.eval.batch_size)
@@ -196,8 +202,10 @@ def write_evidence(prepared: Prepared, out: Path) -> None:
     }).to_csv(out / "users.csv", index=False)
 
 
-def run_split(config: ExperimentConfig, bundle: DataBundle, out: Path) -> dict[str, Any]:
+def run_split(config: ExperimentConfig, bundle: DataBundle, out: Path,
+              fitted: dict[tuple[str, str, str], tuple[Recommender, float]] | None = None) -> dict[str, Any]:
     """One split: fit and score every model; writes the files listed in the module docstring."""
+    fitted = {} if fitted is None else fitted
     device = resolve_device(config.device)
     out.mkdir(parents=True, exist_ok=True)
     prepared = prepare(bundle, config, device)
@@ -210,7 +218,7 @@ def run_split(config: ExperimentConfig, bundle: DataBundle, out: Path) -> dict[s
     }
     with tqdm(config.models, unit="model", disable=not logger.isEnabledFor(logging.WARNING)) as bar:
         for name in bar:
-            results["models"][name] = run_model(name, config, prepared, out, bar)
+            results["models"][name] = run_model(name, config, prepared, out, bar, fitted)
     (out / "results.json").write_text(json.dumps(results, indent=2))
     (out / "results.md").write_text(markdown_table(results))
     plot_buckets(results, out / "recall_by_bucket.png")
@@ -240,8 +248,9 @@ def run(config: ExperimentConfig, data_root: str | None, out: Path, device: str 
     if not config.scenarios:
         return run_split(config, bundle, out)
     results: dict[str, Any] = {"scenarios": {}}
+    fitted: dict[tuple[str, str, str], tuple[Recommender, float]] = {}
     for name, overrides in config.scenarios.items():
-        results["scenarios"][name] = run_split(scenario_config(config, name, overrides), bundle, out / name)
+        results["scenarios"][name] = run_split(scenario_config(config, name, overrides), bundle, out / name, fitted)
     (out / "results.json").write_text(json.dumps(results, indent=2))
     (out / "results.md").write_text(markdown_report(results))
     return results

@@ -21,6 +21,7 @@ vs ~2.8 s with torch's default CSR autograd (which is also what ``LGConv`` runs 
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -136,3 +137,89 @@ def propagate(adj: torch.Tensor, x: torch.Tensor, num_layers: int) -> torch.Tens
         x = spmm(adj, x)
         out = out + x
     return out / (num_layers + 1)
+
+
+def _row_block(adj: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The non-zeros of ``adj[rows, :]``: (crow [len(rows) + 1], row of each [nnz'], cols, values)."""
+    crow = adj.crow_indices().long()
+    start = crow[rows]
+    lengths = crow[rows + 1] - start
+    sub_crow = torch.zeros(len(rows) + 1, dtype=torch.int64, device=adj.device)
+    torch.cumsum(lengths, 0, out=sub_crow[1:])
+    owner = torch.repeat_interleave(torch.arange(len(rows), device=adj.device), lengths)
+    positions = start[owner] + torch.arange(len(owner), device=adj.device) - sub_crow[owner]
+    return sub_crow, owner, adj.col_indices()[positions], adj.values()[positions]
+
+
+def _csr(crow: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        return torch.sparse_csr_tensor(crow, cols, values, size=shape, check_invariants=False)
+
+
+class _PropagateRows(torch.autograd.Function):
+    """Rows ``rows`` of :func:`propagate`, with the exact gradient, at a fraction of the cost.
+
+    Forward: layers 1 .. L-1 in full, the last only at ``rows`` (Â[rows, :] e^{(L-1)}).
+    Backward (Â symmetric, G the gradient scattered onto ``rows``): Horner's rule
+    g ← G + Â g, whose first product only touches the columns ``rows`` (Â[:, rows] = Â[rows, :]ᵀ).
+    So a step costs L - 1 full products each way instead of L, plus two products with the
+    batch's rows of Â (~16% of Gowalla's non-zeros for a 2048-triple batch).
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, adj: torch.Tensor, x: torch.Tensor, num_layers: int, rows: torch.Tensor
+    ) -> torch.Tensor:
+        out = x[rows]
+        block = None
+        if num_layers:
+            crow, owner, cols, values = _row_block(adj, rows)
+            layer = x
+            for _ in range(num_layers - 1):
+                layer = adj @ layer
+                out = out + layer[rows]
+            out = out + _csr(crow.to(adj.crow_indices().dtype), cols, values, (len(rows), len(x))) @ layer
+            block = (owner, cols, values)
+        ctx.state = (adj, num_layers, len(x), block)
+        ctx.save_for_backward(rows)
+        return out / (num_layers + 1)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[None, torch.Tensor, None, None]:  # type: ignore[override]
+        (rows,) = ctx.saved_tensors
+        adj, num_layers, n, block = ctx.state
+        grad = grad / (num_layers + 1)
+        scattered = torch.zeros(n, grad.shape[1], dtype=grad.dtype, device=grad.device).index_add_(0, rows, grad)
+        if block is None:
+            return None, scattered, None, None
+        owner, cols, values = block
+        order = torch.argsort(cols, stable=True)
+        crow = torch.zeros(n + 1, dtype=torch.int64, device=grad.device)
+        torch.cumsum(torch.bincount(cols, minlength=n), 0, out=crow[1:])
+        dtype = adj.crow_indices().dtype
+        transposed = _csr(crow.to(dtype), owner[order].to(dtype), values[order], (n, len(rows)))
+        acc = scattered + transposed @ grad
+        for _ in range(num_layers - 1):
+            acc = scattered + adj @ acc
+        return None, acc, None, None
+
+
+def propagate_rows(adj: torch.Tensor, x: torch.Tensor, num_layers: int, rows: torch.Tensor) -> torch.Tensor:
+    """``propagate(adj, x, num_layers)[rows]`` without propagating the last layer everywhere.
+
+    What a training step needs: the final embeddings of the batch's users and items only. Same
+    values and gradient (w.r.t. ``x``) as the full propagation followed by a gather.
+
+    Args:
+        adj: symmetric normalised adjacency [n, n] in ``torch.sparse_csr`` layout.
+        x: layer-0 node embeddings [n, d].
+        num_layers: L ≥ 0.
+        rows: int64 [k] node indices, repeats allowed.
+
+    Returns:
+        float [k, d].
+    """
+    if num_layers < 0:
+        raise ValueError(f"num_layers must be >= 0, got {num_layers}")
+    return _PropagateRows.apply(adj, x, num_layers, rows)

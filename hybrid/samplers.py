@@ -15,7 +15,8 @@ Negatives, chosen by ``kind``:
 Sampling is split in two so that hard negatives use the model *of the step*, not of the epoch
 start: :meth:`NegativeSampler.sample_epoch` draws users, positives and a pool of uniform candidates
 for every triple of the epoch in a few vectorised calls; :meth:`NegativeSampler.select` picks one
-negative per triple from its pool, given the model's scores of the pool.
+negative per triple from its pool, given the model's scores of the pool (computed by the trainer
+from the embeddings of the step, so hard negatives cost no extra propagation).
 """
 
 from __future__ import annotations
@@ -160,19 +161,14 @@ class NegativeSampler:
         return EpochSample(users, positives, candidates, hard)
 
     @staticmethod
-    def select(candidates: torch.Tensor, hard: torch.Tensor, scores: torch.Tensor | None) -> torch.Tensor:
-        """One negative per triple: the top-scoring candidate where ``hard``, else candidate 0.
+    def select(hard: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+        """Which candidate each triple takes: its top-scoring one where ``hard``, else candidate 0.
 
         Args:
-            candidates: int64 [b, m] uniform non-positives.
             hard: bool [b].
-            scores: float [b, m] the current model's scores of ``candidates``; None when no row
-                is hard (uniform sampling needs no scores).
+            scores: float [b, m] the current model's scores of the candidates.
 
         Returns:
-            int64 [b] negatives.
+            int64 [b] column into the candidates.
         """
-        if scores is None:
-            return candidates[:, 0]
-        best = candidates.gather(1, scores.argmax(1, keepdim=True)).squeeze(1)
-        return torch.where(hard, best, candidates[:, 0])
+        return torch.where(hard, scores.argmax(1), 0)

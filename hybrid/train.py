@@ -111,7 +111,8 @@ class BPRModel(nn.Module):
             float, the shape of ``items``.
         """
         user_emb, item_emb = self.embeddings()
-        return pair_scores(user_emb[users], item_emb, items)
+        u = user_emb[users] if items.dim() == 1 else user_emb[users].unsqueeze(1)
+        return (u * item_emb[items]).sum(-1)
 
     def regularization(
         self,
@@ -131,14 +132,34 @@ class BPRModel(nn.Module):
         squares = (user_counts * users0.square().sum(1)).sum() + (item_counts * items0.square().sum(1)).sum()
         return 0.5 * squares / len(users)
 
+    def batch_embeddings(
+        self, users0: torch.Tensor, items0: torch.Tensor, users: torch.Tensor, items: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Final embeddings of a batch's rows only: users [b, d'] and items [k, d'].
+
+        What a training step needs. By default the full :meth:`propagate` then a gather; a model
+        whose propagation can stop at the rows it is asked for (LightGCN) overrides this.
+
+        Args:
+            users0 / items0: :meth:`layer0` of this step.
+            users: int64 [b]; items: int64 [k] (repeats allowed).
+        """
+        user_emb, item_emb = self.propagate(users0, items0)
+        return user_emb[users], item_emb[items]
+
     def auxiliary_loss(
-        self, users: torch.Tensor, item_emb: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor
+        self,
+        users: torch.Tensor,
+        pos_emb: torch.Tensor,
+        neg_emb: torch.Tensor,
+        positives: torch.Tensor,
+        negatives: torch.Tensor,
     ) -> torch.Tensor | None:
         """An extra loss term of the batch, added to BPR (the hybrid trains its content path here).
 
         Args:
             users: [b, d'] final embeddings of the batch's users.
-            item_emb: [n_items, d'] final item embeddings of this step.
+            pos_emb / neg_emb: [b, d'] final embeddings of the batch's positive / negative items.
             positives / negatives: int64 [b] the batch's items.
 
         Returns:
@@ -150,13 +171,6 @@ class BPRModel(nn.Module):
     def recommendation_loss(pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> torch.Tensor:
         """Mean BPR loss −log σ(ŷ_ui − ŷ_uj) over a batch [scalar]."""
         return F.softplus(neg_scores - pos_scores).mean()
-
-
-def pair_scores(users: torch.Tensor, item_emb: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-    """e_u · e_i for user rows ``users`` [b, d] against ``items`` [b] or [b, m] of ``item_emb``."""
-    if items.dim() == 1:
-        return (users * item_emb[items]).sum(-1)
-    return (users.unsqueeze(1) * item_emb[items]).sum(-1)  # not einsum: bmm of b tiny matrices is slow on CPU
 
 
 @dataclass
@@ -244,7 +258,7 @@ def fit_bpr(
     sampler = NegativeSampler(
         train, config.sampler, config.hard_pool, config.curriculum_warmup, device=device, generator=generator
     )
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    optimizer = make_optimizer(model, config.lr, device)
     schedule = None
     if config.lr_schedule == "cosine":
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
@@ -303,6 +317,11 @@ def fit_bpr(
     return TrainResult(history, best_epoch, stopped)
 
 
+def make_optimizer(model: nn.Module, lr: float, device: torch.device) -> torch.optim.Optimizer:
+    """Adam; the fused kernel on CPU and CUDA (one pass over the tables: ~4x faster on CPU)."""
+    return torch.optim.Adam(model.parameters(), lr=lr, fused=device.type in ("cpu", "cuda"))
+
+
 def train_epoch(
     model: BPRModel,
     sampler: NegativeSampler,
@@ -320,17 +339,17 @@ def train_epoch(
         users, positives = sample.users[start:stop], sample.positives[start:stop]
         candidates = sample.candidates[start:stop]
         users0, items0 = model.layer0()
-        user_emb, item_emb = model.propagate(users0, items0)
-        u = user_emb[users]
-        scores = None
+        m = candidates.shape[1]
+        u, rows = model.batch_embeddings(users0, items0, users, torch.cat([positives, candidates.reshape(-1)]))
+        pos_emb, cand_emb = rows[: len(users)], rows[len(users) :].view(len(users), m, -1)
+        pick = torch.zeros(len(users), dtype=torch.int64, device=users.device)
         if hard_any:
             with torch.no_grad():
-                scores = pair_scores(u, item_emb, candidates)
-        negatives = sampler.select(candidates, sample.hard[start:stop], scores)
-        # One gather for positives and negatives together: index backward dominates a CPU step.
-        pos_neg = pair_scores(u, item_emb, torch.stack([positives, negatives], 1))
-        loss = model.recommendation_loss(pos_neg[:, 0], pos_neg[:, 1])
-        extra = model.auxiliary_loss(u, item_emb, positives, negatives)
+                pick = sampler.select(sample.hard[start:stop], (u.unsqueeze(1) * cand_emb).sum(-1))
+        negatives = candidates.gather(1, pick.unsqueeze(1)).squeeze(1)
+        neg_emb = cand_emb.gather(1, pick.view(-1, 1, 1).expand(-1, 1, cand_emb.shape[2])).squeeze(1)
+        loss = model.recommendation_loss((u * pos_emb).sum(-1), (u * neg_emb).sum(-1))
+        extra = model.auxiliary_loss(u, pos_emb, neg_emb, positives, negatives)
         if extra is not None:
             loss = loss + extra
         if config.reg:

@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hybrid.config import from_dict
-from hybrid.graph import interaction_adjacency, propagate, spmm
+from hybrid.graph import interaction_adjacency, propagate, propagate_rows, spmm
 from hybrid.models.base import FitData, Recommender, register
 from hybrid.models.embedding import EmbeddingRecommender
 from hybrid.train import BPRModel, TrainConfig
@@ -69,6 +69,14 @@ class LightGCN(MF):
     def propagate(self, users0: torch.Tensor, items0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         out = propagate(self.adj, torch.cat([users0, items0]), self.layers)
         return out[: self.n_users], out[self.n_users :]
+
+    def batch_embeddings(
+        self, users0: torch.Tensor, items0: torch.Tensor, users: torch.Tensor, items: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch's final rows via :func:`~hybrid.graph.propagate_rows` (exact, ~30% cheaper a step)."""
+        rows = torch.cat([users, items + self.n_users])
+        out = propagate_rows(self.adj, torch.cat([users0, items0]), self.layers, rows)
+        return out[: len(users)], out[len(users) :]
 
 
 class NGCF(BPRModel):

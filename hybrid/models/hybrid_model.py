@@ -129,7 +129,8 @@ class HybridLightGCN(LightGCN):
         return users, graph, self.content(self.features)
 
     def auxiliary_loss(
-        self, users: torch.Tensor, item_emb: torch.Tensor, positives: torch.Tensor, negatives: torch.Tensor
+        self, users: torch.Tensor, pos_emb: torch.Tensor, neg_emb: torch.Tensor,
+        positives: torch.Tensor, negatives: torch.Tensor,
     ) -> torch.Tensor:
         """Content term over the batch's triples (graph vectors fixed), times ``content_weight``:
 
@@ -141,13 +142,14 @@ class HybridLightGCN(LightGCN):
         """
         if self.detach_users:
             users = users.detach()
-        graph = item_emb.detach()
-        content = self.content(self.features[torch.cat([positives, negatives])])
+        # The MLP runs once per distinct item of the batch (most of the step's cost on a CPU).
+        distinct, inverse = torch.unique(torch.cat([positives, negatives]), return_inverse=True)
+        content = self.content(self.features[distinct])[inverse]
         c_pos, c_neg = content.split(len(positives))
         a_pos = blend_weights(self.counts[positives], self.tau).unsqueeze(1)
         a_neg = blend_weights(self.counts[negatives], self.tau).unsqueeze(1)
-        b_pos = a_pos * graph[positives] + (1 - a_pos) * c_pos
-        b_neg = a_neg * graph[negatives] + (1 - a_neg) * c_neg
+        b_pos = a_pos * pos_emb.detach() + (1 - a_pos) * c_pos
+        b_neg = a_neg * neg_emb.detach() + (1 - a_neg) * c_neg
 
         def score(items: torch.Tensor) -> torch.Tensor:
             return (users * items).sum(1)
