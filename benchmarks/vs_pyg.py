@@ -37,7 +37,7 @@ from hybrid.data import Interactions
 from hybrid.graph import interaction_adjacency
 from hybrid.models.graph_models import LightGCN
 from hybrid.samplers import NegativeSampler
-from hybrid.train import TrainConfig, train_epoch
+from hybrid.train import TrainConfig, make_optimizer, train_epoch
 
 logger = logging.getLogger("vs_pyg")
 PYG_VARIANTS = ("edge_index", "csr", "csr-prenorm")
@@ -89,7 +89,7 @@ def our_runner(train: Interactions, args: argparse.Namespace, device: torch.devi
     model.to(device).train()
     config = TrainConfig(dim=args.dim, lr=args.lr, reg=1e-4, batch_size=args.batch_size)
     sampler = NegativeSampler(train, "uniform", device=device, generator=torch.Generator(device=device).manual_seed(args.seed))
-    optimizer = torch.optim.Adam(model.parameters(), lr=args.lr)
+    optimizer = make_optimizer(model, args.lr, device)
 
     def run(steps: int) -> None:
         train_epoch(model, sampler, optimizer, epoch=0, n_triples=steps * args.batch_size, config=config)

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from conftest import DATA_ROOT, data_folder
+
 from hybrid.evaluate import main
 
 CONFIGS = Path(__file__).parents[1] / "configs"

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from hybrid.data import Interactions
-from hybrid.graph import normalized_adjacency, propagate
+from hybrid.graph import normalized_adjacency, propagate, propagate_rows
 from hybrid.models import FitData, make_model
 from hybrid.models.embedding import EmbeddingRecommender
 from hybrid.models.graph_models import MF, NGCF, LightGCNRecommender
@@ -93,6 +93,9 @@ def test_batch_scores_equal_one_user_scores_including_folded_in_users(name: str,
     assert scores[3:ITEMS_PER_GROUP].min() > scores[ITEMS_PER_GROUP:].max()
     # No history at all: the population prior, not a tie of every item.
     assert batch[empty].std() > 0
+    # PyG-style forward on pairs agrees with score for trained users.
+    pairs = model.module_(torch.as_tensor(users[:4], device=device), torch.arange(4, device=device).repeat(4, 1))
+    torch.testing.assert_close(pairs, batch[:4, :4])
 
 
 @pytest.mark.parametrize("device", DEVICES)
@@ -185,6 +188,21 @@ def test_propagate_matches_pyg_lightgcn_and_dense_gradients() -> None:
     (grad,) = torch.autograd.grad((out * weights).sum(), x)
     dense = adj.to_dense()
     expected = sum(torch.linalg.matrix_power(dense, k) for k in range(4)) @ weights / 4
+    torch.testing.assert_close(grad, expected)
+
+
+@pytest.mark.parametrize("layers", [0, 1, 3])
+def test_propagate_rows_equals_full_propagation_and_its_gradient(layers: int) -> None:
+    users, items = np.array([0, 0, 1, 2, 2, 3, 3]), np.array([0, 1, 1, 0, 2, 2, 1])
+    adj = normalized_adjacency(users, items, n_users=5, n_items=3)
+    x = torch.randn(8, 4, requires_grad=True)
+    rows = torch.tensor([0, 5, 5, 7, 3, 4])  # repeats and an isolated node (user 4)
+    weights = torch.randn(len(rows), 4)
+    full = propagate(adj, x, layers)[rows]
+    (expected,) = torch.autograd.grad((full * weights).sum(), x)
+    part = propagate_rows(adj, x, layers, rows)
+    (grad,) = torch.autograd.grad((part * weights).sum(), x)
+    torch.testing.assert_close(part, full)
     torch.testing.assert_close(grad, expected)
 
 

@@ -74,7 +74,7 @@ def test_hard_takes_the_highest_scoring_candidate_and_never_a_positive() -> None
     sample = s.sample_epoch(2000, epoch=0)
     assert sample.candidates.shape == (2000, 5) and bool(sample.hard.all())
     scores = sample.candidates.float()  # a "model" that prefers higher item ids
-    negatives = s.select(sample.candidates, sample.hard, scores)
+    negatives = sample.candidates.gather(1, s.select(sample.hard, scores).unsqueeze(1)).squeeze(1)
     np.testing.assert_array_equal(negatives.numpy(), sample.candidates.max(1).values.numpy())
     assert not known[sample.users.numpy(), negatives.numpy()].any()
 
@@ -92,7 +92,8 @@ def test_uniform_and_hard_shares_are_constant() -> None:
     train = dense_interactions()
     assert sampler(train, "uniform").hard_share(7) == 0.0
     assert sampler(train, "hard", pool=3).hard_share(0) == 1.0
-    assert NegativeSampler.select(torch.tensor([[4, 5]]), torch.tensor([False]), None).tolist() == [4]
+    hard = torch.tensor([False, True])
+    assert NegativeSampler.select(hard, torch.tensor([[0.0, 1.0], [0.0, 1.0]])).tolist() == [0, 1]
 
 
 def test_seeded_draws_repeat() -> None:
