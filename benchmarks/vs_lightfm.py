@@ -44,6 +44,7 @@ import scipy.sparse as sp
 import torch
 from typing_extensions import Self
 
+import hybrid.models  # noqa: F401  (registers the models now: the run uses one version of their code)
 from hybrid.config import load_config
 from hybrid.datasets import load_dataset
 from hybrid.evaluate import Prepared, evaluate_rankings, prepare

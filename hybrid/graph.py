@@ -6,16 +6,17 @@ training interaction is an undirected edge. The normalised adjacency
     Â = D^{-1/2} A D^{-1/2},   Â_ui = 1 / sqrt(|N(u)| |N(i)|)
 
 is built once from the training interactions, on the training device, as a ``torch.sparse_csr``
-tensor. Â is symmetric, so the gradient of ``Â @ X`` with respect to ``X`` is ``Â @ G``: a custom
-autograd function (:class:`_SymmetricSpmm`) uses that instead of the transpose torch's default CSR
-backward builds on every call.
+tensor (int32 indices). Â is symmetric, so the gradient of ``Â @ X`` with respect to ``X`` is
+``Â @ G``: :func:`spmm` uses that instead of the transpose that torch's CSR autograd builds (by
+sorting all non-zeros) on every backward call. A training step needs the final embeddings of its
+batch's rows only; :func:`propagate_rows` computes just those, with the exact gradient.
 
-Why CSR and not PyG's ``LGConv`` over ``edge_index``: measured on Gowalla (70,839 nodes,
-1,620,256 directed edges, 64-d, 2 CPU cores, torch 2.13, PyG 2.8.1): one forward ``Â @ X`` takes
-~60-150 ms as CSR vs ~1 s through ``LGConv`` message passing on ``edge_index`` (it materialises a
-1.6M x 64 message tensor); three layers forward + backward take ~0.8 s with the symmetric backward
-vs ~2.8 s with torch's default CSR autograd (which is also what ``LGConv`` runs on a CSR input).
-``benchmarks/vs_pyg.py`` times a whole epoch of both models in one run.
+Why a CSR tensor rather than PyG's ``LGConv``: measured on Gowalla (70,839 nodes, 1,620,256
+directed edges, 64-d, 3 layers, batch 2048, 2 CPU cores shared with other jobs, torch 2.13, PyG
+2.8.1), one training step of PyG's ``LightGCN`` takes ~7.1 s over ``edge_index`` (message passing
+materialises a 1.6M x 64 tensor per layer), ~1.9-2.2 s over a CSR adjacency (``gcn_norm`` on every
+call, torch's transposing CSR backward) and ~1.6-1.7 s over a pre-normalised CSR; ours takes
+~0.65-0.85 s (one ``Â @ X`` is ~0.1 s of it). ``benchmarks/vs_pyg.py`` repeats this in one run.
 """
 
 from __future__ import annotations
@@ -205,6 +206,11 @@ class _PropagateRows(torch.autograd.Function):
         return None, acc, None, None
 
 
+# propagate_rows falls back to the full propagation when the batch's rows of Â hold more than
+# this share of its non-zeros (ML-100K: every batch touches almost every node; measured 2x slower).
+PARTIAL_MAX_SHARE = 0.5
+
+
 def propagate_rows(adj: torch.Tensor, x: torch.Tensor, num_layers: int, rows: torch.Tensor) -> torch.Tensor:
     """``propagate(adj, x, num_layers)[rows]`` without propagating the last layer everywhere.
 
@@ -222,4 +228,9 @@ def propagate_rows(adj: torch.Tensor, x: torch.Tensor, num_layers: int, rows: to
     """
     if num_layers < 0:
         raise ValueError(f"num_layers must be >= 0, got {num_layers}")
-    return _PropagateRows.apply(adj, x, num_layers, rows)
+    # Each distinct row once: a batch repeats popular items (and, on small graphs, every node).
+    unique, inverse = torch.unique(rows, return_inverse=True)
+    crow = adj.crow_indices()
+    if int((crow[unique + 1] - crow[unique]).sum()) > PARTIAL_MAX_SHARE * adj.values().numel():
+        return propagate(adj, x, num_layers)[rows]  # the rows touch most of the graph anyway
+    return _PropagateRows.apply(adj, x, num_layers, unique)[inverse]

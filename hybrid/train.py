@@ -10,8 +10,10 @@ with ŷ_ui = e_u · e_i on final embeddings and the L2 term on the batch's layer
 official LightGCN code), Adam, negatives from :mod:`hybrid.samplers`, early stopping on Recall@20
 of a validation set carved from the training data (never the test set), and a progress bar.
 
-Each step propagates the whole graph once (cheap next to the sampling of an epoch's triples in one
-call); hard negatives are scored with that same step's embeddings, so they need no extra pass.
+The triples of a whole epoch are sampled in a few vectorised calls before it starts. Each step
+propagates once, for the rows of its users, positives and negative candidates only
+(:meth:`BPRModel.batch_embeddings`); hard negatives are scored with that same step's embeddings,
+so they cost no extra pass. The loss is read back once an epoch (no per-step device sync).
 """
 
 from __future__ import annotations

@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
+from hybrid import graph
 from hybrid.data import Interactions
 from hybrid.graph import normalized_adjacency, propagate, propagate_rows
 from hybrid.models import FitData, make_model
@@ -191,8 +192,12 @@ def test_propagate_matches_pyg_lightgcn_and_dense_gradients() -> None:
     torch.testing.assert_close(grad, expected)
 
 
+@pytest.mark.parametrize("share", [0.0, 1.0], ids=["full-fallback", "partial"])
 @pytest.mark.parametrize("layers", [0, 1, 3])
-def test_propagate_rows_equals_full_propagation_and_its_gradient(layers: int) -> None:
+def test_propagate_rows_equals_full_propagation_and_its_gradient(
+    layers: int, share: float, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(graph, "PARTIAL_MAX_SHARE", share)
     users, items = np.array([0, 0, 1, 2, 2, 3, 3]), np.array([0, 1, 1, 0, 2, 2, 1])
     adj = normalized_adjacency(users, items, n_users=5, n_items=3)
     x = torch.randn(8, 4, requires_grad=True)
