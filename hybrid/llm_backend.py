@@ -57,8 +57,13 @@ def default_model_file() -> Path:
     return found[0]
 
 
+@functools.lru_cache(maxsize=2)
 def load_model(model: str | None, device: str | None) -> tuple[torch.nn.Module, object]:
     """Load a causal LM and its tokenizer in float32, in eval mode, on one device.
+
+    Memoised per (model, device): reading the GGUF takes about a minute on CPU, and the ``llm``
+    and ``hybrid+llm`` rows of one evaluation share the model. Callers never modify it (scoring
+    copies the prompt caches, never the weights).
 
     Args:
         model: ``None`` for the packaged SmolLM2 GGUF; a path to a ``.gguf`` file; or anything

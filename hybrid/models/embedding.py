@@ -136,8 +136,8 @@ class EmbeddingRecommender(Recommender):
         save_file(tensors, str(path / WEIGHTS_FILE))
 
     @classmethod
-    def load(cls, path: str | Path, device: torch.device | str = "cpu") -> Self:
-        """Read a folder written by :meth:`save` into a model that scores as the saved one did."""
+    def _read_saved(cls, path: str | Path, device: torch.device | str) -> tuple[Self, dict[str, Any], dict[str, torch.Tensor]]:
+        """(unfitted model with the saved config, the JSON metadata, the tensors) of a saved folder."""
         path = Path(path)
         if not (path / CONFIG_FILE).exists():
             raise FileNotFoundError(f"{path / CONFIG_FILE} not found; is {path} a saved {cls.__name__}?")
@@ -145,6 +145,11 @@ class EmbeddingRecommender(Recommender):
         if meta.get("model") != cls.name:
             raise ValueError(f"{path} holds a {meta.get('model')!r} model, not {cls.name!r}")
         model = cls(from_dict(cls.config_class, meta["config"], str(path / CONFIG_FILE)))
-        tensors = load_file(str(path / WEIGHTS_FILE), device=str(torch.device(device)))
+        return model, meta, load_file(str(path / WEIGHTS_FILE), device=str(torch.device(device)))
+
+    @classmethod
+    def load(cls, path: str | Path, device: torch.device | str = "cpu") -> Self:
+        """Read a folder written by :meth:`save` into a model that scores as the saved one did."""
+        model, _, tensors = cls._read_saved(path, device)
         model._set_state(tensors["user_embeddings"], tensors["item_embeddings"], tensors["user_counts"].cpu().numpy())
         return model

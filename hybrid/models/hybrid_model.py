@@ -16,7 +16,10 @@ each item seen once through its text alone and once as it will be ranked (blende
 scores are calibrated against the scores they will compete with in one ranking, as DropoutNet /
 Heater / ALDI train a content path against the same users. The users' vectors
 are detached in that term by default, so the graph path (and warm quality) is LightGCN's own.
-τ is chosen on the validation set after training.
+
+After training, s and τ are chosen on the validation set (:meth:`HybridRecommenderModel._calibrate`):
+s by the validation recall that cold items cost when they take top-20 slots
+(:mod:`hybrid.calibration`), τ by validation Recall@20.
 """
 
 from __future__ import annotations
@@ -31,10 +34,11 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 from typing_extensions import Self
 
+from hybrid.calibration import cold_slot_loss
 from hybrid.config import from_dict
 from hybrid.graph import interaction_adjacency
 from hybrid.models.base import FitData, Recommender, register
@@ -46,7 +50,8 @@ from hybrid.train import BPRModel, validation_metrics
 logger = logging.getLogger(__name__)
 
 TAU_GRID = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0)
-SCALE_GRID = (0.25, 0.5, 0.75, 1.0)
+# Content scales priced by the calibration: fine steps, since cold items flood the lists past ~0.9.
+SCALE_GRID = tuple(round(0.025 * i, 3) for i in range(1, 41))
 
 
 def blend_weights(counts: torch.Tensor, tau: float) -> torch.Tensor:
@@ -59,13 +64,13 @@ class HybridConfig(LightGCNConfig):
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     tau: float | None = None  # blend scale τ; None: chosen on the validation set from TAU_GRID
     # Scale s of the content vectors in the blend, b = α g + (1 − α) s c; None: chosen on the
-    # validation set, the largest s (most room for cold items) whose validation Recall@20 stays
-    # within `warm_tolerance` of the graph path alone.
+    # validation set, the largest s whose loss of validation Recall@20 (cold items taking
+    # top-20 slots) is at most `warm_tolerance`.
     content_scale: float | None = None
     warm_tolerance: float = 0.02
     train_tau: float = 10.0  # τ of the negatives' blended vectors in the content term
     content_weight: float = 1.0  # weight of the content term in the loss
-    detach_users: bool = False  # True: the content term does not move user vectors
+    detach_users: bool = True  # the content term does not move user vectors (warm quality is LightGCN's)
     content_hidden: int = 256  # hidden width of the content MLP (0: a linear map)
     text_in_graph: bool = True  # item layer 0 = W_p x_i + id_i (else id_i alone: text only in the content path)
     # Zero-history users with profile text are scored with c(text), the content path applied to
@@ -223,29 +228,35 @@ class HybridRecommenderModel(EmbeddingRecommender):
     def _calibrate(self, users: torch.Tensor, data: FitData) -> tuple[float, float]:
         """(τ, s) from the config, or chosen on the validation set.
 
-        Every (τ, s) of TAU_GRID x SCALE_GRID is scored by validation Recall@20 with cold and
-        warm items in one ranking. The reference is the graph path alone; the largest s whose
-        recall stays within ``warm_tolerance`` of it wins (ties: higher recall), so cold items
-        get as much room as the warm ranking can give without losing more than that.
+        s decides how many top-K slots cold items take from warm ones: the largest s of
+        SCALE_GRID whose loss of validation Recall@20
+        (:func:`~hybrid.calibration.cold_slot_loss`) is at most ``warm_tolerance``. τ decides
+        how much content the rarely seen warm items keep: the τ of TAU_GRID with the best
+        validation Recall@20 at that s (ties: the smaller τ).
         """
-        taus = [self.config.tau] if self.config.tau is not None else sorted({*TAU_GRID, self.config.train_tau})
-        scales = [self.config.content_scale] if self.config.content_scale is not None else list(SCALE_GRID)
-        if data.valid is None or len(data.valid) == 0 or len(taus) * len(scales) == 1:
-            return self.config.tau or self.config.train_tau, self.config.content_scale or 1.0
+        config = self.config
+        if data.valid is None or len(data.valid) == 0:
+            return config.tau or config.train_tau, config.content_scale or 1.0
         train, valid = data.train.matrix(), data.valid.matrix()
+        scale = config.content_scale
+        if scale is None:
+            cold = (self.item_counts_ == 0).cpu().numpy()
+            losses = cold_slot_loss(users, self.graph_items_, self.content_items_, cold, train, valid, SCALE_GRID)
+            allowed = [s for s, loss in losses.items() if loss <= config.warm_tolerance]
+            scale = max(allowed, default=min(SCALE_GRID))
+            logger.info("hybrid: validation recall lost to cold items by content scale %s -> s = %g",
+                        {s: round(v, 4) for s, v in losses.items()}, scale)
+        if config.tau is not None:
+            return config.tau, scale
 
-        def recall(items: torch.Tensor) -> float:
+        def recall(tau: float) -> float:
+            items = self._blend(self.graph_items_, self.content_items_, self.item_counts_, tau, scale)
             return validation_metrics(_Blended(users, items), train, valid)["valid_recall@20"]
 
-        reference = recall(self.graph_items_)
-        scores = {(tau, scale): recall(self._blend(self.graph_items_, self.content_items_, self.item_counts_, tau, scale))
-                  for tau in taus for scale in scales}
-        allowed = [key for key, value in scores.items() if value >= (1 - self.config.warm_tolerance) * reference]
-        best = max(allowed, key=lambda k: (k[1], scores[k])) if allowed else max(scores, key=scores.get)
-        logger.info("hybrid: graph-only validation Recall@20 %.4f; chose tau %g, content scale %g (%.4f)",
-                    reference, best[0], best[1], scores[best])
-        return best
-
+        scores = {tau: recall(tau) for tau in sorted({*TAU_GRID, config.train_tau})}
+        tau = max(scores, key=lambda t: (scores[t], -t))
+        logger.info("hybrid: validation Recall@20 by tau %s -> tau = %g", {t: round(v, 4) for t, v in scores.items()}, tau)
+        return tau, scale
 
     # ------------------------------------------------------------------ content path for new things
     def content_vectors(self, texts: list[str]) -> torch.Tensor:
@@ -296,14 +307,7 @@ class HybridRecommenderModel(EmbeddingRecommender):
 
     @classmethod
     def load(cls, path: str | Path, device: torch.device | str = "cpu") -> Self:
-        path = Path(path)
-        if not (path / CONFIG_FILE).exists():
-            raise FileNotFoundError(f"{path / CONFIG_FILE} not found; is {path} a saved hybrid model?")
-        meta: dict[str, Any] = json.loads((path / CONFIG_FILE).read_text())
-        if meta.get("model") != cls.name:
-            raise ValueError(f"{path} holds a {meta.get('model')!r} model, not {cls.name!r}")
-        model = cls(from_dict(HybridConfig, meta["config"], str(path / CONFIG_FILE)))
-        tensors = load_file(str(path / WEIGHTS_FILE), device=str(torch.device(device)))
+        model, meta, tensors = cls._read_saved(path, device)
         model.tau_, model.content_scale_, model.d_text_ = meta["tau"], meta["content_scale"], meta["d_text"]
         model.content_state_ = {k.removeprefix("content."): v for k, v in tensors.items() if k.startswith("content.")}
         model.user_text_ = None
