@@ -31,6 +31,7 @@ from hybrid.datasets import DataBundle, load_dataset
 from hybrid.device import resolve_device
 from hybrid.metrics import BUCKETS, bucket_of, ranking_metrics, restrict_columns
 from hybrid.models.base import FitData, Recommender, make_model
+from hybrid.models.llm_rerank import LLMReranked
 from hybrid.ranking import top_k
 from hybrid.report import markdown_report, markdown_table, plot_buckets
 from hybrid.splits import Split, make_split
@@ -147,20 +148,35 @@ def evaluate_rankings(
     return result
 
 
+def fitted_model(name: str, params: dict[str, Any], config: ExperimentConfig, prepared: Prepared,
+                 fitted: dict[tuple[str, str, str], tuple[Recommender, float]]) -> tuple[Recommender, float]:
+    """``name`` fitted with ``params`` on this split, from ``fitted`` when it already was (a scenario
+    that changes only the evaluation; the retriever of an ``llm`` row); returns it and its fit
+    seconds. An LLM row's retriever with no parameters of its own gets its row's (``hybrid+llm``
+    reranks the very ``hybrid`` of the table), and its fit seconds exclude a reused retriever."""
+    key = (name, json.dumps(to_dict(config.split), sort_keys=True), json.dumps(params, sort_keys=True))
+    if key in fitted:
+        return fitted[key]
+    model = make_model(name, params)
+    start = time.perf_counter()
+    if isinstance(model, LLMReranked):
+        retriever_name = model.config.retriever
+        retriever_params = model.config.retriever_params or config.params.get(retriever_name) or {}
+        retriever, _ = fitted_model(retriever_name, retriever_params, config, prepared, fitted)
+        start = time.perf_counter()
+        model.fit(prepared.fit_data, retriever=retriever)
+    else:
+        model.fit(prepared.fit_data)
+    fitted[key] = (model, time.perf_counter() - start)
+    return fitted[key]
+
+
 def run_model(name: str, config: ExperimentConfig, prepared: Prepared, out: Path, bar: tqdm,
               fitted: dict[tuple[str, str, str], tuple[Recommender, float]]) -> dict[str, Any]:
     """Fit (or reuse from ``fitted``), rank and score one model; writes its rankings CSV."""
     k_max = max(config.eval.k)
     bar.set_description(f"{name}: fit")
-    key = (name, json.dumps(to_dict(config.split), sort_keys=True), json.dumps(config.params.get(name), sort_keys=True))
-    if key in fitted:  # a scenario that changes only the evaluation reuses the fitted model
-        model, fit_seconds = fitted[key]
-    else:
-        model = make_model(name, config.params.get(name))
-        start = time.perf_counter()
-        model.fit(prepared.fit_data)
-        fit_seconds = time.perf_counter() - start
-        fitted[key] = (model, fit_seconds)
+    model, fit_seconds = fitted_model(name, config.params.get(name) or {}, config, prepared, fitted)
     bar.set_description(f"{name}: rank")
     start = time.perf_counter()
     top, scores = top_k(model, prepared.users, prepared.history, k_max, config.eval.batch_size)

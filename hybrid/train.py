@@ -62,6 +62,10 @@ class TrainConfig:
     patience: int = 3
     max_minutes: float | None = None  # wall-clock budget for training; None: no limit
     seed: int | None = None  # None: the experiment seed (FitData.seed)
+    # Users the model never trained on but who name items: the mean of those items' vectors, then
+    # this many Adam steps of BPR on the user's vector alone (0: the mean alone; see hybrid.fold_in).
+    fold_in_steps: int = 25
+    fold_in_lr: float = 0.05
     show_progress: bool | None = None  # None: show when logging is at INFO or lower
 
     def validate(self) -> None:
@@ -73,6 +77,8 @@ class TrainConfig:
                 raise ValueError(f"{name} must be > 0, got {value!r}")
         if self.lr_schedule not in ("constant", "cosine"):
             raise ValueError(f"lr_schedule must be 'constant' or 'cosine', got {self.lr_schedule!r}")
+        if self.fold_in_steps < 0 or not self.fold_in_lr > 0:
+            raise ValueError(f"fold_in_steps must be >= 0 and fold_in_lr > 0, got {self.fold_in_steps!r}, {self.fold_in_lr!r}")
         if self.reg < 0:
             raise ValueError(f"reg must be >= 0, got {self.reg!r}")
         if self.max_minutes is not None and not self.max_minutes > 0:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import torch
 from test_reranker import one_torch_thread, tiny_model_dir  # noqa: F401  (fixtures)
 
+from hybrid.config import ExperimentConfig
 from hybrid.data import Interactions
+from hybrid.evaluate import fitted_model
 from hybrid.models import FitData, make_model
 
 
@@ -48,3 +52,17 @@ def test_candidate_protocol_ranks_exactly_the_given_candidates(tiny_model_dir) -
     scores = model.score_candidates(users, sp.csr_matrix((2, 12), dtype=np.float32), candidates)
     assert scores.shape == (2, 4)
     assert sorted(scores[0].tolist()) == [1.0, 2.0, 3.0, 4.0]  # a full order over the 4 candidates
+
+
+def test_an_llm_row_reranks_the_fitted_retriever_of_its_table(tiny_model_dir) -> None:  # noqa: F811
+    """``hybrid+llm`` in an evaluation reuses the ``hybrid`` row's fitted model (same params), not a refit."""
+    data = tiny_data()
+    hybrid_params = {"dim": 8, "epochs": 2, "content_hidden": 0}
+    config = ExperimentConfig(models=["hybrid", "hybrid+llm"],
+                              params={"hybrid": hybrid_params, "hybrid+llm": {"model": tiny_model_dir}})
+    prepared = SimpleNamespace(fit_data=data)
+    fitted: dict = {}
+    table_hybrid, _ = fitted_model("hybrid", hybrid_params, config, prepared, fitted)
+    reranked, _ = fitted_model("hybrid+llm", {"model": tiny_model_dir}, config, prepared, fitted)
+    assert reranked.retriever_ is table_hybrid
+    assert len(fitted) == 2

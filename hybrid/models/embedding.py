@@ -4,8 +4,9 @@ on, and save/load with safetensors + JSON (no pickle).
 
 User vectors at scoring time:
     warm user (≥ 1 training interaction)       its trained final embedding e_u.
-    no training interactions, history given    the mean final embedding of its history items
-                                               (fold-in, no refit).
+    no training interactions, history given    fold-in, no refit: the mean final embedding of its
+                                               history items, refined by a few BPR steps on the
+                                               user's vector alone (:mod:`hybrid.fold_in`).
     no training interactions, no history       the mean final embedding of the warm users: the
                                                population prior, which ranks items by their mean
                                                predicted preference (all zeros would tie every item).
@@ -28,6 +29,7 @@ from safetensors.torch import load_file, save_file
 from typing_extensions import Self
 
 from hybrid.config import from_dict
+from hybrid.fold_in import refine_by_bpr
 from hybrid.graph import csr_tensor
 from hybrid.models.base import FitData, Recommender
 from hybrid.train import BPRModel, TrainConfig, TrainResult, fit_bpr
@@ -48,6 +50,7 @@ class EmbeddingRecommender(Recommender):
         user_embeddings_: float32 [n_users, d'] final user embeddings, on the device.
         item_embeddings_: float32 [n_items, d'] final item embeddings, on the device.
         user_counts_: int64 [n_users] training interactions per user (0: not trained on).
+        fold_in_pool_: int64 items with training interactions (fold-in negatives).
         module_: the trained :class:`BPRModel` (``fit`` only).
         result_: the trainer's :class:`~hybrid.train.TrainResult` (``fit`` only).
     """
@@ -82,6 +85,7 @@ class EmbeddingRecommender(Recommender):
         with torch.no_grad():
             users, items = module.embeddings()
         self.module_ = module
+        self.fold_in_pool_ = np.flatnonzero(data.train.item_counts() > 0)
         self._set_state(users.detach(), items.detach(), data.train.user_counts())
         return self
 
@@ -109,6 +113,8 @@ class EmbeddingRecommender(Recommender):
         counts = np.diff(rows.indptr)
         rows.data = (1.0 / np.repeat(np.maximum(counts, 1), counts)).astype(np.float32)
         folded = csr_tensor(rows, device) @ self.item_embeddings_
+        folded = refine_by_bpr(self.item_embeddings_, folded, rows, self.fold_in_pool_,
+                               self.config.fold_in_steps, self.config.fold_in_lr)
         folded[torch.as_tensor(counts == 0, device=device)] = self._prior
         vectors[torch.as_tensor(cold, device=device)] = folded
         return vectors
@@ -132,6 +138,7 @@ class EmbeddingRecommender(Recommender):
             "user_embeddings": self.user_embeddings_.detach().cpu().contiguous(),
             "item_embeddings": self.item_embeddings_.detach().cpu().contiguous(),
             "user_counts": torch.as_tensor(self.user_counts_),
+            "fold_in_pool": torch.as_tensor(self.fold_in_pool_),
         }
         save_file(tensors, str(path / WEIGHTS_FILE))
 
@@ -145,7 +152,9 @@ class EmbeddingRecommender(Recommender):
         if meta.get("model") != cls.name:
             raise ValueError(f"{path} holds a {meta.get('model')!r} model, not {cls.name!r}")
         model = cls(from_dict(cls.config_class, meta["config"], str(path / CONFIG_FILE)))
-        return model, meta, load_file(str(path / WEIGHTS_FILE), device=str(torch.device(device)))
+        tensors = load_file(str(path / WEIGHTS_FILE), device=str(torch.device(device)))
+        model.fold_in_pool_ = tensors["fold_in_pool"].cpu().numpy()
+        return model, meta, tensors
 
     @classmethod
     def load(cls, path: str | Path, device: torch.device | str = "cpu") -> Self:

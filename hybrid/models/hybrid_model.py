@@ -300,7 +300,7 @@ class HybridRecommenderModel(EmbeddingRecommender):
         tensors = {
             "user_embeddings": self.user_embeddings_, "graph_items": self.graph_items_,
             "content_items": self.content_items_, "item_counts": self.item_counts_,
-            "user_counts": torch.as_tensor(self.user_counts_),
+            "user_counts": torch.as_tensor(self.user_counts_), "fold_in_pool": torch.as_tensor(self.fold_in_pool_),
             **{f"content.{k}": v for k, v in self.content_state_.items()},
         }
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(path / WEIGHTS_FILE))

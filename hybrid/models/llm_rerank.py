@@ -44,13 +44,14 @@ class LLMReranked(Recommender):
     def __init__(self, config: RerankConfig | None = None) -> None:
         self.config = config or RerankConfig()
 
-    def fit(self, data: FitData) -> Self:
+    def fit(self, data: FitData, retriever: Recommender | None = None) -> Self:
+        """Fit the retriever on ``data`` (or take ``retriever``, already fitted on it) and load the LLM."""
         if self.config.top_n < 1 or self.config.max_history < 0:
             raise ValueError(f"top_n must be >= 1 and max_history >= 0, got {self.config.top_n}, {self.config.max_history}")
         titles = data.item_titles or data.item_text
         if titles is None:
             raise ValueError("LLM reranking needs item titles or text; this data set has neither")
-        self.retriever_ = make_model(self.config.retriever, self.config.retriever_params).fit(data)
+        self.retriever_ = retriever or make_model(self.config.retriever, self.config.retriever_params).fit(data)
         self.reranker_ = LLMReranker(
             self.config.model, mode=self.config.mode, n_shuffles=self.config.n_shuffles,
             device=str(data.device), batch_size=self.config.batch_size, seed=data.seed,

@@ -1,0 +1,71 @@
+"""What the hybrid's content scale trades: warm against cold Recall/NDCG@20, against its peers.
+
+On each cold-item config, in one run: ``lightgcn`` and ``content`` (the peers the targets name) and
+``hybrid`` fitted once with its defaults; then the hybrid's cold items are re-scored at fixed
+content scales s (``b = α g + (1 − α) s c``, the calibrated τ kept) and the test set is ranked
+again. The row "calibrated" is the s the model chose on validation. Test metrics are printed
+for every s so the trade-off is visible; nothing here feeds back into the model's choice.
+
+    python benchmarks/cold_frontier.py --data-root ../shared/data
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import time
+
+import torch
+
+import hybrid.models  # noqa: F401  (registers the models)
+from hybrid.config import load_config
+from hybrid.datasets import load_dataset
+from hybrid.evaluate import Prepared, evaluate_rankings, prepare
+from hybrid.models.base import Recommender, make_model
+from hybrid.models.hybrid_model import HybridRecommenderModel
+from hybrid.ranking import top_k
+
+CONFIGS = ("configs/ml100k_cold_items.yaml", "configs/ml_latest_small_cold_items.yaml")
+SCALES = (0.7, 0.75, 0.8, 0.825, 0.85, 0.9, 1.0)
+
+
+def metrics(model: Recommender, prepared: Prepared) -> dict[str, float]:
+    """warm and cold Recall/NDCG@20 of one full ranking."""
+    result = evaluate_rankings(top_k(model, prepared.users, prepared.history, 20)[0], prepared, [20])
+    return {f"{group} {m}": result[group][f"{m}@20"] for group in ("warm", "cold") for m in ("recall", "ndcg")}
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-root", default=os.environ.get("HYBRID_DATA_ROOT"))
+    parser.add_argument("--configs", nargs="+", default=list(CONFIGS))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING)
+    for path in args.configs:
+        config = load_config(path)
+        prepared = prepare(load_dataset(config.data.name, args.data_root, config.data.path), config, torch.device("cpu"))
+        rows: list[tuple[str, dict[str, float], float]] = []
+        for name in ("lightgcn", "content", "hybrid"):
+            start = time.perf_counter()
+            model = make_model(name, config.params.get(name)).fit(prepared.fit_data)
+            rows.append((name if name != "hybrid" else "hybrid, calibrated", metrics(model, prepared), time.perf_counter() - start))
+        assert isinstance(model, HybridRecommenderModel)
+        chosen = f"s = {model.content_scale_:g}, τ = {model.tau_:g}"
+        for scale in SCALES:
+            items = model._blend(model.graph_items_, model.content_items_, model.item_counts_, model.tau_, scale)
+            model._set_state(model.user_embeddings_, items, model.user_counts_)
+            rows.append((f"hybrid, s = {scale}", metrics(model, prepared), float("nan")))
+        warm, content = rows[0][1]["warm recall"], rows[1][1]
+        print(f"\n### {config.name}: {len(prepared.users)} test users; calibrated {chosen}\n")
+        print("| model | warm R@20 | warm vs lightgcn | warm N@20 | cold R@20 | cold N@20 | cold beats content on both | fit s |")
+        print("|---|---|---|---|---|---|---|---|")
+        for label, m, seconds in rows:
+            beats = m["cold recall"] > content["cold recall"] and m["cold ndcg"] > content["cold ndcg"]
+            print(f"| {label} | {m['warm recall']:.4f} | {m['warm recall'] / warm:.1%} | {m['warm ndcg']:.4f} | "
+                  f"{m['cold recall']:.4f} | {m['cold ndcg']:.4f} | {'yes' if beats else 'no'} | "
+                  f"{'' if seconds != seconds else f'{seconds:.0f}'} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,77 @@
+"""Fold a user the model never trained on into its embedding space from the items they name.
+
+Start from the mean final embedding of the history items, then take a few Adam steps of BPR on
+the user's vector alone (item vectors frozen, negatives drawn from the items seen in training).
+Why not the mean alone: on ML-100K's temporal validation set (750 users, each re-entered from
+their own training items), the mean reached 69% of the fitted users' Recall@20 for LightGCN and
+70% for the hybrid; 25 steps at lr 0.05 reached 104% and 99% (``benchmarks/fold_in.py``). The
+mean is pulled towards popular items; the BPR steps restore what makes the user differ.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+import torch.nn.functional as F
+
+
+def refine_by_bpr(
+    items: torch.Tensor,
+    start: torch.Tensor,
+    history: sp.csr_matrix,
+    pool: np.ndarray,
+    steps: int,
+    lr: float,
+    reg: float = 1e-3,
+    pairs: int = 64,
+    seed: int = 0,
+) -> torch.Tensor:
+    """``steps`` Adam steps of BPR on user vectors with the item vectors frozen.
+
+    Args:
+        items: float [n_items, d] final item vectors (not modified).
+        start: float [b, d] initial user vectors.
+        history: CSR [b, n_items] each user's known items; rows with none keep ``start``.
+        pool: int64 item indices negatives are drawn from (a user's own items are skipped).
+        steps: Adam steps (0: ``start`` unchanged).
+        lr: Adam learning rate.
+        reg: L2 weight on the user vectors.
+        pairs: (positive, negative) pairs drawn per user and step.
+        seed: seeds the draws: the same inputs give the same vectors.
+
+    Returns:
+        float [b, d] on ``start``'s device.
+    """
+    history = sp.csr_matrix(history)
+    counts = np.diff(history.indptr)
+    active = np.flatnonzero(counts > 0)
+    out = start.detach().clone()
+    if steps <= 0 or len(active) == 0 or len(pool) == 0:
+        return out
+    rows = history[active]
+    counts = counts[active]
+    n_items = history.shape[1]
+    known = np.sort(np.repeat(np.arange(len(active)), counts) * n_items + rows.indices)
+    rng = np.random.default_rng(seed)
+    device = start.device
+    frozen = items.detach()
+    # Scoring may run under inference mode; these steps need autograd on the user vectors only.
+    with torch.inference_mode(False), torch.enable_grad():
+        frozen = frozen.clone()
+        user = start[torch.as_tensor(active, device=device)].detach().clone().requires_grad_(True)
+        optimizer = torch.optim.Adam([user], lr=lr)
+        for _ in range(steps):
+            pick = (rng.random((len(active), pairs)) * counts[:, None]).astype(np.int64)
+            positives = rows.indices[rows.indptr[:-1, None] + pick]
+            negatives = pool[rng.integers(0, len(pool), (len(active), pairs))]
+            valid = ~np.isin(np.arange(len(active))[:, None] * n_items + negatives, known)
+            weight = torch.as_tensor(valid, dtype=user.dtype, device=device)
+            gap = frozen[torch.as_tensor(positives, device=device)] - frozen[torch.as_tensor(negatives, device=device)]
+            margin = (user.unsqueeze(1) * gap).sum(-1)
+            loss = -(F.logsigmoid(margin) * weight).sum() / weight.sum().clamp(min=1) + reg * user.square().sum(1).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    out[torch.as_tensor(active, device=device)] = user.detach()
+    return out
