@@ -6,7 +6,9 @@ reach at least 95% of the fitted users' Recall@20 on the ML-100K temporal test s
 One split (``configs/ml100k_temporal.yaml`` through :func:`hybrid.evaluate.prepare`), each model
 fitted once. The test users who have training interactions are ranked several ways, always with
 the same known items (train + valid) masked and scored by the same
-:func:`hybrid.evaluate.evaluate_rankings`:
+:func:`hybrid.evaluate.evaluate_rankings`. The same ways are also scored on the validation set
+(every user with a held-out validation item: fold in from training items, mask them, rank the
+validation item), a second and larger sample (750 users against 109 test users on ML-100K):
 
     fitted                their trained final embeddings e_u.
     fold-in (library)     the library's own fold-in code path, unchanged: the model is told these
@@ -30,8 +32,11 @@ Prototype fold-ins (here only, to measure them before porting one into ``hybrid/
                               u = (B_Hᵀ B_H + w₀ Bᵀ B + λ I)⁻¹ B_Hᵀ 1
                           (every unobserved item a weak negative, weight w₀).
 
-Hyper-parameters of the prototypes (bpr steps, ials w₀) are chosen on the validation set (fold in
-from training items, rank the held-out validation item), never on test.
+Hyper-parameters of the prototypes (bpr steps, ials w₀) are chosen on the validation set, never
+on test, so their validation column is optimistic (marked *).
+
+"recall vs fitted" carries a 95% paired-bootstrap interval over users; "top-20 pop." is the mean
+training count of the recommended items (a fold-in that leans on popular items shows here).
 
 Caveat: the fitted users' trained layer-0 rows still flow into the item layers e_i^(l ≥ 1) that
 ``propagate`` reuses (and into every final item vector), so all re-entry numbers here are a
@@ -59,6 +64,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from typing_extensions import Self
 
+import hybrid.models  # noqa: F401  (registers the models now: the run uses one version of their code)
 from hybrid.config import load_config
 from hybrid.datasets import load_dataset
 from hybrid.evaluate import Prepared, evaluate_rankings, prepare
@@ -70,29 +76,34 @@ from hybrid.ranking import top_k
 from hybrid.recommender import HybridRecommender
 
 K = 20
-BPR_STEPS = (0, 25, 50, 100, 200)
-IALS_W0 = (0.001, 0.003, 0.01, 0.03, 0.1, 0.3)
+# (Adam steps, learning rate) of the bpr fold-in; (0, ·) is the library fold-in it starts from.
+BPR_GRID = ((0, 0.01), (25, 0.01), (50, 0.01), (100, 0.01), (200, 0.01), (400, 0.01), (25, 0.05), (50, 0.05), (100, 0.05))
+IALS_W0 = (0.01, 0.03, 0.1, 0.3, 1.0, 3.0)
+
+# A user-vector rule: (fitted model, user indices [b], known items CSR [b, n_items]) -> float32 [b, d].
+VectorRule = Any
 
 
-class FixedVectors(Recommender):
-    """Scores users with given vectors against a fitted model's final item vectors."""
+class ByRule(Recommender):
+    """Scores users with ``rule(users, known[users])`` against the model's final item vectors.
 
-    def __init__(self, model: EmbeddingRecommender, vectors: torch.Tensor, users: np.ndarray) -> None:
-        self.items = model.item_embeddings_
-        self.vectors = vectors
-        self.row = {int(u): r for r, u in enumerate(users)}
+    ``known`` is what the users are folded in from; the caller masks what it masks (``top_k``'s
+    history), so folding in from fewer items than are masked is possible.
+    """
+
+    def __init__(self, model: EmbeddingRecommender, rule: VectorRule, known: sp.csr_matrix) -> None:
+        self.model, self.rule, self.known = model, rule, known
 
     def fit(self, data: FitData) -> Self:
         return self
 
     def score(self, users: np.ndarray, history: sp.csr_matrix) -> torch.Tensor:
-        rows = torch.as_tensor([self.row[int(u)] for u in users], device=self.vectors.device)
-        return self.vectors[rows] @ self.items.T
+        return self.rule(users, self.known[users]) @ self.model.item_embeddings_.T
 
 
 def as_untrained(model: EmbeddingRecommender) -> EmbeddingRecommender:
-    """A shallow copy of ``model`` that treats every user as untrained: ``score`` runs the library's
-    fold-in (``user_vectors``) for all of them. Embeddings and the prior are shared, not copied."""
+    """A shallow copy of ``model`` that treats every user as untrained: its ``user_vectors`` is the
+    library's fold-in for all of them. Embeddings and the prior are shared, not copied."""
     folded = copy.copy(model)
     folded.user_counts_ = np.zeros_like(model.user_counts_)
     return folded
@@ -101,11 +112,6 @@ def as_untrained(model: EmbeddingRecommender) -> EmbeddingRecommender:
 def restrict(prepared: Prepared, users: np.ndarray) -> Prepared:
     """``prepared`` evaluated on ``users`` only, reporting the "all" group."""
     return replace(prepared, users=users, groups={"all": (np.ones(len(users), bool), None)})
-
-
-def ranked(model: Recommender, users: np.ndarray, mask: sp.csr_matrix) -> np.ndarray:
-    """int64 [n, K] top-K items of ``users`` with their rows of ``mask`` masked (the library's top_k)."""
-    return top_k(model, users, mask, K)[0]
 
 
 def per_user_recall(top: np.ndarray, relevant: sp.csr_matrix) -> np.ndarray:
@@ -158,6 +164,53 @@ def propagated_vectors(layers: torch.Tensor, degrees: np.ndarray, rows: sp.csr_m
     return sum(norm @ layer for layer in layers) / (len(layers) + 1)
 
 
+def bpr_vectors(
+    model: EmbeddingRecommender, start: torch.Tensor, rows: sp.csr_matrix, trained: np.ndarray,
+    steps: int, lr: float = 0.01, reg: float = 1e-3, pairs: int = 64, seed: int = 0,
+) -> torch.Tensor:
+    """``steps`` Adam steps of BPR on the user vectors only (item vectors frozen); float32 [b, d]."""
+    if steps == 0:
+        return start.clone()
+    items = model.item_embeddings_.detach()
+    rows = rows.tocsr()
+    counts = np.diff(rows.indptr)
+    generator = np.random.default_rng(seed)
+    n_items = rows.shape[1]
+    known = np.sort(np.repeat(np.arange(len(counts)), counts) * n_items + rows.indices)
+    # top_k scores under inference mode; these few steps need autograd.
+    with torch.inference_mode(False), torch.enable_grad():
+        u = start.clone().requires_grad_(True)
+        items = items.clone()
+        optimizer = torch.optim.Adam([u], lr=lr)
+        for _ in range(steps):
+            pick = (generator.random((len(counts), pairs)) * counts[:, None]).astype(np.int64)
+            positives = rows.indices[rows.indptr[:-1, None] + pick]
+            negatives = trained[generator.integers(0, len(trained), (len(counts), pairs))]
+            hit = np.isin(np.arange(len(counts))[:, None] * n_items + negatives, known)
+            diff = (u.unsqueeze(1) * (items[torch.as_tensor(positives)] - items[torch.as_tensor(negatives)])).sum(-1)
+            weight = torch.as_tensor(~hit, dtype=torch.float32)
+            loss = -(torch.nn.functional.logsigmoid(diff) * weight).sum() / weight.sum() + reg * u.pow(2).sum(1).mean()
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    return u.detach()
+
+
+def ials_vectors(model: EmbeddingRecommender, rows: sp.csr_matrix, w0: float, reg: float = 1e-3) -> torch.Tensor:
+    """Closed-form implicit-ALS fold-in with frozen item vectors; float32 [b, d]."""
+    items = model.item_embeddings_.detach().double()
+    gram = items.T @ items
+    dim = items.shape[1]
+    out = torch.empty(rows.shape[0], dim, dtype=torch.float64)
+    rows = rows.tocsr()
+    for r in range(rows.shape[0]):
+        b = items[torch.as_tensor(rows.indices[rows.indptr[r] : rows.indptr[r + 1]])]
+        a = b.T @ b + w0 * gram + reg * torch.eye(dim, dtype=torch.float64)
+        out[r] = torch.linalg.solve(a, b.sum(0))
+    return out.float()
+
+
+# ---------------------------------------------------------------------- fitting and checks
 def fitted_model(name: str, prepared: Prepared, params: dict[str, Any] | None,
                  cache: Path | None) -> tuple[EmbeddingRecommender, torch.Tensor | None, float]:
     """Fit ``name`` once (or reload it from ``cache``, a development convenience); returns the model,
@@ -181,75 +234,6 @@ def fitted_model(name: str, prepared: Prepared, params: dict[str, Any] | None,
     return model, layers, fit_s
 
 
-def bpr_vectors(
-    model: EmbeddingRecommender, start: torch.Tensor, rows: sp.csr_matrix, trained: np.ndarray,
-    steps: int, lr: float = 0.01, reg: float = 1e-3, pairs: int = 64, seed: int = 0,
-) -> torch.Tensor:
-    """``steps`` Adam steps of BPR on the user vectors only (item vectors frozen); float32 [b, d]."""
-    if steps == 0:
-        return start.clone()
-    items = model.item_embeddings_.detach()
-    rows = rows.tocsr()
-    counts = np.diff(rows.indptr)
-    generator = np.random.default_rng(seed)
-    u = start.clone().requires_grad_(True)
-    optimizer = torch.optim.Adam([u], lr=lr)
-    n_items = rows.shape[1]
-    known = np.sort(np.repeat(np.arange(len(counts)), counts) * n_items + rows.indices)
-    for _ in range(steps):
-        pick = (generator.random((len(counts), pairs)) * counts[:, None]).astype(np.int64)
-        positives = rows.indices[rows.indptr[:-1, None] + pick]
-        negatives = trained[generator.integers(0, len(trained), (len(counts), pairs))]
-        hit = np.isin(np.arange(len(counts))[:, None] * n_items + negatives, known)
-        pos = torch.as_tensor(positives)
-        neg = torch.as_tensor(negatives)
-        diff = (u.unsqueeze(1) * (items[pos] - items[neg])).sum(-1)
-        weight = torch.as_tensor(~hit, dtype=torch.float32)
-        loss = -(torch.nn.functional.logsigmoid(diff) * weight).sum() / weight.sum() + reg * u.pow(2).sum(1).mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    return u.detach()
-
-
-def ials_vectors(model: EmbeddingRecommender, rows: sp.csr_matrix, w0: float, reg: float = 1e-3) -> torch.Tensor:
-    """Closed-form implicit-ALS fold-in with frozen item vectors; float32 [b, d]."""
-    items = model.item_embeddings_.detach().double()
-    gram = items.T @ items
-    dim = items.shape[1]
-    out = torch.empty(rows.shape[0], dim, dtype=torch.float64)
-    rows = rows.tocsr()
-    for r in range(rows.shape[0]):
-        b = items[torch.as_tensor(rows.indices[rows.indptr[r] : rows.indptr[r + 1]])]
-        a = b.T @ b + w0 * gram + reg * torch.eye(dim, dtype=torch.float64)
-        out[r] = torch.linalg.solve(a, b.sum(0))
-    return out.float()
-
-
-def vector_metrics(model: EmbeddingRecommender, vectors: torch.Tensor, users: np.ndarray,
-                   mask: sp.csr_matrix, relevant: sp.csr_matrix) -> dict[str, float]:
-    """Metrics of explicit user vectors, ``mask`` [n_users, n_items] masked, against ``relevant``."""
-    return ranking_metrics(ranked(FixedVectors(model, vectors, users), users, mask), relevant[users], [K])
-
-
-def choose_on_validation(model: EmbeddingRecommender, fit_data: FitData) -> dict[str, Any]:
-    """Pick bpr steps and ials w₀ by validation Recall@20: fold in from train items, rank valid items."""
-    train = fit_data.train.matrix()
-    valid = fit_data.valid.matrix()
-    users = np.flatnonzero((np.diff(valid.indptr) > 0) & (np.diff(train.indptr) > 0))
-    rows = train[users]
-    trained = np.flatnonzero(fit_data.train.item_counts() > 0)
-    start = as_untrained(model).user_vectors(users, rows)
-    bpr = {s: vector_metrics(model, bpr_vectors(model, start, rows, trained, s), users, train, valid)
-           for s in BPR_STEPS}
-    ials = {w: vector_metrics(model, ials_vectors(model, rows, w), users, train, valid) for w in IALS_W0}
-    best_steps = max(bpr, key=lambda s: bpr[s][f"recall@{K}"])
-    best_w0 = max(ials, key=lambda w: ials[w][f"recall@{K}"])
-    return {"bpr_steps": best_steps, "ials_w0": best_w0,
-            "bpr_valid": {s: round(m[f"recall@{K}"], 4) for s, m in bpr.items()},
-            "ials_valid": {w: round(m[f"recall@{K}"], 4) for w, m in ials.items()}}
-
-
 def check_facade(model: EmbeddingRecommender, prepared: Prepared, users: np.ndarray, top: np.ndarray) -> int:
     """Users whose ``HybridRecommender.recommend_for_history`` top-K differs from the fold-in top-K."""
     train = prepared.fit_data.train
@@ -264,81 +248,116 @@ def check_facade(model: EmbeddingRecommender, prepared: Prepared, users: np.ndar
     return mismatches
 
 
-Row = tuple[str, dict[str, float], tuple[float, float] | None, float]
+def validation_recall(model: EmbeddingRecommender, rule: VectorRule, fit_data: FitData) -> float:
+    """Recall@K on the validation set: fold in from training items, mask them, rank the valid items."""
+    train, valid = fit_data.train.matrix(), fit_data.valid.matrix()
+    users = np.flatnonzero((np.diff(valid.indptr) > 0) & (np.diff(train.indptr) > 0))
+    top = top_k(ByRule(model, rule, train), users, train, K)[0]
+    return ranking_metrics(top, valid[users], [K])[f"recall@{K}"]
+
+
+def choose(model: EmbeddingRecommender, rules: dict[Any, VectorRule], fit_data: FitData) -> tuple[Any, dict[Any, float]]:
+    """The key of ``rules`` with the best validation Recall@K, and every key's score."""
+    scores = {key: round(validation_recall(model, rule, fit_data), 4) for key, rule in rules.items()}
+    return max(scores, key=lambda key: scores[key]), scores
+
+
+# ---------------------------------------------------------------------- the benchmark
+Row = dict[str, Any]
 
 
 def run_model(name: str, prepared: Prepared, params: dict[str, Any] | None, cache: Path | None) -> list[Row]:
-    """Every way of scoring the test users with training history; one row per way."""
+    """Every way of scoring the users with training history; one row per way."""
     model, layers, fit_s = fitted_model(name, prepared, params, cache)
     print(f"\n{name}: fit {fit_s:.1f} s")
+    fit_data = prepared.fit_data
     users = prepared.users[model.user_counts_[prepared.users] > 0]
-    history = prepared.history  # train + valid: what every variant masks
+    history = prepared.history  # train + valid: what every test ranking masks
+    train = fit_data.train.matrix()
+    counts = fit_data.train.item_counts()
+    trained_items = np.flatnonzero(counts > 0)
     scope = restrict(prepared, users)
     relevant = prepared.test[users]
+    folded = as_untrained(model)
+
+    def fitted_rule(batch: np.ndarray, known: sp.csr_matrix) -> torch.Tensor:
+        return model.user_vectors(batch, known)
+
+    def library_rule(batch: np.ndarray, known: sp.csr_matrix) -> torch.Tensor:
+        return folded.user_vectors(batch, known)
+
+    def bpr_rule(steps: int, lr: float) -> VectorRule:
+        return lambda batch, known: bpr_vectors(model, folded.user_vectors(batch, known), known, trained_items, steps, lr)
+
+    def ials_rule(w0: float) -> VectorRule:
+        return lambda batch, known: ials_vectors(model, known, w0)
+
+    (steps, lr), bpr_scores = choose(model, {key: bpr_rule(*key) for key in BPR_GRID}, fit_data)
+    w0, ials_scores = choose(model, {w: ials_rule(w) for w in IALS_W0}, fit_data)
+    print(f"validation Recall@{K} by bpr (steps, lr) {bpr_scores} -> {(steps, lr)}")
+    print(f"validation Recall@{K} by ials w0 {ials_scores} -> {w0}")
+
+    variants: list[tuple[str, VectorRule, sp.csr_matrix, bool]] = [
+        ("fitted (trained e_u)", fitted_rule, history, False),
+        ("fold-in, library (from train+valid items)", library_rule, history, False),
+        ("fold-in, library (from train items only)", library_rule, train, False),
+    ]
+    if layers is not None:
+        variants.append(("prototype: propagate (LightGCN rule, e_u^(0)=0)",
+                         lambda batch, known: propagated_vectors(layers, counts, known), history, False))
+    variants += [
+        (f"prototype: bpr on u, items frozen ({steps} steps, lr {lr})", bpr_rule(steps, lr), history, True),
+        (f"prototype: ials fold-in (w0 {w0})", ials_rule(w0), history, True),
+    ]
     rows: list[Row] = []
     base_recall: np.ndarray | None = None
-
-    def add(label: str, rank: Any) -> np.ndarray:
-        nonlocal base_recall
+    for label, rule, known, tuned in variants:
         tick = time.perf_counter()
-        top = rank()
+        top = top_k(ByRule(model, rule, known), users, history, K)[0]
         seconds = time.perf_counter() - tick
         recall = per_user_recall(top, relevant)
         interval = None if base_recall is None else ratio_interval(recall, base_recall)
-        base_recall = recall if base_recall is None else base_recall
-        rows.append((label, evaluate_rankings(top, scope, [K])["all"], interval, seconds))
-        return top
-
-    add("fitted (trained e_u)", lambda: ranked(model, users, history))
-    folded = as_untrained(model)
-    folded_top = add("fold-in, library (known = train+valid items)", lambda: ranked(folded, users, history))
-    train_only = prepared.fit_data.train.matrix()
-
-    class TrainItemsOnly(Recommender):
-        """The library fold-in from training items alone; the caller still masks train + valid."""
-
-        def fit(self, data: FitData) -> Self:
-            return self
-
-        def score(self, batch: np.ndarray, rows_: sp.csr_matrix) -> torch.Tensor:
-            return folded.score(batch, train_only[batch])
-
-    add("fold-in, library (train items only)", lambda: ranked(TrainItemsOnly(), users, history))
-    if name == "hybrid":
-        sample = users[:: max(1, len(users) // 50)]
-        mismatches = check_facade(model, prepared, sample, folded_top[np.searchsorted(users, sample)])
-        print(f"HybridRecommender.recommend_for_history vs library fold-in: {mismatches} of {len(sample)} "
-              f"sampled users differ in top-{K}")
-
-    known = history[users]
-    trained_items = np.flatnonzero(prepared.fit_data.train.item_counts() > 0)
-    chosen = choose_on_validation(model, prepared.fit_data)
-    print(f"validation Recall@{K} by bpr steps {chosen['bpr_valid']} -> {chosen['bpr_steps']}")
-    print(f"validation Recall@{K} by ials w0 {chosen['ials_valid']} -> {chosen['ials_w0']}")
-
-    def by_vectors(vectors: Any) -> Any:
-        return lambda: ranked(FixedVectors(model, vectors(), users), users, history)
-
-    if layers is not None:
-        degrees = prepared.fit_data.train.item_counts()
-        add("prototype: propagate (LightGCN rule)", by_vectors(lambda: propagated_vectors(layers, degrees, known)))
-    start = folded.user_vectors(users, known)
-    add(f"prototype: bpr ({chosen['bpr_steps']} steps)", by_vectors(
-        lambda: bpr_vectors(model, start, known, trained_items, chosen["bpr_steps"])))
-    add(f"prototype: ials (w0 {chosen['ials_w0']})", by_vectors(lambda: ials_vectors(model, known, chosen["ials_w0"])))
+        if base_recall is None:
+            base_recall = recall
+        rows.append({
+            "label": label, "test": evaluate_rankings(top, scope, [K])["all"], "interval": interval,
+            "valid": validation_recall(model, rule, fit_data), "tuned": tuned, "seconds": seconds,
+            "popularity": float(counts[top].mean()),
+        })
+        if label.startswith("fold-in, library (from train+valid") and name == "hybrid":
+            sample = users[:: max(1, len(users) // 50)]
+            mismatches = check_facade(model, prepared, sample, top[np.searchsorted(users, sample)])
+            print(f"HybridRecommender.recommend_for_history vs library fold-in: {mismatches} of "
+                  f"{len(sample)} sampled users differ in top-{K}")
+    # Reference: the same users ranked by training popularity alone (no user vector at all).
+    popularity = make_model("popularity").fit(fit_data)
+    top = top_k(popularity, users, history, K)[0]
+    valid = fit_data.valid.matrix()
+    valid_users = np.flatnonzero((np.diff(valid.indptr) > 0) & (np.diff(train.indptr) > 0))
+    valid_top = top_k(popularity, valid_users, train, K)[0]
+    rows.append({
+        "label": "reference: popularity (no user vector)", "test": evaluate_rankings(top, scope, [K])["all"],
+        "interval": ratio_interval(per_user_recall(top, relevant), base_recall),
+        "valid": ranking_metrics(valid_top, valid[valid_users], [K])[f"recall@{K}"],
+        "tuned": False, "seconds": 0.0, "popularity": float(counts[top].mean()),
+    })
     return rows
 
 
-def print_table(name: str, rows: list[Row], n_users: int) -> None:
-    base = rows[0][1]
-    print(f"\n### {name}: {n_users} test users with training history, known items masked\n")
-    print(f"| users scored as | Recall@{K} | NDCG@{K} | recall vs fitted (95% CI) | ndcg vs fitted | seconds |")
-    print("|---|---|---|---|---|---|")
-    for label, m, interval, seconds in rows:
-        r, n = m[f"recall@{K}"], m[f"ndcg@{K}"]
-        ci = "" if interval is None else f" ({interval[0]:.0%}–{interval[1]:.0%})"
-        print(f"| {label} | {r:.4f} | {n:.4f} | {r / base[f'recall@{K}']:.1%}{ci} | "
-              f"{n / base[f'ndcg@{K}']:.1%} | {seconds:.2f} |")
+def print_table(name: str, rows: list[Row], n_test: int, n_valid: int) -> None:
+    base, base_valid = rows[0]["test"], rows[0]["valid"]
+    print(f"\n### {name}: test = {n_test} test users with training history (train+valid masked); "
+          f"valid = {n_valid} users' held-out validation item (train masked)\n")
+    print(f"| users scored as | test R@{K} | test N@{K} | test recall vs fitted (95% CI) | test ndcg vs fitted "
+          f"| valid R@{K} | valid recall vs fitted | top-{K} pop. | rank s |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for row in rows:
+        r, n = row["test"][f"recall@{K}"], row["test"][f"ndcg@{K}"]
+        ci = "" if row["interval"] is None else f" ({row['interval'][0]:.0%}–{row['interval'][1]:.0%})"
+        star = "*" if row["tuned"] else ""
+        print(f"| {row['label']} | {r:.4f} | {n:.4f} | {r / base[f'recall@{K}']:.1%}{ci} | "
+              f"{n / base[f'ndcg@{K}']:.1%} | {row['valid']:.4f}{star} | {row['valid'] / base_valid:.1%}{star} | "
+              f"{row['popularity']:.0f} | {row['seconds']:.2f} |")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -352,16 +371,16 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     cache = None if args.cache_dir is None else Path(args.cache_dir) / Path(args.config).stem
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    torch.set_num_threads(min(2, torch.get_num_threads()))
     config = load_config(args.config)
     bundle = load_dataset(config.data.name, args.data_root, config.data.path)
     prepared = prepare(bundle, config, torch.device("cpu"))
-    counts = prepared.fit_data.train.user_counts()
-    n_warm = int((counts[prepared.users] > 0).sum())
-    print(f"{bundle.name} {prepared.split.name}: {len(prepared.users)} test users, {n_warm} with training history")
+    train, valid = prepared.fit_data.train.matrix(), prepared.fit_data.valid.matrix()
+    n_test = int((np.diff(train.indptr)[prepared.users] > 0).sum())
+    n_valid = int(((np.diff(valid.indptr) > 0) & (np.diff(train.indptr) > 0)).sum())
+    print(f"{bundle.name} {prepared.split.name}: {len(prepared.users)} test users, {n_test} with training history")
     for name in [m.strip() for m in args.models.split(",") if m.strip()]:
         rows = run_model(name, prepared, config.params.get(name), cache)
-        print_table(name, rows, n_warm)
+        print_table(name, rows, n_test, n_valid)
 
 
 if __name__ == "__main__":
