@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import logging
 import os
@@ -148,13 +149,29 @@ def evaluate_rankings(
     return result
 
 
+def fingerprint(data: FitData) -> str:
+    """A digest of what fitting sees (interactions, id maps, texts, seed, device): equal digests,
+    equal fitted models."""
+    digest = hashlib.sha256()
+    for part in (data.train, data.valid):
+        if part is not None:
+            for array in (part.users, part.items):
+                digest.update(np.ascontiguousarray(array).tobytes())
+            digest.update("\x1f".join(map(str, [*part.user_ids, *part.item_ids])).encode())
+    for texts in (data.item_text, data.item_titles, data.user_text):
+        digest.update(b"\x1e" + "\x1f".join(texts or []).encode())
+    digest.update(f"{data.seed} {data.device}".encode())
+    return digest.hexdigest()
+
+
 def fitted_model(name: str, params: dict[str, Any], config: ExperimentConfig, prepared: Prepared,
                  fitted: dict[tuple[str, str, str], tuple[Recommender, float]]) -> tuple[Recommender, float]:
-    """``name`` fitted with ``params`` on this split, from ``fitted`` when it already was (a scenario
-    that changes only the evaluation; the retriever of an ``llm`` row); returns it and its fit
+    """``name`` fitted with ``params`` on ``prepared``'s training data, from ``fitted`` when it
+    already was (a scenario that changes only what test users reveal, or the evaluation; the
+    retriever of an ``llm`` row); returns it and its fit
     seconds. An LLM row's retriever with no parameters of its own gets its row's (``hybrid+llm``
     reranks the very ``hybrid`` of the table), and its fit seconds exclude a reused retriever."""
-    key = (name, json.dumps(to_dict(config.split), sort_keys=True), json.dumps(params, sort_keys=True))
+    key = (name, fingerprint(prepared.fit_data), json.dumps(params, sort_keys=True))
     if key in fitted:
         return fitted[key]
     model = make_model(name, params)
