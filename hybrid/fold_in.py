@@ -38,7 +38,8 @@ def refine_by_bpr(
         lr: Adam learning rate.
         reg: L2 weight on the user vectors.
         pairs: (positive, negative) pairs drawn per user and step.
-        seed: seeds the draws: the same inputs give the same vectors.
+        seed: seeds each user's draws (with their items): the same user gets the same vector,
+            whoever else is in the batch.
 
     Returns:
         float [b, d] on ``start``'s device.
@@ -50,10 +51,20 @@ def refine_by_bpr(
     if steps <= 0 or len(active) == 0 or len(pool) == 0:
         return out
     rows = history[active]
+    rows.sort_indices()
     counts = counts[active]
     n_items = history.shape[1]
     known = np.sort(np.repeat(np.arange(len(active)), counts) * n_items + rows.indices)
-    rng = np.random.default_rng(seed)
+    # Each user's draws come from their own stream, seeded by their items, and each user's loss is
+    # their own mean: a user's vector does not depend on who else is in the batch.
+    positives = np.empty((steps, len(active), pairs), np.int64)
+    negatives = np.empty((steps, len(active), pairs), np.int64)
+    for r in range(len(active)):
+        items_r = rows.indices[rows.indptr[r] : rows.indptr[r + 1]]
+        rng = np.random.default_rng([seed, *items_r.tolist()])
+        positives[:, r] = items_r[rng.integers(0, len(items_r), (steps, pairs))]
+        negatives[:, r] = pool[rng.integers(0, len(pool), (steps, pairs))]
+    valid = ~np.isin(np.arange(len(active))[None, :, None] * n_items + negatives, known)
     device = start.device
     frozen = items.detach()
     # Scoring may run under inference mode; these steps need autograd on the user vectors only.
@@ -61,15 +72,13 @@ def refine_by_bpr(
         frozen = frozen.clone()
         user = start[torch.as_tensor(active, device=device)].detach().clone().requires_grad_(True)
         optimizer = torch.optim.Adam([user], lr=lr)
-        for _ in range(steps):
-            pick = (rng.random((len(active), pairs)) * counts[:, None]).astype(np.int64)
-            positives = rows.indices[rows.indptr[:-1, None] + pick]
-            negatives = pool[rng.integers(0, len(pool), (len(active), pairs))]
-            valid = ~np.isin(np.arange(len(active))[:, None] * n_items + negatives, known)
-            weight = torch.as_tensor(valid, dtype=user.dtype, device=device)
-            gap = frozen[torch.as_tensor(positives, device=device)] - frozen[torch.as_tensor(negatives, device=device)]
+        for step in range(steps):
+            weight = torch.as_tensor(valid[step], dtype=user.dtype, device=device)
+            gap = (frozen[torch.as_tensor(positives[step], device=device)]
+                   - frozen[torch.as_tensor(negatives[step], device=device)])
             margin = (user.unsqueeze(1) * gap).sum(-1)
-            loss = -(F.logsigmoid(margin) * weight).sum() / weight.sum().clamp(min=1) + reg * user.square().sum(1).mean()
+            per_user = -(F.logsigmoid(margin) * weight).sum(1) / weight.sum(1).clamp(min=1)
+            loss = (per_user + reg * user.square().sum(1)).sum()
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

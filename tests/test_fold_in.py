@@ -54,3 +54,13 @@ def test_items_are_not_modified_and_runs_under_inference_mode() -> None:
         out = refine_by_bpr(items, start, history, np.arange(30), steps=5, lr=0.05)
     torch.testing.assert_close(items, before, rtol=0, atol=0)
     assert not torch.equal(out[0], start[0])
+
+
+def test_a_users_vector_does_not_depend_on_the_rest_of_the_batch() -> None:
+    items, _, _ = planted()
+    history = sp.csr_matrix((np.ones(5), ([0, 0, 1, 1, 1], [0, 1, 12, 13, 25])), shape=(2, 30))
+    start = torch.stack([items[:2].mean(0), items[[12, 13, 25]].mean(0)])
+    both = refine_by_bpr(items, start, history, np.arange(30), steps=10, lr=0.05)
+    for row in (0, 1):
+        alone = refine_by_bpr(items, start[row : row + 1], history[row], np.arange(30), steps=10, lr=0.05)
+        torch.testing.assert_close(both[row : row + 1], alone)
