@@ -113,7 +113,8 @@ class HybridRecommender:
             raise ValueError("items is empty; use recommend_for_text for a user with no history")
         history = sp.csr_matrix((np.ones(len(index), np.float32), (np.zeros(len(index), int), index)),
                                 shape=(1, len(self.item_ids_)))
-        vector = self.model_.item_embeddings_[torch.as_tensor(np.unique(index), device=self._device)].mean(0, keepdim=True)
+        with torch.inference_mode():
+            vector = self.model_.fold_in(history)
         return self._rank(vector, history, k)
 
     def recommend_for_text(self, text: str, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
@@ -128,10 +129,6 @@ class HybridRecommender:
             scores = mask_history(vector @ self.model_.item_embeddings_.T, history)
             values, top = torch.topk(scores[0], min(k, scores.shape[1]))
         return self.item_ids_.to_numpy()[top.cpu().numpy()], values.cpu().numpy()
-
-    @property
-    def _device(self) -> torch.device:
-        return self.model_.item_embeddings_.device
 
     # ------------------------------------------------------------------ catalogue
     def add_items(self, item_text: Mapping[Any, str]) -> Self:

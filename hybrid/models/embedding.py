@@ -109,15 +109,22 @@ class EmbeddingRecommender(Recommender):
         cold = np.flatnonzero(self.user_counts_[users] == 0)
         if len(cold) == 0:
             return vectors
-        rows = sp.csr_matrix(history[cold], dtype=np.float32)
+        vectors[torch.as_tensor(cold, device=device)] = self.fold_in(history[cold])
+        return vectors
+
+    def fold_in(self, history: sp.csr_matrix) -> torch.Tensor:
+        """float32 [b, d'] vectors of users the model never trained on, from their known items
+        (CSR [b, n_items]): the mean of those items' final embeddings refined by BPR steps
+        (:func:`~hybrid.fold_in.refine_by_bpr`); the population prior for a row with no items."""
+        device = self.user_embeddings_.device
+        rows = sp.csr_matrix(history, dtype=np.float32)
         counts = np.diff(rows.indptr)
         rows.data = (1.0 / np.repeat(np.maximum(counts, 1), counts)).astype(np.float32)
         folded = csr_tensor(rows, device) @ self.item_embeddings_
         folded = refine_by_bpr(self.item_embeddings_, folded, rows, self.fold_in_pool_,
                                self.config.fold_in_steps, self.config.fold_in_lr)
         folded[torch.as_tensor(counts == 0, device=device)] = self._prior
-        vectors[torch.as_tensor(cold, device=device)] = folded
-        return vectors
+        return folded
 
     def score(self, users: np.ndarray, history: sp.csr_matrix) -> torch.Tensor:
         """float32 [b, n_items] = user vectors @ final item embeddingsᵀ, on the model's device."""
