@@ -232,5 +232,7 @@ def propagate_rows(adj: torch.Tensor, x: torch.Tensor, num_layers: int, rows: to
     unique, inverse = torch.unique(rows, return_inverse=True)
     crow = adj.crow_indices()
     if int((crow[unique + 1] - crow[unique]).sum()) > PARTIAL_MAX_SHARE * adj.values().numel():
-        return propagate(adj, x, num_layers)[rows]  # the rows touch most of the graph anyway
-    return _PropagateRows.apply(adj, x, num_layers, unique)[inverse]
+        return propagate(adj, x, num_layers).index_select(0, rows)  # the rows touch most of the graph anyway
+    # index_select, not x[i]: its backward (index_add) is deterministic on CPU; advanced
+    # indexing's (accumulating index_put) is not, and a seeded fit must repeat exactly.
+    return _PropagateRows.apply(adj, x, num_layers, unique).index_select(0, inverse)

@@ -153,7 +153,7 @@ class BPRModel(nn.Module):
             users: int64 [b]; items: int64 [k] (repeats allowed).
         """
         user_emb, item_emb = self.propagate(users0, items0)
-        return user_emb[users], item_emb[items]
+        return user_emb.index_select(0, users), item_emb.index_select(0, items)  # deterministic backward
 
     def auxiliary_loss(
         self,

@@ -149,7 +149,7 @@ class HybridLightGCN(LightGCN):
             users = users.detach()
         # The MLP runs once per distinct item of the batch (most of the step's cost on a CPU).
         distinct, inverse = torch.unique(torch.cat([positives, negatives]), return_inverse=True)
-        content = self.content(self.features[distinct])[inverse]
+        content = self.content(self.features[distinct]).index_select(0, inverse)  # deterministic backward
         c_pos, c_neg = content.split(len(positives))
         a_pos = blend_weights(self.counts[positives], self.tau).unsqueeze(1)
         a_neg = blend_weights(self.counts[negatives], self.tau).unsqueeze(1)
