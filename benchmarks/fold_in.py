@@ -13,12 +13,15 @@ validation item), a second and larger sample (750 users against 109 test users o
     fitted                their trained final embeddings e_u.
     fold-in (library)     the library's own fold-in code path, unchanged: the model is told these
                           users are untrained (``user_counts_`` = 0), so
-                          ``EmbeddingRecommender.user_vectors`` gives them the mean final item
-                          vector of their history. For ``hybrid`` the result is checked against
+                          ``EmbeddingRecommender.fold_in`` gives them the mean final item vector
+                          of their history refined by a few BPR steps (:mod:`hybrid.fold_in`;
+                          ``fold_in_steps: 0`` in the model's params measures the mean alone).
+                          For ``hybrid`` the result is checked against
                           ``HybridRecommender.recommend_for_history`` on raw ids (same top-20).
     fold-in (train only)  the same code path, folded in from their training items alone.
 
-Prototype fold-ins (here only, to measure them before porting one into ``hybrid/models``):
+Prototype fold-ins (here only, to measure alternatives; the bpr one was ported into
+``hybrid/fold_in.py`` with the (steps, lr) this grid chose on validation, 25 and 0.05):
 
     propagate             the LightGCN rule applied to the new user's edges, with the item layers
                           e_i^(l) of the fitted graph:
@@ -27,7 +30,7 @@ Prototype fold-ins (here only, to measure them before porting one into ``hybrid/
                           u matters for ranking one user.
     bpr                   a few Adam steps of BPR on the user vector alone, item vectors frozen:
                           max Σ log σ(u·b_i − u·b_j) − λ‖u‖², i ∈ H, j uniform over trained items,
-                          started from the library fold-in.
+                          started from the library fold-in (so, now, more steps on top of its own).
     ials                  the closed-form implicit-ALS fold-in with frozen item vectors B:
                               u = (B_Hᵀ B_H + w₀ Bᵀ B + λ I)⁻¹ B_Hᵀ 1
                           (every unobserved item a weak negative, weight w₀).
