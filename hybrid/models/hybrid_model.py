@@ -209,8 +209,7 @@ class HybridRecommenderModel(EmbeddingRecommender):
             users, graph, content = module.parts()
         self.content_state_ = {k: v.detach() for k, v in module.content.state_dict().items()}
         self.d_text_ = module.features.shape[1]
-        self.graph_items_, self.content_items_, self.item_counts_ = graph, content, module.counts
-        self.tau_, self.content_scale_ = self._calibrate(users, data)
+        self.tau_, self.content_scale_ = self._calibrate(users, graph, content, module.counts, data)
         self._set_parts(users, graph, content, module.counts, data.train.user_counts())
         self.user_text_ = data.user_text if self.config.use_user_text else None
         return self
@@ -225,7 +224,8 @@ class HybridRecommenderModel(EmbeddingRecommender):
         self.graph_items_, self.content_items_, self.item_counts_ = graph, content, counts
         self._set_state(users, self._blend(graph, content, counts, self.tau_, self.content_scale_), user_counts)
 
-    def _calibrate(self, users: torch.Tensor, data: FitData) -> tuple[float, float]:
+    def _calibrate(self, users: torch.Tensor, graph: torch.Tensor, content: torch.Tensor,
+                   counts: torch.Tensor, data: FitData) -> tuple[float, float]:
         """(τ, s) from the config, or chosen on the validation set.
 
         s decides how many top-K slots cold items take from warm ones: the largest s of
@@ -240,8 +240,8 @@ class HybridRecommenderModel(EmbeddingRecommender):
         train, valid = data.train.matrix(), data.valid.matrix()
         scale = config.content_scale
         if scale is None:
-            cold = (self.item_counts_ == 0).cpu().numpy()
-            losses = cold_slot_loss(users, self.graph_items_, self.content_items_, cold, train, valid, SCALE_GRID)
+            cold = (counts == 0).cpu().numpy()
+            losses = cold_slot_loss(users, graph, content, cold, train, valid, SCALE_GRID)
             allowed = [s for s, loss in losses.items() if loss <= config.warm_tolerance]
             scale = max(allowed, default=min(SCALE_GRID))
             logger.info("hybrid: validation recall lost to cold items by content scale %s -> s = %g",
@@ -250,7 +250,7 @@ class HybridRecommenderModel(EmbeddingRecommender):
             return config.tau, scale
 
         def recall(tau: float) -> float:
-            items = self._blend(self.graph_items_, self.content_items_, self.item_counts_, tau, scale)
+            items = self._blend(graph, content, counts, tau, scale)
             return validation_metrics(_Blended(users, items), train, valid)["valid_recall@20"]
 
         scores = {tau: recall(tau) for tau in sorted({*TAU_GRID, config.train_tau})}
