@@ -5,8 +5,8 @@ u.item give them) and 20 candidate titles. Three ways to score the same candidat
 
 - ``full prompt``: every candidate run after the whole prompt (:func:`score_full`), the naive way;
 - ``cached``: the user's prompt run once, after the template text shared by all users (encoded
-  once per reranker, not counted), candidates batched against its cache -- what
-  :class:`hybrid.reranker.LLMReranker` does;
+  once per reranker, not counted), then the candidates packed into one row against its cache
+  (block-causal mask, no padding) -- what :class:`hybrid.reranker.LLMReranker` does;
 - ``cached, no shared prefix``: the same, but the whole prompt run per user.
 
 Times are wall-clock per candidate (the user's prompt pass included), median of ``--repeats``

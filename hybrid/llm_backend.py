@@ -13,8 +13,8 @@ from scratch for every candidate) that the cache must match.
 Compatibility: transformers renamed the cache argument from ``past_key_values`` to ``cache``
 (5.x) and ``num_logits_to_keep`` to ``logits_to_keep`` (4.49); :func:`_forward_names` reads the
 installed model's ``forward`` signature once instead of pinning a version. Each batch gets its own
-deep copy of the prompt cache because ``DynamicCache.update`` and ``batch_repeat_interleave``
-replace the per-layer tensors on the object they are called on.
+deep copy of the prompt cache because ``DynamicCache.update`` replaces the per-layer tensors on
+the object it is called on.
 """
 
 from __future__ import annotations
@@ -188,6 +188,18 @@ def prefill(
     )
 
 
+def _packed_mask(lengths: Sequence[int], n_prompt: int, dtype: torch.dtype) -> torch.Tensor:
+    """Additive attention mask ``[1, 1, L, P + L]`` for candidates packed into one row after a
+    prompt of ``P`` tokens: each of the ``L = Σ lengths`` tokens sees the whole prompt and the
+    earlier tokens of its own candidate, nothing of the others."""
+    segment = torch.repeat_interleave(torch.arange(len(lengths)), torch.tensor(list(lengths)))
+    position = torch.arange(len(segment))
+    own = (segment[:, None] == segment[None, :]) & (position[:, None] >= position[None, :])
+    sees = torch.cat([torch.ones((len(segment), n_prompt), dtype=torch.bool), own], dim=1)
+    mask = torch.zeros(sees.shape, dtype=dtype).masked_fill_(~sees, torch.finfo(dtype).min)
+    return mask[None, None]
+
+
 @torch.inference_mode()
 def score_cached(
     model: torch.nn.Module,
@@ -199,10 +211,13 @@ def score_cached(
 ) -> np.ndarray:
     """Log-probability of each continuation given an already encoded prompt.
 
-    The prompt's key/value cache (batch 1) is copied and repeated to each batch of candidates;
-    candidates are sorted by length (less padding), padded on the right, and masked. A candidate
-    ``c`` of ``T`` tokens feeds only ``c[:-1]`` (the last token's output predicts nothing we
-    score); ``c[0]`` is scored from the prompt's last logits.
+    A batch of candidates is packed into a single row after the prompt's key/value cache (batch
+    1, copied, never repeated): a block-causal mask keeps each candidate to the prompt and its own
+    earlier tokens, and position ids restart at ``P`` for each. No padding is computed and the
+    cache is not copied per candidate, which on a CPU is most of what batching rows would cost
+    beyond the matrix products themselves. A candidate ``c`` of ``T`` tokens feeds only
+    ``c[:-1]`` (the last token's output predicts nothing we score); ``c[0]`` is scored from the
+    prompt's last logits.
 
     Args:
         model: the causal LM that produced ``prompt`` (:func:`prefill`).
@@ -218,38 +233,29 @@ def score_cached(
     device = model.device
     n_prompt = len(prompt.ids)
     totals = np.empty(len(continuations), dtype=np.float64)
-    by_length = np.argsort([-len(c) for c in continuations], kind="stable")
-    for start in range(0, len(by_length), batch_size):
-        rows = by_length[start : start + batch_size]
-        batch = [continuations[i] for i in rows]
+    for start in range(0, len(continuations), batch_size):
+        batch = continuations[start : start + batch_size]
         first = prompt.next_logp[torch.tensor([c[0] for c in batch], device=device)]  # [B]
-        width = len(batch[0]) - 1  # longest input in this batch (sorted by length)
-        if width == 0:
-            totals[rows] = first.cpu().numpy()
-            continue
-        n_rows = len(batch)
-        inputs = torch.full((n_rows, width), _pad_id(model), dtype=torch.long)
-        targets = torch.zeros((n_rows, width), dtype=torch.long)
-        valid = torch.zeros((n_rows, width), dtype=torch.bool)
-        for r, ids in enumerate(batch):
-            inputs[r, : len(ids) - 1] = torch.tensor(ids[:-1])
-            targets[r, : len(ids) - 1] = torch.tensor(ids[1:])
-            valid[r, : len(ids) - 1] = True
-        mask = torch.cat([torch.ones((n_rows, n_prompt), dtype=torch.long), valid.long()], dim=1)
-        positions = torch.arange(n_prompt, n_prompt + width).expand(n_rows, width)
-        cache = copy.deepcopy(prompt.cache)
-        cache.batch_repeat_interleave(n_rows)
-        logits = model(
-            input_ids=inputs.to(device),
-            attention_mask=mask.to(device),
-            position_ids=positions.to(device),
-            use_cache=True,
-            **{cache_arg: cache},
-        ).logits
-        logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, targets.to(device)[..., None])[
-            ..., 0
-        ]
-        totals[rows] = (first + (logp * valid.to(device)).sum(dim=1)).cpu().numpy()
+        lengths = [len(c) - 1 for c in batch]
+        rows = [r for r, n in enumerate(lengths) if n > 0]  # one-token candidates: first only
+        scored = torch.zeros(len(batch), dtype=torch.float32, device=device)
+        if rows:
+            inputs = torch.tensor([[t for r in rows for t in batch[r][:-1]]])
+            targets = torch.tensor([t for r in rows for t in batch[r][1:]], device=device)
+            positions = torch.cat([torch.arange(n_prompt, n_prompt + lengths[r]) for r in rows])
+            segment = torch.repeat_interleave(
+                torch.tensor(rows), torch.tensor([lengths[r] for r in rows])
+            ).to(device)
+            logits = model(
+                input_ids=inputs.to(device),
+                attention_mask=_packed_mask([lengths[r] for r in rows], n_prompt, model.dtype).to(device),
+                position_ids=positions[None].to(device),
+                use_cache=True,
+                **{cache_arg: copy.deepcopy(prompt.cache)},
+            ).logits[0]
+            logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, targets[:, None])[:, 0]
+            scored.index_add_(0, segment, logp)
+        totals[start : start + len(batch)] = (first + scored).cpu().numpy()
     return _finish(totals, continuations, reduction)
 
 
