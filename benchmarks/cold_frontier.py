@@ -4,7 +4,9 @@ On each cold-item config, in one run: ``lightgcn`` and ``content`` (the peers th
 ``hybrid`` fitted once with its defaults; then the hybrid's cold items are re-scored at fixed
 content scales s (``b = α g + (1 − α) s c``, the calibrated τ kept) and the test set is ranked
 again. The row "calibrated" is the s the model chose on validation. Test metrics are printed
-for every s so the trade-off is visible; nothing here feeds back into the model's choice.
+for every s so the trade-off is visible, next to the warm recall the calibration expects each s
+to cost (:func:`~hybrid.calibration.cold_slot_loss` on the validation set, the price the model
+chose by); nothing here feeds back into the model's choice.
 
     python benchmarks/cold_frontier.py --data-root ../shared/data
 """
@@ -16,15 +18,18 @@ import logging
 import os
 import time
 
+import numpy as np
 import torch
 
 import hybrid.models  # noqa: F401  (registers the models)
+from hybrid.calibration import cold_slot_loss
 from hybrid.config import load_config
 from hybrid.datasets import load_dataset
 from hybrid.evaluate import Prepared, evaluate_rankings, prepare
+from hybrid.metrics import hit_matrix
 from hybrid.models.base import Recommender, make_model
 from hybrid.models.hybrid_model import HybridRecommenderModel
-from hybrid.ranking import top_k
+from hybrid.ranking import mask_history, top_k
 
 CONFIGS = ("configs/ml100k_cold_items.yaml", "configs/ml_latest_small_cold_items.yaml")
 SCALES = (0.7, 0.75, 0.8, 0.825, 0.85, 0.9, 1.0)
@@ -36,6 +41,17 @@ def metrics(model: Recommender, prepared: Prepared) -> dict[str, float]:
     return {f"{group} {m}": result[group][f"{m}@20"] for group in ("warm", "cold") for m in ("recall", "ndcg")}
 
 
+def last_slot_share(model: HybridRecommenderModel, prepared: Prepared) -> float:
+    """Share of the warm ranking's validation hits at rank 20: the warm recall one cold slot per
+    user would cost (a flat hit-rate curve makes every slot expensive)."""
+    train, valid = prepared.fit_data.train.matrix(), prepared.fit_data.valid.matrix()
+    rows = np.flatnonzero(np.diff(valid.indptr) > 0)
+    scores = mask_history(model.user_embeddings_[torch.as_tensor(rows)] @ model.graph_items_.T, train[rows])
+    scores[:, model.item_counts_ == 0] = -torch.inf
+    hits = hit_matrix(torch.topk(scores, 20, dim=1).indices, valid[rows]).sum(0)
+    return float(hits[-1] / hits.sum())
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", default=os.environ.get("HYBRID_DATA_ROOT"))
@@ -45,24 +61,33 @@ def main(argv: list[str] | None = None) -> None:
     for path in args.configs:
         config = load_config(path)
         prepared = prepare(load_dataset(config.data.name, args.data_root, config.data.path), config, torch.device("cpu"))
-        rows: list[tuple[str, dict[str, float], float]] = []
+        rows: list[tuple[str, dict[str, float], float | None, float]] = []
         for name in ("lightgcn", "content", "hybrid"):
             start = time.perf_counter()
             model = make_model(name, config.params.get(name)).fit(prepared.fit_data)
-            rows.append((name if name != "hybrid" else "hybrid, calibrated", metrics(model, prepared), time.perf_counter() - start))
+            rows.append((name if name != "hybrid" else "hybrid, calibrated", metrics(model, prepared), None,
+                         time.perf_counter() - start))
         assert isinstance(model, HybridRecommenderModel)
         chosen = f"s = {model.content_scale_:g}, τ = {model.tau_:g}"
+        train, valid = prepared.fit_data.train.matrix(), prepared.fit_data.valid.matrix()
+        cold = (model.item_counts_ == 0).cpu().numpy()
+        priced = cold_slot_loss(model.user_embeddings_, model.graph_items_, model.content_items_, cold, train, valid,
+                                (model.content_scale_, *SCALES))
+        rows[-1] = (*rows[-1][:2], priced[model.content_scale_], rows[-1][3])
         for scale in SCALES:
             items = model._blend(model.graph_items_, model.content_items_, model.item_counts_, model.tau_, scale)
             model._set_state(model.user_embeddings_, items, model.user_counts_)
-            rows.append((f"hybrid, s = {scale}", metrics(model, prepared), float("nan")))
+            rows.append((f"hybrid, s = {scale}", metrics(model, prepared), priced[scale], float("nan")))
         warm, content = rows[0][1]["warm recall"], rows[1][1]
-        print(f"\n### {config.name}: {len(prepared.users)} test users; calibrated {chosen}\n")
-        print("| model | warm R@20 | warm vs lightgcn | warm N@20 | cold R@20 | cold N@20 | cold beats content on both | fit s |")
-        print("|---|---|---|---|---|---|---|---|")
-        for label, m, seconds in rows:
+        print(f"\n### {config.name}: {len(prepared.users)} test users; calibrated {chosen}; one cold slot per "
+              f"user would cost {last_slot_share(model, prepared):.1%} of validation warm recall (its hits at rank 20)\n")
+        print("| model | warm R@20 | warm vs lightgcn | validation-priced warm loss | warm N@20 | cold R@20 | cold N@20 "
+              "| cold beats content on both | fit s |")
+        print("|---|---|---|---|---|---|---|---|---|")
+        for label, m, price, seconds in rows:
             beats = m["cold recall"] > content["cold recall"] and m["cold ndcg"] > content["cold ndcg"]
-            print(f"| {label} | {m['warm recall']:.4f} | {m['warm recall'] / warm:.1%} | {m['warm ndcg']:.4f} | "
+            print(f"| {label} | {m['warm recall']:.4f} | {m['warm recall'] / warm:.1%} | "
+                  f"{'' if price is None else f'{price:.1%}'} | {m['warm ndcg']:.4f} | "
                   f"{m['cold recall']:.4f} | {m['cold ndcg']:.4f} | {'yes' if beats else 'no'} | "
                   f"{'' if seconds != seconds else f'{seconds:.0f}'} |")
 
