@@ -75,8 +75,7 @@ def main(argv: list[str] | None = None) -> None:
                                 (model.content_scale_, *SCALES))
         rows[-1] = (*rows[-1][:2], priced[model.content_scale_], rows[-1][3])
         for scale in SCALES:
-            items = model._blend(model.graph_items_, model.content_items_, model.item_counts_, model.tau_, scale)
-            model._set_state(model.user_embeddings_, items, model.user_counts_)
+            model.set_blend(content_scale=scale)
             rows.append((f"hybrid, s = {scale}", metrics(model, prepared), priced[scale], float("nan")))
         warm, content = rows[0][1]["warm recall"], rows[1][1]
         print(f"\n### {config.name}: {len(prepared.users)} test users; calibrated {chosen}; one cold slot per "

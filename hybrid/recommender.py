@@ -131,6 +131,13 @@ class HybridRecommender:
         return self.item_ids_.to_numpy()[top.cpu().numpy()], values.cpu().numpy()
 
     # ------------------------------------------------------------------ catalogue
+    def set_blend(self, content_scale: float | None = None, tau: float | None = None) -> Self:
+        """How much room new items get, without refitting: the content scale s (larger: more new
+        items in the lists, at some cost to warm ones) and τ (interactions before an item is
+        pure graph). See :meth:`HybridRecommenderModel.set_blend`."""
+        self.model_.set_blend(content_scale, tau)
+        return self
+
     def add_items(self, item_text: Mapping[Any, str]) -> Self:
         """Add catalogue items with no interactions (scored from their text alone), no refit."""
         new = pd.Index(list(item_text))

@@ -110,6 +110,29 @@ def test_save_load_round_trips_exactly(fitted, tmp_path) -> None:
     assert np.array_equal(a[0], b[0]) and np.allclose(a[1], b[1], atol=1e-6)
 
 
+def test_set_blend_moves_cold_items_without_refit_and_is_saved(fitted, tmp_path) -> None:
+    users = [f"u{u}" for u in range(60)]
+    calibrated, tau = fitted.model_.content_scale_, fitted.model_.tau_
+    before = fitted.recommend(users, k=5)
+    cold = {"s9", "c9"}  # text only, never interacted with
+
+    def n_cold(recs: np.ndarray) -> int:
+        return int(np.isin(recs, list(cold)).sum())
+
+    try:
+        shown = {s: n_cold(fitted.set_blend(content_scale=s).recommend(users, k=5)[0]) for s in (1e-3, 1.0, 100.0)}
+        assert shown[1e-3] <= shown[1.0] <= shown[100.0] and shown[1e-3] < shown[100.0]
+        fitted.save(tmp_path / "rescaled")  # the new s travels with the model
+        loaded = HybridRecommender.load(tmp_path / "rescaled", device="cpu")
+        assert np.array_equal(loaded.recommend(users, k=5)[0], fitted.recommend(users, k=5)[0])
+        with pytest.raises(ValueError, match="content_scale must be > 0, got 0"):
+            fitted.set_blend(content_scale=0)
+    finally:
+        fitted.set_blend(content_scale=calibrated, tau=tau)
+    after = fitted.recommend(users, k=5)
+    assert np.array_equal(before[0], after[0]) and np.array_equal(before[1], after[1])
+
+
 def test_unknown_ids_and_empty_text_raise(fitted) -> None:
     with pytest.raises(KeyError, match=r"unknown user ids \['ghost'\]"):
         fitted.recommend(["u0", "ghost"])

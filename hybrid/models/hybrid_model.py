@@ -224,6 +224,22 @@ class HybridRecommenderModel(EmbeddingRecommender):
         self.graph_items_, self.content_items_, self.item_counts_ = graph, content, counts
         self._set_state(users, self._blend(graph, content, counts, self.tau_, self.content_scale_), user_counts)
 
+    def set_blend(self, content_scale: float | None = None, tau: float | None = None) -> Self:
+        """Re-blend the fitted item paths at a new content scale s and/or τ, without refitting.
+
+        A larger s lets new items take more top-K slots from warm ones (the price is printed by
+        ``benchmarks/cold_frontier.py``); the calibrated values are ``content_scale_`` and
+        ``tau_`` after fit, and the new ones are saved with the model.
+        """
+        for name, value in (("content_scale", content_scale), ("tau", tau)):
+            if value is not None and not value > 0:
+                raise ValueError(f"{name} must be > 0, got {value}")
+        self.content_scale_ = self.content_scale_ if content_scale is None else float(content_scale)
+        self.tau_ = self.tau_ if tau is None else float(tau)
+        self._set_parts(self.user_embeddings_, self.graph_items_, self.content_items_, self.item_counts_,
+                        self.user_counts_)
+        return self
+
     def _calibrate(self, users: torch.Tensor, graph: torch.Tensor, content: torch.Tensor,
                    counts: torch.Tensor, data: FitData) -> tuple[float, float]:
         """(τ, s) from the config, or chosen on the validation set.
