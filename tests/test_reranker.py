@@ -140,6 +140,24 @@ def test_cached_scores_equal_full_prompt_scores_tiny_model(tiny_model_dir, batch
     np.testing.assert_array_equal(reranker.score(PROFILE, titles), cached)  # caches not mutated
 
 
+@pytest.mark.parametrize("attention", ["eager", "sdpa"])
+def test_packed_candidates_see_only_the_prompt_and_themselves(tiny_model_dir, attention):
+    """Candidates share one packed row; each must score as if it were alone after the prompt,
+    whatever the attention implementation and whatever else is in the row."""
+    from transformers import AutoTokenizer, LlamaForCausalLM
+
+    model = LlamaForCausalLM.from_pretrained(tiny_model_dir, attn_implementation=attention).eval()
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model_dir)
+    prompt = llm_backend.encode_prompt(tokenizer, "Liked: Aladdin. Next:")
+    conts = llm_backend.encode_continuations(tokenizer, [*TITLES, "X", "Up"])
+    state = llm_backend.prefill(model, prompt)
+    packed = llm_backend.score_cached(model, state, conts, batch_size=len(conts))
+    alone = [llm_backend.score_cached(model, state, [c])[0] for c in conts]
+    full = llm_backend.score_full(model, prompt, conts)
+    np.testing.assert_allclose(packed, alone, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(packed, full, atol=1e-4, rtol=0)
+
+
 def test_rerank_returns_ids_best_first(tiny_model_dir):
     reranker = LLMReranker(tiny_model_dir, device="cpu")
     scores = reranker.score("Likes: thrillers", TITLES)
