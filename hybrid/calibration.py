@@ -9,9 +9,13 @@ last of them out of the top K. For each s, exactly and in one pass:
     R_u(j)   = u's validation recall within their top j warm items
     loss(s)  = 1 − Σ_u R_u(j_u(s)) / Σ_u R_u(K)
 
-which is the relative drop of validation Recall@K that inserting the cold items causes (the
-validation set holds warm items only). Pricing every s of a fine grid this way costs one ranking
-of the validation users instead of one per s.
+which is the relative drop of validation Recall@K that inserting the cold items causes. Pricing
+every s of a fine grid this way costs one ranking of the validation users instead of one per s.
+
+Two simplifications: warm items are priced at their graph vectors (the
+hybrid chooses τ after s; with the τ = 1 it picks on the data sets here, every warm item is pure
+graph anyway), and a validation item with no training interactions is cold, so the recall a
+cold slot could win on it is not counted (only what the warm items lose is).
 """
 
 from __future__ import annotations

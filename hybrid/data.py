@@ -347,8 +347,7 @@ def item_texts(
     if series.index.has_duplicates:
         dup = series.index[series.index.duplicated()][0]
         raise ValueError(f"item_text has item id {dup!r} more than once")
-    if len(series) and len(item_ids) and not isinstance(item_ids[0], str) and series.index.dtype == object:
-        series.index = pd.Index([_coerce_like(i, item_ids[0]) for i in series.index])
+    series.index = coerce_ids_like(series.index, item_ids)
     texts = series.reindex(item_ids).fillna("").astype(str).str.strip()
     empty = texts.index[texts.eq("").to_numpy()]
     if len(empty):
@@ -357,6 +356,14 @@ def item_texts(
             len(empty), len(item_ids), list(empty[:5]),
         )
     return texts.tolist()
+
+
+def coerce_ids_like(ids: pd.Index, like: pd.Index) -> pd.Index:
+    """``ids`` given as strings ("1") cast to the type of ``like``'s non-string ids (1), so text
+    keyed by strings still finds items whose interaction ids are numbers."""
+    if len(ids) and len(like) and not isinstance(like[0], str) and any(isinstance(i, str) for i in ids):
+        return pd.Index([_coerce_like(i, like[0]) for i in ids])
+    return ids
 
 
 def _coerce_like(value: Any, example: Any) -> Any:

@@ -23,6 +23,13 @@ def mask_history(scores: torch.Tensor, history: sp.csr_matrix) -> torch.Tensor:
     return scores
 
 
+def check_k(k: int) -> int:
+    """``k`` itself when it is a positive integer; otherwise a ``ValueError`` naming it."""
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
+        raise ValueError(f"k must be a positive integer, got {k!r}")
+    return int(k)
+
+
 def top_k(
     model: Recommender,
     users: np.ndarray,
@@ -45,7 +52,7 @@ def top_k(
         items int64 [n, k] and scores float32 [n, k], best first.
     """
     users = np.asarray(users, dtype=np.int64)
-    k = min(k, history.shape[1])
+    k = min(check_k(k), history.shape[1])
     out_items = np.empty((len(users), k), np.int64)
     out_scores = np.empty((len(users), k), np.float32)
     for start in range(0, len(users), batch_size):

@@ -24,11 +24,11 @@ from safetensors.numpy import load_file, save_file
 from typing_extensions import Self
 
 from hybrid.config import from_dict
-from hybrid.data import Columns, Interactions, item_texts, lookup_ids
+from hybrid.data import Columns, Interactions, coerce_ids_like, item_texts, lookup_ids
 from hybrid.device import resolve_device
 from hybrid.models.base import FitData
 from hybrid.models.hybrid_model import HybridConfig, HybridRecommenderModel
-from hybrid.ranking import mask_history, top_k
+from hybrid.ranking import check_k, mask_history, top_k
 from hybrid.splits import _last_n
 
 logger = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ class HybridRecommender:
         config = self.config if isinstance(self.config, HybridConfig) else from_dict(HybridConfig, self.config, "config")
         data = Interactions.build(interactions, self.columns)
         text_ids = _text_ids(item_text, id_column)
-        extra = text_ids.difference(data.item_ids) if text_ids is not None else pd.Index([])
+        extra = coerce_ids_like(text_ids, data.item_ids).difference(data.item_ids) if text_ids is not None else pd.Index([])
         item_ids = data.item_ids.append(extra)
         frame = data.to_frame()
         train_frame, valid_frame = _last_n(frame, self.valid_per_user, self.seed, min_keep=1)
@@ -86,6 +86,9 @@ class HybridRecommender:
         if len(valid_frame):
             valid = Interactions.from_frame(valid_frame, user_ids=data.user_ids, item_ids=item_ids)
         texts = item_texts(item_text, item_ids, text_columns, template, id_column)
+        blank = [i for i, t in zip(extra, texts[len(data.item_ids):], strict=True) if not t]
+        if blank:
+            raise ValueError(f"items {blank[:10]} have no interactions and empty text: nothing to rank them by")
         device = resolve_device(self.device)
         self.model_ = HybridRecommenderModel(config).fit(
             FitData(train=train, valid=valid, item_text=texts, device=device, seed=self.seed)
@@ -127,7 +130,7 @@ class HybridRecommender:
     def _rank(self, vector: torch.Tensor, history: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray]:
         with torch.inference_mode():
             scores = mask_history(vector @ self.model_.item_embeddings_.T, history)
-            values, top = torch.topk(scores[0], min(k, scores.shape[1]))
+            values, top = torch.topk(scores[0], min(check_k(k), scores.shape[1]))
         return self.item_ids_.to_numpy()[top.cpu().numpy()], values.cpu().numpy()
 
     # ------------------------------------------------------------------ catalogue

@@ -6,11 +6,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import DATA_ROOT
 
 from hybrid.data import Interactions
 from hybrid.datasets import DATA_ROOT_ENV, DataBundle, load_dataset, load_lightgcn
-
-DATA_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data"
 
 
 def _shared(folder: str) -> Path:

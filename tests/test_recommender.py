@@ -87,6 +87,8 @@ def test_new_user_from_history_and_from_text(fitted) -> None:
     ids, _ = fitted.recommend_for_history(["c0", "c1"], k=4)
     assert "c0" not in ids and "c1" not in ids
     assert taste(ids) <= 0.25
+    ids, _ = fitted.recommend_for_text("starships, aliens and galactic empires", k=4)
+    assert taste(ids) >= 0.75
 
 
 def test_add_items_then_recommend_can_return_them(fitted) -> None:
@@ -125,12 +127,39 @@ def test_set_blend_moves_cold_items_without_refit_and_is_saved(fitted, tmp_path)
         fitted.save(tmp_path / "rescaled")  # the new s travels with the model
         loaded = HybridRecommender.load(tmp_path / "rescaled", device="cpu")
         assert np.array_equal(loaded.recommend(users, k=5)[0], fitted.recommend(users, k=5)[0])
-        with pytest.raises(ValueError, match="content_scale must be > 0, got 0"):
+        with pytest.raises(ValueError, match="content_scale must be a finite number > 0, got 0"):
             fitted.set_blend(content_scale=0)
     finally:
         fitted.set_blend(content_scale=calibrated, tau=tau)
     after = fitted.recommend(users, k=5)
     assert np.array_equal(before[0], after[0]) and np.array_equal(before[1], after[1])
+
+
+def test_bad_settings_k_and_text_only_items_raise(catalogue) -> None:
+    frame, text = catalogue
+    for bad in ({"tau": 0}, {"content_scale": float("inf")}, {"warm_tolerance": 1.0}, {"content_hidden": -1}):
+        name = next(iter(bad))
+        with pytest.raises(ValueError, match=f"{name} must be"):
+            HybridRecommender({**bad, "epochs": 1}, device="cpu").fit(frame, text)
+    with pytest.raises(ValueError, match=r"items \['blank'\] have no interactions and empty text"):
+        HybridRecommender({"epochs": 1}, device="cpu").fit(frame, {**text, "blank": " "})
+
+
+def test_bad_k_is_an_error_naming_it(fitted) -> None:
+    for k in (0, -3, 2.5):
+        with pytest.raises(ValueError, match=f"k must be a positive integer, got {k}"):
+            fitted.recommend("u0", k=k)
+        with pytest.raises(ValueError, match="k must be a positive integer"):
+            fitted.recommend_for_text("pasta", k=k)
+
+
+def test_text_keyed_by_string_ids_finds_numeric_items(caplog) -> None:
+    frame = pd.DataFrame({"user": [1, 1, 2, 2, 3], "item": [10, 11, 10, 12, 11]})
+    text = {"10": "space opera", "11": "baking show", "12": "alien invasion", "13": "sushi documentary"}
+    with caplog.at_level("WARNING"):
+        rec = HybridRecommender({"dim": 8, "epochs": 2, "content_hidden": 8}, device="cpu").fit(frame, text)
+    assert rec.item_ids_.tolist() == [10, 11, 12, 13]  # "13" joins as cold item 13, no phantom "10"
+    assert "no text" not in caplog.text  # every item found its text
 
 
 def test_unknown_ids_and_empty_text_raise(fitted) -> None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -76,6 +77,18 @@ class HybridConfig(LightGCNConfig):
     # Zero-history users with profile text are scored with c(text), the content path applied to
     # their text; otherwise (or when False) with the mean warm user.
     use_user_text: bool = False
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first out-of-range field."""
+        super().validate()
+        for name in ("tau", "content_scale", "train_tau", "content_weight"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+        if not 0 <= self.warm_tolerance < 1:
+            raise ValueError(f"warm_tolerance must be in [0, 1), got {self.warm_tolerance!r}")
+        if self.content_hidden < 0:
+            raise ValueError(f"content_hidden must be >= 0, got {self.content_hidden!r}")
 
 
 class ContentHead(nn.Module):
@@ -191,8 +204,6 @@ class HybridRecommenderModel(EmbeddingRecommender):
     def build_module(self, data: FitData) -> BPRModel:
         if data.item_text is None:
             raise ValueError("hybrid needs item text; this data set has none (use lightgcn)")
-        if self.config.content_weight <= 0:
-            raise ValueError(f"content_weight must be > 0, got {self.config.content_weight}")
         features = torch.as_tensor(encode_texts(data.item_text, self.config.encoder), device=data.device)
         counts = torch.as_tensor(data.train.item_counts(), device=data.device)
         return HybridLightGCN(
@@ -232,8 +243,8 @@ class HybridRecommenderModel(EmbeddingRecommender):
         ``tau_`` after fit, and the new ones are saved with the model.
         """
         for name, value in (("content_scale", content_scale), ("tau", tau)):
-            if value is not None and not value > 0:
-                raise ValueError(f"{name} must be > 0, got {value}")
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a finite number > 0, got {value}")
         self.content_scale_ = self.content_scale_ if content_scale is None else float(content_scale)
         self.tau_ = self.tau_ if tau is None else float(tau)
         self._set_parts(self.user_embeddings_, self.graph_items_, self.content_items_, self.item_counts_,
@@ -252,7 +263,8 @@ class HybridRecommenderModel(EmbeddingRecommender):
         """
         config = self.config
         if data.valid is None or len(data.valid) == 0:
-            return config.tau or config.train_tau, config.content_scale or 1.0
+            return (config.train_tau if config.tau is None else config.tau,
+                    1.0 if config.content_scale is None else config.content_scale)
         train, valid = data.train.matrix(), data.valid.matrix()
         scale = config.content_scale
         if scale is None:

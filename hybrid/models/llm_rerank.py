@@ -64,7 +64,7 @@ class LLMReranked(Recommender):
     def profile(self, user: int, known: np.ndarray) -> UserProfile:
         """What the prompt says about ``user``: side information and the titles of known items."""
         side = self.user_text_[user] if self.user_text_ is not None else ""
-        liked = [self.titles_[i] for i in known[-self.config.max_liked :] if self.titles_[i]]
+        liked = [self.titles_[i] for i in known[: self.config.max_liked] if self.titles_[i]]
         return UserProfile(side_info=side, liked_titles=liked)
 
     def _rerank(self, user: int, known: np.ndarray, candidates: np.ndarray) -> np.ndarray:
