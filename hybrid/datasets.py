@@ -172,11 +172,23 @@ def _parse_adjacency_lists(data: bytes, role: str) -> pd.DataFrame:
     except (UnicodeDecodeError, ValueError):
         tokens = np.empty(0, np.int64)
     if tokens.size != token_starts.size:
-        raise ValueError(f"{role}: LightGCN lines must hold whitespace-separated integer ids only")
+        number, line = _first_bad_line(data)
+        raise ValueError(
+            f"{role}: LightGCN lines must hold whitespace-separated integer ids only; line {number} is {line!r}"
+        )
     starts = np.cumsum(lengths) - lengths
     users = np.repeat(tokens[starts], lengths - 1)
     items = np.delete(tokens, starts)
     return pd.DataFrame({"user": users, "item": items})
+
+
+def _first_bad_line(data: bytes) -> tuple[int, str]:
+    """(1-based number, text) of the first line holding something other than integer ids; only
+    run once parsing has failed, so a line-by-line scan costs nothing on good files."""
+    for number, line in enumerate(data.decode("ascii", errors="replace").splitlines(), start=1):
+        if not all(token.lstrip("+-").isdigit() for token in line.split()):
+            return number, line[:80]
+    return 0, ""
 
 
 def _read_lightgcn_files(path: Path) -> tuple[bytes, bytes]:

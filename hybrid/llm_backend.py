@@ -143,7 +143,9 @@ def _finish(
 ) -> np.ndarray:
     if reduction == "mean":
         return totals / np.array([len(c) for c in continuations], dtype=np.float64)
-    return totals
+    if reduction == "sum":
+        return totals
+    raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
 
 
 @dataclass(frozen=True)

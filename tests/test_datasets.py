@@ -98,9 +98,9 @@ def test_lightgcn_folder_tolerates_blank_lines_and_extra_spaces(tmp_path: Path) 
 
 
 def test_lightgcn_rejects_non_integer_ids(tmp_path: Path) -> None:
-    (tmp_path / "train.txt").write_text("0 1 x\n")
+    (tmp_path / "train.txt").write_text("0 1 2\n\n1 4 x\n")
     (tmp_path / "test.txt").write_text("0 3\n")
-    with pytest.raises(ValueError, match=r"train\.txt: LightGCN lines must hold .*integer ids"):
+    with pytest.raises(ValueError, match=r"train\.txt: LightGCN lines must hold .*integer ids only; line 3 is '1 4 x'"):
         load_lightgcn(tmp_path)
 
 
