@@ -6,7 +6,9 @@ content scales s (``b = α g + (1 − α) s c``, the calibrated τ kept) and the
 again. The row "calibrated" is the s the model chose on validation. Test metrics are printed
 for every s so the trade-off is visible, next to the warm recall the calibration expects each s
 to cost (:func:`~hybrid.calibration.cold_slot_loss` on the validation set, the price the model
-chose by); nothing here feeds back into the model's choice.
+chose by); nothing here feeds back into the model's choice. A last line ranks the new items in
+a list of their own (warm items never shown), for ``content`` and ``hybrid``: how well each
+orders new items when they do not have to compete with warm ones.
 
     python benchmarks/cold_frontier.py --data-root ../shared/data
 """
@@ -19,7 +21,9 @@ import os
 import time
 
 import numpy as np
+import scipy.sparse as sp
 import torch
+from typing_extensions import Self
 
 import hybrid.models  # noqa: F401  (registers the models)
 from hybrid.calibration import cold_slot_loss
@@ -27,7 +31,7 @@ from hybrid.config import load_config
 from hybrid.datasets import load_dataset
 from hybrid.evaluate import Prepared, evaluate_rankings, prepare
 from hybrid.metrics import hit_matrix
-from hybrid.models.base import Recommender, make_model
+from hybrid.models.base import FitData, Recommender, make_model
 from hybrid.models.hybrid_model import HybridRecommenderModel
 from hybrid.ranking import mask_history, top_k
 
@@ -39,6 +43,22 @@ def metrics(model: Recommender, prepared: Prepared) -> dict[str, float]:
     """warm and cold Recall/NDCG@20 of one full ranking."""
     result = evaluate_rankings(top_k(model, prepared.users, prepared.history, 20)[0], prepared, [20])
     return {f"{group} {m}": result[group][f"{m}@20"] for group in ("warm", "cold") for m in ("recall", "ndcg")}
+
+
+class NewItemsOnly(Recommender):
+    """A fitted model with every warm item scored -inf: new items in a list of their own (a
+    "new arrivals" slot), ranked by that model."""
+
+    def __init__(self, model: Recommender, cold: np.ndarray) -> None:
+        self.model, self.warm = model, torch.as_tensor(~cold)
+
+    def fit(self, data: FitData) -> Self:
+        self.model.fit(data)
+        return self
+
+    def score(self, users: np.ndarray, history: sp.csr_matrix) -> torch.Tensor:
+        scores = self.model.score(users, history)
+        return scores.masked_fill(self.warm.to(scores.device), -torch.inf)
 
 
 def last_slot_share(model: HybridRecommenderModel, prepared: Prepared) -> float:
@@ -62,9 +82,13 @@ def main(argv: list[str] | None = None) -> None:
         config = load_config(path)
         prepared = prepare(load_dataset(config.data.name, args.data_root, config.data.path), config, torch.device("cpu"))
         rows: list[tuple[str, dict[str, float], float | None, float]] = []
+        own_list: dict[str, dict[str, float]] = {}
         for name in ("lightgcn", "content", "hybrid"):
             start = time.perf_counter()
             model = make_model(name, config.params.get(name)).fit(prepared.fit_data)
+            if name != "lightgcn":  # LightGCN has nothing to rank new items by
+                cold_items = np.isin(np.arange(prepared.fit_data.train.n_items), prepared.fit_data.train.items, invert=True)
+                own_list[name] = metrics(NewItemsOnly(model, cold_items), prepared)
             rows.append((name if name != "hybrid" else "hybrid, calibrated", metrics(model, prepared), None,
                          time.perf_counter() - start))
         assert isinstance(model, HybridRecommenderModel)
@@ -89,6 +113,8 @@ def main(argv: list[str] | None = None) -> None:
                   f"{'' if price is None else f'{price:.1%}'} | {m['warm ndcg']:.4f} | "
                   f"{m['cold recall']:.4f} | {m['cold ndcg']:.4f} | {'yes' if beats else 'no'} | "
                   f"{'' if seconds != seconds else f'{seconds:.0f}'} |")
+        print("\nNew items in a list of their own (warm items never shown), cold Recall / NDCG@20: "
+              + "; ".join(f"{name} {m['cold recall']:.4f} / {m['cold ndcg']:.4f}" for name, m in own_list.items()))
 
 
 if __name__ == "__main__":
