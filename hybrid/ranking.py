@@ -37,6 +37,7 @@ def top_k(
     k: int,
     batch_size: int = 1024,
     filter_seen: bool = True,
+    candidates: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rank items for ``users`` in batches.
 
@@ -47,12 +48,17 @@ def top_k(
         k: list length; capped at the number of items.
         batch_size: users scored at once (memory ~ batch_size x n_items floats).
         filter_seen: mask history items so they are never recommended.
+        candidates: int64 item indices to rank among (e.g. new arrivals); None: every item.
 
     Returns:
         items int64 [n, k] and scores float32 [n, k], best first.
     """
     users = np.asarray(users, dtype=np.int64)
-    k = min(check_k(k), history.shape[1])
+    k = min(check_k(k), history.shape[1] if candidates is None else len(candidates))
+    excluded = None
+    if candidates is not None:
+        excluded = torch.ones(history.shape[1], dtype=torch.bool)
+        excluded[torch.as_tensor(candidates, dtype=torch.int64)] = False
     out_items = np.empty((len(users), k), np.int64)
     out_scores = np.empty((len(users), k), np.float32)
     for start in range(0, len(users), batch_size):
@@ -62,6 +68,8 @@ def top_k(
             scores = model.score(batch, rows).float()
             if filter_seen:
                 mask_history(scores, rows)
+            if excluded is not None:
+                scores.masked_fill_(excluded.to(scores.device), -torch.inf)
             values, items = torch.topk(scores, k, dim=1)
         out_items[start : start + len(batch)] = items.cpu().numpy()
         out_scores[start : start + len(batch)] = values.cpu().numpy()

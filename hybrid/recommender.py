@@ -101,12 +101,23 @@ class HybridRecommender:
         return self
 
     # ------------------------------------------------------------------ recommending
-    def recommend(self, users: Any, k: int = 10, filter_seen: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (item ids, scores) for known users: 1-D for one user id, 2-D for a list."""
+    def recommend(
+        self, users: Any, k: int = 10, filter_seen: bool = True, items: Sequence[Any] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (item ids, scores) for known users: 1-D for one user id, 2-D for a list.
+
+        ``items`` restricts the ranking to those item ids, e.g. a "new arrivals" row where new
+        items need not compete with established ones.
+        """
         single = np.ndim(users) == 0
         index = lookup_ids(self.user_ids_, [users] if single else list(users), "user")
-        items, scores = top_k(self.model_, index, self.history_, k, filter_seen=filter_seen)
-        ids = self.item_ids_.to_numpy()[items]
+        candidates = None
+        if items is not None:
+            candidates = np.unique(lookup_ids(self.item_ids_, list(items), "item"))
+            if len(candidates) == 0:
+                raise ValueError("items is empty; pass None to rank every item")
+        top, scores = top_k(self.model_, index, self.history_, k, filter_seen=filter_seen, candidates=candidates)
+        ids = self.item_ids_.to_numpy()[top]
         return (ids[0], scores[0]) if single else (ids, scores)
 
     def recommend_for_history(self, items: Sequence[Any], k: int = 10) -> tuple[np.ndarray, np.ndarray]:

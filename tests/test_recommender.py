@@ -91,6 +91,17 @@ def test_new_user_from_history_and_from_text(fitted) -> None:
     assert taste(ids) >= 0.75
 
 
+def test_recommend_among_given_items_only(fitted) -> None:
+    new_arrivals = ["s9", "c9"]  # the two text-only items
+    ids, scores = fitted.recommend(["u0", "u1"], k=5, items=new_arrivals)
+    assert ids.shape == (2, 2) and np.isfinite(scores).all()  # k capped at the candidates
+    assert ids[0, 0] == "s9" and ids[1, 0] == "c9"  # a space fan, then a cooking fan
+    with pytest.raises(KeyError, match=r"unknown item ids \['nope'\]"):
+        fitted.recommend("u0", items=["s9", "nope"])
+    with pytest.raises(ValueError, match="items is empty"):
+        fitted.recommend("u0", items=[])
+
+
 def test_add_items_then_recommend_can_return_them(fitted) -> None:
     fitted.add_items({"s_new": "Galactic space opera with starship battles and alien empires"})
     ids, _ = fitted.recommend_for_text("a space opera with starship battles", k=3)
