@@ -7,14 +7,17 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 import torch
 from conftest import DATA_ROOT, data_folder
 
 from hybrid import HybridRecommender
 from hybrid.config import load_config
+from hybrid.data import Interactions
 from hybrid.datasets import load_dataset
 from hybrid.evaluate import prepare
 from hybrid.models import make_model
+from hybrid.models.base import FitData
 
 SPACE = [
     "A space opera about a rebel pilot and a galactic empire",
@@ -171,6 +174,26 @@ def test_text_keyed_by_string_ids_finds_numeric_items(caplog) -> None:
         rec = HybridRecommender({"dim": 8, "epochs": 2, "content_hidden": 8}, device="cpu").fit(frame, text)
     assert rec.item_ids_.tolist() == [10, 11, 12, 13]  # "13" joins as cold item 13, no phantom "10"
     assert "no text" not in caplog.text  # every item found its text
+
+
+def test_zero_history_user_scored_from_profile_text_survives_save_load(catalogue, tmp_path) -> None:
+    """use_user_text: a user with no interactions but a profile is scored with c(profile)."""
+    frame, text = catalogue
+    users = pd.Index([f"u{u}" for u in range(60)] + ["newbie"])
+    items = pd.Index(list(text))
+    train = Interactions.from_frame(frame, user_ids=users, item_ids=items)
+    profile = [""] * 60 + ["I love starships, alien worlds and galactic wars"]
+    config = {"dim": 16, "epochs": 40, "lr": 0.02, "batch_size": 32, "content_hidden": 32, "use_user_text": True}
+    data = FitData(train=train, item_text=[text[i] for i in items], user_text=profile, seed=0)
+    model = make_model("hybrid", config).fit(data)
+    newbie = np.array([60])
+    empty = sp.csr_matrix((1, len(items)), dtype=np.float32)
+    scores = model.score(newbie, empty)
+    top = items[torch.topk(scores[0], 5).indices.numpy()]
+    assert taste(top) >= 0.8  # the profile, not the population prior, decides
+    model.save(tmp_path / "with_text")
+    loaded = type(model).load(tmp_path / "with_text")
+    assert torch.equal(loaded.score(newbie, empty), scores)
 
 
 def test_unknown_ids_and_empty_text_raise(fitted) -> None:

@@ -319,11 +319,12 @@ class HybridRecommenderModel(EmbeddingRecommender):
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> None:
-        """safetensors (users, both item paths, counts, content head) + JSON config; the encoder is named, not copied."""
+        """safetensors (users, both item paths, counts, content head) + JSON config and, with
+        ``use_user_text``, the users' profile texts; the encoder is named, not copied."""
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         meta = {"model": self.name, "config": dataclasses.asdict(self.config), "tau": self.tau_,
-                "content_scale": self.content_scale_, "d_text": self.d_text_}
+                "content_scale": self.content_scale_, "d_text": self.d_text_, "user_text": self.user_text_}
         (path / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
         tensors = {
             "user_embeddings": self.user_embeddings_, "graph_items": self.graph_items_,
@@ -338,7 +339,7 @@ class HybridRecommenderModel(EmbeddingRecommender):
         model, meta, tensors = cls._read_saved(path, device)
         model.tau_, model.content_scale_, model.d_text_ = meta["tau"], meta["content_scale"], meta["d_text"]
         model.content_state_ = {k.removeprefix("content."): v for k, v in tensors.items() if k.startswith("content.")}
-        model.user_text_ = None
+        model.user_text_ = meta.get("user_text")
         model._set_parts(tensors["user_embeddings"], tensors["graph_items"], tensors["content_items"],
                          tensors["item_counts"], tensors["user_counts"].cpu().numpy())
         return model
