@@ -141,7 +141,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--max-minutes", type=float, default=None, help="training budget per model")
     parser.add_argument("--epochs", type=int, default=None,
-                        help="default: as many as fit --max-minutes (timed by a 3-epoch probe), else 400")
+                        help="default: as many as fit --max-minutes (timed by a 2-epoch probe), else 400")
     parser.add_argument("--batch-size", type=int, default=16384)
     parser.add_argument("--lr", type=float, default=0.01)
     parser.add_argument("--lr-schedule", choices=["constant", "cosine"], default="cosine",
