@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import hashlib
 import json
 import logging
@@ -51,6 +52,11 @@ class Prepared:
     users: np.ndarray  # evaluated user indices
     groups: dict[str, tuple[np.ndarray, np.ndarray | None]]  # name -> (row mask over users, item mask)
     candidates: np.ndarray | None = None  # [n_users_evaluated, m] for the LLMRank protocol
+
+    @functools.cached_property
+    def fit_fingerprint(self) -> str:
+        """:func:`fingerprint` of ``fit_data``, hashed once for every model row that needs it."""
+        return fingerprint(self.fit_data)
 
 
 def filter_frame(frame: pd.DataFrame, config: ExperimentConfig) -> pd.DataFrame:
@@ -171,7 +177,7 @@ def fitted_model(name: str, params: dict[str, Any], config: ExperimentConfig, pr
     retriever of an ``llm`` row); returns it and its fit
     seconds. An LLM row's retriever with no parameters of its own gets its row's (``hybrid+llm``
     reranks the very ``hybrid`` of the table), and its fit seconds exclude a reused retriever."""
-    key = (name, fingerprint(prepared.fit_data), json.dumps(params, sort_keys=True))
+    key = (name, prepared.fit_fingerprint, json.dumps(params, sort_keys=True))
     if key in fitted:
         return fitted[key]
     model = make_model(name, params)

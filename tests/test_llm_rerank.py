@@ -12,7 +12,7 @@ from test_reranker import one_torch_thread, tiny_model_dir  # noqa: F401  (fixtu
 
 from hybrid.config import ExperimentConfig
 from hybrid.data import Interactions
-from hybrid.evaluate import fitted_model
+from hybrid.evaluate import fingerprint, fitted_model
 from hybrid.models import FitData, make_model
 
 
@@ -60,7 +60,7 @@ def test_an_llm_row_reranks_the_fitted_retriever_of_its_table(tiny_model_dir) ->
     hybrid_params = {"dim": 8, "epochs": 2, "content_hidden": 0}
     config = ExperimentConfig(models=["hybrid", "hybrid+llm"],
                               params={"hybrid": hybrid_params, "hybrid+llm": {"model": tiny_model_dir}})
-    prepared = SimpleNamespace(fit_data=data)
+    prepared = SimpleNamespace(fit_data=data, fit_fingerprint=fingerprint(data))
     fitted: dict = {}
     table_hybrid, _ = fitted_model("hybrid", hybrid_params, config, prepared, fitted)
     reranked, _ = fitted_model("hybrid+llm", {"model": tiny_model_dir}, config, prepared, fitted)

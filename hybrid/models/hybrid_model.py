@@ -55,6 +55,12 @@ TAU_GRID = (1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0)
 SCALE_GRID = tuple(round(0.025 * i, 3) for i in range(1, 41))
 
 
+def check_positive(name: str, value: float | None) -> None:
+    """A ``ValueError`` naming ``name`` unless ``value`` is None or a finite number > 0."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+
+
 def blend_weights(counts: torch.Tensor, tau: float) -> torch.Tensor:
     """α_i = min(n_i / τ, 1): float [n_items] from training counts."""
     return torch.clamp(counts.float() / tau, max=1.0)
@@ -82,9 +88,7 @@ class HybridConfig(LightGCNConfig):
         """Raise ``ValueError`` naming the first out-of-range field."""
         super().validate()
         for name in ("tau", "content_scale", "train_tau", "content_weight"):
-            value = getattr(self, name)
-            if value is not None and not (math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+            check_positive(name, getattr(self, name))
         if not 0 <= self.warm_tolerance < 1:
             raise ValueError(f"warm_tolerance must be in [0, 1), got {self.warm_tolerance!r}")
         if self.content_hidden < 0:
@@ -242,9 +246,8 @@ class HybridRecommenderModel(EmbeddingRecommender):
         ``benchmarks/cold_frontier.py``); the calibrated values are ``content_scale_`` and
         ``tau_`` after fit, and the new ones are saved with the model.
         """
-        for name, value in (("content_scale", content_scale), ("tau", tau)):
-            if value is not None and not (math.isfinite(value) and value > 0):
-                raise ValueError(f"{name} must be a finite number > 0, got {value}")
+        check_positive("content_scale", content_scale)
+        check_positive("tau", tau)
         self.content_scale_ = self.content_scale_ if content_scale is None else float(content_scale)
         self.tau_ = self.tau_ if tau is None else float(tau)
         self._set_parts(self.user_embeddings_, self.graph_items_, self.content_items_, self.item_counts_,
