@@ -35,9 +35,13 @@ def from_dict(cls: type[T], values: dict[str, Any] | None, where: str) -> T:
 
 @dataclass
 class DataConfig:
-    # Data set name: online_retail (bundled), ml-100k, ml-latest-small, gowalla, amazon-scientific.
+    # Data set name: online_retail (bundled), ml-100k, ml-latest-small, ml-1m (CoLaKG implicit
+    # split, train+test pooled), ml-1m-predefined (same, with its own test set for split kind
+    # predefined), gowalla, amazon-scientific, lastfm (play counts as weight, artist names as
+    # text), lightgcn_format (any train.txt/test.txt folder or zip; needs `path`).
     name: str = "online_retail"
-    # Folder holding the data set; default <data-root>/<the data set's usual folder>.
+    # Folder (or zip) holding the data set; default <data-root>/<the data set's usual folder>.
+    # Required for lightgcn_format.
     path: str | None = None
     # Drop users/items with fewer interactions (applied repeatedly until stable; logged).
     min_user_interactions: int = 0
@@ -73,6 +77,9 @@ class EvalConfig:
     cold_users_only: bool = False
     # LLMRank protocol: also rank each user's held-out item among this many candidates; None: off.
     candidates: int | None = None
+    # Split seeds to average over: split.seed + s and seed + s for s in range(seeds); results hold
+    # the mean, the sample std and each seed's result. None: 3 below 5,000 users in the data, else 1.
+    seeds: int | None = None
 
 
 @dataclass

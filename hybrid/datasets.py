@@ -2,9 +2,9 @@
 
 Every loader returns a :class:`DataBundle` whose ``interactions`` frame goes straight into
 :meth:`hybrid.data.Interactions.from_frame` and whose text series feed the encoders and the
-LLM prompts. The real data sets (MovieLens, Gowalla, Amazon) may not be redistributed, so
-they are read in place from a data root (``--data-root`` or ``HYBRID_DATA_ROOT``); only
-Online Retail (CC BY 4.0) ships with the package.
+LLM prompts. The real data sets (MovieLens, Gowalla, Amazon, Last.fm) may not be
+redistributed, so they are read in place from a data root (``--data-root`` or
+``HYBRID_DATA_ROOT``) or from ``data.path``; only Online Retail (CC BY 4.0) ships with the package.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from importlib import resources
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 import pandas as pd
@@ -192,37 +192,52 @@ def _first_bad_line(data: bytes) -> tuple[int, str]:
 
 
 def _read_lightgcn_files(path: Path) -> tuple[bytes, bytes]:
-    """train.txt and test.txt from a folder, a zip, or a folder holding one zip."""
+    """train.txt and test.txt from a folder, a zip, or a folder holding one zip or one subfolder
+    with them; inside a zip the folder may have any name (exports rarely agree on one)."""
     if path.is_dir() and (path / "train.txt").is_file():
+        if not (path / "test.txt").is_file():
+            raise FileNotFoundError(f"{path} has train.txt but no test.txt next to it")
         return (path / "train.txt").read_bytes(), (path / "test.txt").read_bytes()
     if path.is_dir():
-        zips = sorted(path.glob("*.zip"))
-        if len(zips) != 1:
+        found = sorted(path.glob("*.zip")) + sorted(p.parent for p in path.glob("*/train.txt"))
+        if len(found) != 1:
             raise FileNotFoundError(
-                f"{path} has no train.txt and {len(zips)} zip files; expected train.txt/test.txt or one zip"
+                f"{path} has no train.txt and {len(found)} zip files or subfolders holding one "
+                f"({[p.name for p in found]}); expected train.txt/test.txt, one zip or one such subfolder"
             )
-        path = zips[0]
+        return _read_lightgcn_files(found[0])
     if not zipfile.is_zipfile(path):
         raise FileNotFoundError(f"{path} is neither a folder with train.txt/test.txt nor a zip file")
     with zipfile.ZipFile(path) as archive:
-        names = {Path(n).name: n for n in archive.namelist() if not n.endswith("/")}
-        missing = [f for f in ("train.txt", "test.txt") if f not in names]
-        if missing:
-            raise FileNotFoundError(f"{path} lacks {missing}; it holds {sorted(names)}")
-        return archive.read(names["train.txt"]), archive.read(names["test.txt"])
+        members = [
+            n for n in archive.namelist() if not n.endswith("/") and not n.startswith("__MACOSX/")
+        ]
+        trains = [n for n in members if PurePosixPath(n).name == "train.txt"]
+        if not trains:
+            raise FileNotFoundError(f"{path} holds no train.txt in any folder; it holds {sorted(members)[:20]}")
+        if len(trains) > 1:
+            raise ValueError(f"{path} holds {len(trains)} train.txt files {sorted(trains)}; expected exactly one")
+        test_name = str(PurePosixPath(trains[0]).with_name("test.txt"))
+        if test_name not in members:
+            raise FileNotFoundError(f"{path} holds {trains[0]} but no {test_name} next to it")
+        return archive.read(trains[0]), archive.read(test_name)
 
 
 def load_lightgcn(path: str | Path, name: str = "lightgcn") -> DataBundle:
     """A data set in the NGCF/LightGCN split format, e.g. Gowalla (29,858 users, 40,981 items).
 
     ``path`` is a folder with ``train.txt``/``test.txt`` (lines "user item item ..."), a zip
-    holding them (read in place), or a folder with one such zip. ``interactions`` is the
-    train split and ``test`` the official test split; there is no time and no text, so the
-    text series are empty strings over every item id seen in either split.
+    holding them in any inner folder (read in place), or a folder with one such zip or
+    subfolder. ``interactions`` is the train split and ``test`` the official test split (so
+    ``split: {kind: predefined}`` reproduces it); there is no time and no text, so the text
+    series are empty strings over every item id seen in either split.
     """
-    path = Path(path)
+    path = Path(path).expanduser()
     if not path.exists():
-        raise FileNotFoundError(f"LightGCN data {path} does not exist")
+        raise FileNotFoundError(
+            f"LightGCN-format data {path} does not exist; data.path must name a folder with "
+            "train.txt/test.txt or a zip holding them"
+        )
     train_bytes, test_bytes = _read_lightgcn_files(path)
     train = _parse_adjacency_lists(train_bytes, "train.txt")
     test = _parse_adjacency_lists(test_bytes, "test.txt")
@@ -230,6 +245,186 @@ def load_lightgcn(path: str | Path, name: str = "lightgcn") -> DataBundle:
     items = pd.Index(np.sort(pd.unique(seen)), name="item")
     empty = pd.Series("", index=items, dtype=str)
     return DataBundle(name, train, empty.rename("text"), empty.rename("title"), test=test)
+
+
+# ---------------------------------------------------------------------------- MovieLens 1M
+# users.dat codes (ML-1M README). Ages are ranges, so the sentence says "aged 25-34", not "25-year-old".
+_ML1M_GENDERS = {"M": "male", "F": "female"}
+_ML1M_AGES = {
+    1: "under 18", 18: "aged 18-24", 25: "aged 25-34", 35: "aged 35-44", 45: "aged 45-49",
+    50: "aged 50-55", 56: "aged 56 or over",
+}
+_ML1M_OCCUPATIONS = {
+    0: "",  # "other" or not specified
+    1: ", an academic or educator",
+    2: ", an artist",
+    3: ", in clerical or admin work",
+    4: ", a college or graduate student",
+    5: ", in customer service",
+    6: ", a doctor or health care worker",
+    7: ", an executive or manager",
+    8: ", a farmer",
+    9: ", a homemaker",
+    10: ", a K-12 student",
+    11: ", a lawyer",
+    12: ", a programmer",
+    13: ", retired",
+    14: ", in sales or marketing",
+    15: ", a scientist",
+    16: ", self-employed",
+    17: ", a technician or engineer",
+    18: ", a tradesman or craftsman",
+    19: ", unemployed",
+    20: ", a writer",
+}
+
+
+def _read_double_colon(file: Path, columns: list[str], encoding: str) -> pd.DataFrame:
+    """Rows of a '::'-separated ML-1M file as strings, plus the 1-based ``line`` for messages.
+
+    Split on "\\n" only: ``str.splitlines`` would also break latin-1 text at bytes such as 0x85.
+    """
+    if not file.is_file():
+        raise FileNotFoundError(f"{file} not found; the ml-1m loader needs it")
+    rows = []
+    for number, line in enumerate(file.read_text(encoding=encoding).split("\n"), start=1):
+        line = line.rstrip("\r")
+        if not line.strip():
+            continue
+        fields = line.split("::")
+        if len(fields) != len(columns):
+            raise ValueError(
+                f"{file}: line {number} has {len(fields)} '::'-separated fields, expected "
+                f"{len(columns)} ({'::'.join(columns)}): {line[:80]!r}"
+            )
+        rows.append([*fields, number])
+    return pd.DataFrame(rows, columns=[*columns, "line"])
+
+
+def _int_column(frame: pd.DataFrame, column: str, file: Path) -> pd.Series:
+    """``frame[column]`` as int64, or a ValueError naming the file, column and line."""
+    numeric = pd.to_numeric(frame[column], errors="coerce")
+    bad = numeric.isna() | (numeric != numeric.round())
+    if bad.any():
+        row = int(np.flatnonzero(bad.to_numpy())[0])
+        raise ValueError(
+            f"{file}: column {column!r} holds {frame[column].iloc[row]!r} on line {frame['line'].iloc[row]}; "
+            "expected an integer"
+        )
+    return numeric.astype("int64")
+
+
+def _coded(frame: pd.DataFrame, column: str, codes: dict, file: Path) -> pd.Series:
+    """Map a code column through ``codes``; an unknown code is a ValueError naming its line."""
+    mapped = frame[column].map(codes)
+    if mapped.isna().any():
+        row = int(np.flatnonzero(mapped.isna().to_numpy())[0])
+        code = frame[column].iloc[row]
+        code = code.item() if isinstance(code, np.generic) else code  # 21, not np.int64(21)
+        raise ValueError(
+            f"{file}: column {column!r} holds unknown code {code!r} on line "
+            f"{frame['line'].iloc[row]}; known codes are {sorted(codes)}"
+        )
+    return mapped
+
+
+def _read_id_map(file: Path, original: str) -> pd.Series:
+    """A CoLaKG map file, lines "original_id remapped_id" -> Series remapped -> original."""
+    if not file.is_file():
+        raise FileNotFoundError(f"{file} not found; it maps the split's ids back to MovieLens {original}s")
+    lines = [(n, line.split()) for n, line in enumerate(file.read_text().split("\n"), start=1) if line.strip()]
+    for number, fields in lines:
+        if len(fields) != 2 or not all(f.isdigit() for f in fields):
+            raise ValueError(f"{file}: line {number} is {' '.join(fields)!r}; expected '{original} remapped_id'")
+    pairs = np.array([fields for _, fields in lines], dtype=np.int64).reshape(-1, 2)
+    for column, label in ((0, original), (1, "remapped id")):
+        values, counts = np.unique(pairs[:, column], return_counts=True)
+        if (counts > 1).any():
+            raise ValueError(f"{file}: {label} {int(values[counts > 1][0])} appears on more than one line")
+    return pd.Series(pairs[:, 0], index=pd.Index(pairs[:, 1]))
+
+
+def _unmap(codes: pd.Series, id_map: pd.Series, role: str, map_file: Path) -> np.ndarray:
+    """Remapped ids -> original ids; an id the map lacks is a ValueError naming both files."""
+    positions = id_map.index.get_indexer(codes.to_numpy())
+    if (positions < 0).any():
+        missing = int(codes.to_numpy()[positions < 0][0])
+        raise ValueError(f"{role}: id {missing} has no line in {map_file}")
+    return id_map.to_numpy()[positions]
+
+
+def load_ml1m(path: str | Path, predefined: bool = False, name: str = "ml-1m") -> DataBundle:
+    """MovieLens 1M through the CoLaKG implicit split: 998,539 pairs, 6,040 users, 3,260 movies.
+
+    ratings.dat is absent from the shared copy, so the interactions are CoLaKG's
+    ``colakg_implicit_split`` (LightGCN train.txt/test.txt, implicit, no ratings and no time),
+    mapped back to MovieLens ids through item_map.txt/user_map.txt so that they join
+    movies.dat and users.dat. By default train and test together are ``interactions`` and
+    ``test`` is None, so cold-item and leave-last splits draw from all of it; with
+    ``predefined`` (registry name ``ml-1m-predefined``) ``interactions`` is train.txt and
+    ``test`` test.txt, as :func:`load_lightgcn` does, for ``split: {kind: predefined}``.
+
+    Item text: "Toy Story (1995). Genres: Animation, Children's, Comedy", over the split's
+    3,260 movies only: CoLaKG dropped the other 623 of movies.dat, so they are not cold items
+    of this data set but absent ones. User text from users.dat:
+    "A female under 18, a K-12 student." (zip codes are left out, as for ml-100k).
+    """
+    folder = _existing_dir(path, "ml-1m")
+    split_dir = folder / "colakg_implicit_split"
+    if not split_dir.is_dir():
+        raise FileNotFoundError(
+            f"{split_dir} is not a folder; the ml-1m loader reads its interactions from the CoLaKG "
+            "split there (train.txt, test.txt, item_map.txt, user_map.txt)"
+        )
+    train_bytes, test_bytes = _read_lightgcn_files(split_dir)
+    item_map = _read_id_map(split_dir / "item_map.txt", "MovieID")
+    user_map = _read_id_map(split_dir / "user_map.txt", "UserID")
+    parts: dict[str, pd.DataFrame] = {}
+    for part, data in (("train.txt", train_bytes), ("test.txt", test_bytes)):
+        role = str(split_dir / part)
+        pairs = _parse_adjacency_lists(data, role)
+        parts[part] = pd.DataFrame({
+            "user": _unmap(pairs["user"], user_map, role, split_dir / "user_map.txt"),
+            "item": _unmap(pairs["item"], item_map, role, split_dir / "item_map.txt"),
+        })
+
+    movies_file = folder / "movies.dat"
+    movies = _read_double_colon(movies_file, ["MovieID", "Title", "Genres"], "latin-1")
+    index = pd.Index(_int_column(movies, "MovieID", movies_file).to_numpy(), name="item")
+    if index.has_duplicates:
+        raise ValueError(f"{movies_file}: MovieID {index[index.duplicated()][0]} appears on more than one line")
+    unknown = np.setdiff1d(item_map.to_numpy(), index.to_numpy())
+    if unknown.size:
+        raise ValueError(
+            f"{split_dir / 'item_map.txt'}: {unknown.size} MovieIDs are not in {movies_file}, e.g. {unknown[0]}"
+        )
+    genres = movies["Genres"].map(lambda g: [x for x in g.split("|") if x])
+    titles = pd.Series(movies["Title"].str.strip().to_numpy(), index=index, name="title")
+    text = pd.Series(_genre_text(titles.reset_index(drop=True), genres).to_numpy(), index=index, name="text")
+    in_split = pd.Index(np.sort(item_map.to_numpy()), name="item")
+    titles, text = titles.reindex(in_split), text.reindex(in_split)
+
+    users_file = folder / "users.dat"
+    people = _read_double_colon(users_file, ["UserID", "Gender", "Age", "Occupation", "Zip-code"], "latin-1")
+    user_index = pd.Index(_int_column(people, "UserID", users_file).to_numpy(), name="user")
+    missing = np.setdiff1d(user_map.to_numpy(), user_index.to_numpy())
+    if missing.size:
+        raise ValueError(
+            f"{split_dir / 'user_map.txt'}: {missing.size} UserIDs are not in {users_file}, e.g. {missing[0]}"
+        )
+    gender = _coded(people, "Gender", _ML1M_GENDERS, users_file)
+    people["Age"] = _int_column(people, "Age", users_file)
+    people["Occupation"] = _int_column(people, "Occupation", users_file)
+    age = _coded(people, "Age", _ML1M_AGES, users_file)
+    job = _coded(people, "Occupation", _ML1M_OCCUPATIONS, users_file)
+    sentences = "A " + gender + " " + age + job + "."
+    user_text = pd.Series(sentences.to_numpy(), index=user_index, name="text")
+
+    train, test = parts["train.txt"], parts["test.txt"]
+    if predefined:
+        return DataBundle(name, train, text, titles, user_text, test=test)
+    interactions = pd.concat([train, test], ignore_index=True)
+    return DataBundle(name, interactions, text, titles, user_text)
 
 
 # ---------------------------------------------------------------------------- Amazon (UniSRec)
@@ -283,15 +478,71 @@ def load_amazon_scientific(path: str | Path) -> DataBundle:
     return DataBundle("amazon-scientific", interactions, text.rename("text"), titles.rename("title"))
 
 
+# ---------------------------------------------------------------------------- Last.fm (HetRec 2011)
+def _read_tsv(file: Path, columns: list[str], encoding: str = "utf-8") -> pd.DataFrame:
+    """A tab-separated HetRec file with a header, every field a string; checks the header names."""
+    if not file.is_file():
+        raise FileNotFoundError(f"{file} not found; the lastfm loader needs it")
+    # QUOTE_NONE: a '"' in an artist name must not open a quoted field; "NA" or "null" are names.
+    frame = pd.read_csv(
+        file, sep="\t", dtype=str, keep_default_na=False, quoting=csv.QUOTE_NONE, encoding=encoding
+    )
+    frame.columns = [c.strip() for c in frame.columns]
+    frame["line"] = np.arange(2, len(frame) + 2)  # 1-based, after the header (no blank lines in HetRec files)
+    absent = [c for c in columns if c not in frame.columns]
+    if absent:
+        raise ValueError(f"{file}: header lacks column(s) {absent}; it has {list(frame.columns)}")
+    return frame
+
+
+def load_lastfm(path: str | Path) -> DataBundle:
+    """HetRec 2011 Last.fm 2K: 92,834 (user, artist) play counts, 1,892 users, 17,632 artists.
+
+    ``weight`` is the user's listening count for the artist (1 to 352,698, heavy-tailed); there
+    is no time (the tag-assignment files that carry it are absent from the shared copy). Item
+    text and titles are the artist names from artists.dat only, so the text is weak; an
+    artist in user_artists.dat without a name there gets "". The friend graph is not used.
+    """
+    folder = _existing_dir(path, "hetrec-lastfm-2k")
+    plays_file = folder / "user_artists.dat"
+    plays = _read_tsv(plays_file, ["userID", "artistID", "weight"])
+    interactions = pd.DataFrame({
+        "user": _int_column(plays, "userID", plays_file).to_numpy(),
+        "item": _int_column(plays, "artistID", plays_file).to_numpy(),
+        "weight": _int_column(plays, "weight", plays_file).to_numpy(),
+    })
+    artists_file = folder / "artists.dat"
+    artists = _read_tsv(artists_file, ["id", "name"])
+    ids = pd.Index(_int_column(artists, "id", artists_file).to_numpy(), name="item")
+    if ids.has_duplicates:
+        raise ValueError(f"{artists_file}: artist id {ids[ids.duplicated()][0]} appears on more than one line")
+    names = pd.Series(artists["name"].str.strip().to_numpy(), index=ids)
+    items = ids.union(pd.Index(interactions["item"].unique(), name="item"))
+    unnamed = int((~items.isin(ids)).sum())
+    if unnamed:
+        logger.info(
+            "lastfm: %d artists in %s have no name in %s; their text is empty",
+            unnamed, plays_file.name, artists_file.name,
+        )
+    names = names.reindex(items).fillna("").astype(str)
+    return DataBundle("lastfm", interactions, names.rename("text"), names.rename("title"))
+
+
 # ---------------------------------------------------------------------------- registry
-# name -> (folder under the data root, loader); None marks the bundled set.
+# name -> (folder under the data root, loader); None marks the bundled set, or a set in
+# _NEEDS_PATH that has no usual folder and is read from data.path only.
 _REGISTRY: dict[str, tuple[str | None, Callable[..., DataBundle]]] = {
     "online_retail": (None, load_online_retail),
     "ml-100k": ("ml-100k", load_ml100k),
     "ml-latest-small": ("ml-latest-small", load_ml_latest_small),
+    "ml-1m": ("ml-1m", load_ml1m),
+    "ml-1m-predefined": ("ml-1m", partial(load_ml1m, predefined=True, name="ml-1m-predefined")),
     "gowalla": ("lightgcn-gowalla", partial(load_lightgcn, name="gowalla")),
     "amazon-scientific": ("amazon-scientific-unisrec", load_amazon_scientific),
+    "lastfm": ("hetrec-lastfm-2k", load_lastfm),
+    "lightgcn_format": (None, partial(load_lightgcn, name="lightgcn_format")),
 }
+_NEEDS_PATH = frozenset({"lightgcn_format"})
 DATASET_NAMES = tuple(_REGISTRY)
 
 
@@ -303,18 +554,25 @@ def load_dataset(name: str, data_root: str | Path | None = None, path: str | Pat
     """Load a data set by registry name (see ``DATASET_NAMES``).
 
     Args:
-        name: "online_retail" (bundled), "ml-100k", "ml-latest-small", "gowalla" or
-            "amazon-scientific"; case, "-" and "_" do not matter.
+        name: "online_retail" (bundled), "ml-100k", "ml-latest-small", "ml-1m",
+            "ml-1m-predefined", "gowalla", "amazon-scientific", "lastfm" or "lightgcn_format";
+            case, "-" and "_" do not matter.
         data_root: folder holding the real data sets (``<root>/ml-100k`` etc.); defaults to
             the ``HYBRID_DATA_ROOT`` environment variable. Not needed for the bundled set.
-        path: the data set's own folder (or file), overriding ``data_root``.
+        path: the data set's own folder (or file), overriding ``data_root``; required for
+            "lightgcn_format" (a folder with train.txt/test.txt, or a zip holding them).
     """
     matches = [key for key in _REGISTRY if _canonical(key) == _canonical(name)]
     if not matches:
         raise ValueError(f"name: unknown data set {name!r}; choose one of {list(DATASET_NAMES)}")
     folder, loader = _REGISTRY[matches[0]]
     if path is not None:
-        return _logged(loader(Path(path)))
+        return _logged(loader(Path(path).expanduser()))
+    if matches[0] in _NEEDS_PATH:
+        raise ValueError(
+            f"data.path: data set {matches[0]!r} has no usual folder; set data.path (path=) to a folder "
+            "with train.txt/test.txt or a zip holding them"
+        )
     if folder is None:
         return _logged(loader(None))
     root = data_root if data_root is not None else os.environ.get(DATA_ROOT_ENV)

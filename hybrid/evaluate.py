@@ -3,7 +3,14 @@
 Writes to ``--out``: results.json, results.md, rankings_<model>.csv (user, rank, item, score),
 test.csv (user, item), known_items.csv (user, item: what was masked), items.csv (item,
 train_count, cold), users.csv (user, cold), recall_by_bucket.png, and the resolved config.
-Every metric can be recomputed from those files.
+Splits with cold items add rankings_<model>.cold_only.csv and rankings_<model>.warm_only.csv (the
+ALDI/GAR protocols: new items ranked among new items only, warm among warm). Every metric can be
+recomputed from those files.
+
+With ``eval.seeds`` > 1 (by default 3 on data sets of fewer than 5,000 users) the split is made,
+and every model fitted and scored, once per seed: each seed's files go to ``seed_<s>/``, the first
+seed's CSV files are also copied to ``--out``, and results.json holds the mean over seeds of every
+metric, its sample standard deviation (ddof=1) as ``<metric>_std``, and ``per_seed``.
 """
 
 from __future__ import annotations
@@ -15,10 +22,11 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -31,14 +39,24 @@ from hybrid.config import EvalConfig, ExperimentConfig, SplitConfig, from_dict, 
 from hybrid.data import ITEM, USER, Interactions, item_texts
 from hybrid.datasets import DataBundle, load_dataset
 from hybrid.device import resolve_device
-from hybrid.metrics import BUCKETS, bucket_of, ranking_metrics, restrict_columns
+from hybrid.metrics import (
+    BUCKETS,
+    bucket_of,
+    hit_matrix,
+    metrics_from_hits,
+    ranking_metrics,
+    restrict_columns,
+)
 from hybrid.models.base import FitData, Recommender, make_model
 from hybrid.models.llm_rerank import LLMReranked
-from hybrid.ranking import top_k
+from hybrid.ranking import top_k_masked
 from hybrid.report import markdown_report, markdown_table, plot_buckets
 from hybrid.splits import Split, make_split
 
 logger = logging.getLogger(__name__)
+
+# eval.seeds = None: this many seeds on data sets with fewer than AUTO_SEEDS_BELOW_USERS users, else 1.
+AUTO_SEEDS, AUTO_SEEDS_BELOW_USERS = 3, 5000
 
 
 @dataclass
@@ -52,6 +70,9 @@ class Prepared:
     users: np.ndarray  # evaluated user indices
     groups: dict[str, tuple[np.ndarray, np.ndarray | None]]  # name -> (row mask over users, item mask)
     candidates: np.ndarray | None = None  # [n_users_evaluated, m] for the LLMRank protocol
+    # name -> bool item mask [n_items]: rankings among those items only (cold_only / warm_only),
+    # scored against the test items among them.
+    restricted: dict[str, np.ndarray] = field(default_factory=dict)
 
     @functools.cached_property
     def fit_fingerprint(self) -> str:
@@ -75,6 +96,13 @@ def filter_frame(frame: pd.DataFrame, config: ExperimentConfig) -> pd.DataFrame:
         logger.info("k-core filter removed %d interactions", int((~keep).sum()))
         frame = frame[keep]
     return frame
+
+
+def new_items_by(split: SplitConfig) -> Literal["time", "random"] | None:
+    """How this split's new items arise, for models that rehearse the cold start on validation."""
+    if split.kind == "temporal" or (split.kind == "cold_items" and split.at is not None):
+        return "time"
+    return "random" if split.kind == "cold_items" else None
 
 
 def prepare(bundle: DataBundle, config: ExperimentConfig, device: torch.device) -> Prepared:
@@ -106,7 +134,7 @@ def prepare(bundle: DataBundle, config: ExperimentConfig, device: torch.device) 
     fit_data = FitData(
         train=train, valid=valid, item_text=item_texts(bundle.item_text, item_ids),
         item_titles=bundle.item_titles.reindex(item_ids).fillna("").astype(str).tolist(),
-        user_text=user_text, device=device, seed=config.seed,
+        user_text=user_text, device=device, seed=config.seed, new_items=new_items_by(config.split),
     )
     test_matrix = test.matrix()
     users = np.flatnonzero(np.diff(test_matrix.indptr) > 0)
@@ -120,7 +148,8 @@ def prepare(bundle: DataBundle, config: ExperimentConfig, device: torch.device) 
     candidates = None
     if config.eval.candidates:
         candidates = draw_candidates(users, split.test, train, history, test_matrix, config.eval.candidates, config.seed)
-    return Prepared(split, fit_data, history, test_matrix, users, _groups(split, train, users), candidates)
+    return Prepared(split, fit_data, history, test_matrix, users, _groups(split, train, users), candidates,
+                    _restricted(split, train))
 
 
 def _groups(split: Split, train: Interactions, users: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
@@ -139,10 +168,36 @@ def _groups(split: Split, train: Interactions, users: np.ndarray) -> dict[str, t
     return groups
 
 
+def _restricted(split: Split, train: Interactions) -> dict[str, np.ndarray]:
+    """The item masks of the ALDI/GAR protocols on a split with cold items: ``cold_only`` ranks the
+    items with no training interaction among themselves, ``warm_only`` the others; none otherwise."""
+    if split.cold_axis != "item" or not split.cold_items:
+        return {}
+    counts = train.item_counts()
+    return {"cold_only": counts == 0, "warm_only": counts > 0}
+
+
+def restricted_top(items: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
+    """int64 [n, k]: a restricted ranking from :func:`~hybrid.ranking.top_k_masked`, with -1 where
+    there is no item (scored -inf: seen or outside the restriction, or fewer items than ``k``)."""
+    out = np.full((len(items), k), -1, np.int64)
+    out[:, : items.shape[1]] = np.where(scores > -np.inf, items, -1)
+    return out
+
+
+def padded_metrics(top: np.ndarray, relevant: sp.csr_matrix, ks: list[int]) -> dict[str, float]:
+    """:func:`~hybrid.metrics.ranking_metrics` of lists that may end in -1 (no item, never a hit)."""
+    top_t = torch.as_tensor(np.asarray(top), dtype=torch.int64)
+    hits = hit_matrix(top_t.clamp(min=0), relevant) & (top_t >= 0)
+    return metrics_from_hits(hits, torch.as_tensor(np.diff(relevant.indptr), dtype=torch.int64), ks)
+
+
 def evaluate_rankings(
-    top: np.ndarray, prepared: Prepared, ks: list[int]
+    top: np.ndarray, prepared: Prepared, ks: list[int], restricted: dict[str, np.ndarray] | None = None
 ) -> dict[str, Any]:
-    """Metrics for every group from the ranked item indices of ``prepared.users``."""
+    """Metrics for every group from the ranked item indices of ``prepared.users``, and for every
+    restricted ranking in ``restricted`` (name of ``prepared.restricted`` -> :func:`restricted_top`)
+    against the test items among its items; users with none of those are left out."""
     relevant_all = prepared.test[prepared.users]
     result: dict[str, Any] = {"buckets": {}}
     for name, (rows, items) in prepared.groups.items():
@@ -152,6 +207,8 @@ def evaluate_rankings(
             result["buckets"][name.split(":", 1)[1]] = metrics
         else:
             result[name] = metrics
+    for name, ranked in (restricted or {}).items():
+        result[name] = padded_metrics(ranked, restrict_columns(relevant_all, prepared.restricted[name]), ks)
     return result
 
 
@@ -202,22 +259,35 @@ def run_model(name: str, config: ExperimentConfig, prepared: Prepared, out: Path
     model, fit_seconds = fitted_model(name, config.params.get(name) or {}, config, prepared, fitted)
     bar.set_description(f"{name}: rank")
     start = time.perf_counter()
-    top, scores = top_k(model, prepared.users, prepared.history, k_max, config.eval.batch_size)
+    # One scoring pass: the full ranking and the restricted ones (cold_only / warm_only) from the same scores.
+    ranked = top_k_masked(model, prepared.users, prepared.history, k_max,
+                          {"all": None, **prepared.restricted}, config.eval.batch_size, tie_seed=config.seed)
+    top, scores = ranked.pop("all")
+    restricted = {group: restricted_top(items, values, k_max) for group, (items, values) in ranked.items()}
     rank_seconds = time.perf_counter() - start
     bar.set_description(f"{name}: score")
-    result = evaluate_rankings(top, prepared, config.eval.k)
+    result = evaluate_rankings(top, prepared, config.eval.k, restricted)
     result.update(fit_seconds=round(fit_seconds, 3), rank_seconds=round(rank_seconds, 3))
     if prepared.candidates is not None:
         bar.set_description(f"{name}: candidates")
         result["candidates"] = candidate_metrics(model, prepared.users, prepared.history, prepared.candidates)
-    train = prepared.fit_data.train
-    pd.DataFrame({
-        USER: np.repeat(train.user_ids[prepared.users], top.shape[1]),
-        "rank": np.tile(np.arange(1, top.shape[1] + 1), len(prepared.users)),
-        ITEM: train.item_ids[top.ravel()],
-        "score": scores.ravel(),
-    }).to_csv(out / f"rankings_{name}.csv", index=False)
+    write_rankings(prepared, top, scores, out / f"rankings_{name}.csv")
+    for group, (_, values) in ranked.items():
+        write_rankings(prepared, restricted[group], values, out / f"rankings_{name}.{group}.csv")
     return result
+
+
+def write_rankings(prepared: Prepared, top: np.ndarray, scores: np.ndarray, path: Path) -> None:
+    """user, rank, item, score of each evaluated user's list; -1 entries (no item) are left out."""
+    train = prepared.fit_data.train
+    scores = np.pad(scores, ((0, 0), (0, top.shape[1] - scores.shape[1])), constant_values=-np.inf)
+    keep = (top >= 0).ravel()
+    pd.DataFrame({
+        USER: np.repeat(train.user_ids[prepared.users], top.shape[1])[keep],
+        "rank": np.tile(np.arange(1, top.shape[1] + 1), len(prepared.users))[keep],
+        ITEM: train.item_ids[top.ravel()[keep]],
+        "score": scores.ravel()[keep],
+    }).to_csv(path, index=False)
 
 
 def write_evidence(prepared: Prepared, out: Path) -> None:
@@ -241,10 +311,91 @@ def write_evidence(prepared: Prepared, out: Path) -> None:
     }).to_csv(out / "users.csv", index=False)
 
 
+def resolve_seeds(config: EvalConfig, bundle: DataBundle) -> int:
+    """``config.seeds``, or when None :data:`AUTO_SEEDS` for a data set with fewer than
+    :data:`AUTO_SEEDS_BELOW_USERS` users in its interactions, else 1."""
+    if config.seeds is None:
+        n_users = bundle.interactions[USER].nunique()
+        seeds = AUTO_SEEDS if n_users < AUTO_SEEDS_BELOW_USERS else 1
+        logger.info("eval.seeds: %d (auto, %d users)", seeds, n_users)
+        return seeds
+    if isinstance(config.seeds, bool) or not isinstance(config.seeds, int) or config.seeds < 1:
+        raise ValueError(f"eval.seeds must be a positive integer or null, got {config.seeds!r}")
+    return config.seeds
+
+
+def seed_config(config: ExperimentConfig, s: int) -> ExperimentConfig:
+    """``config`` for the ``s``-th seed: split seed and experiment seed shifted by ``s``, one seed."""
+    return dataclasses.replace(
+        config, seed=config.seed + s, split=dataclasses.replace(config.split, seed=config.split.seed + s),
+        eval=dataclasses.replace(config.eval, seeds=1),
+    )
+
+
+# Keys averaged over seeds without a _std beside them.
+NO_STD = frozenset({"users", "fit_seconds", "rank_seconds"})
+
+
+def mean_over_seeds(values: list[Any]) -> Any:
+    """Per-seed results merged key by key: numbers become their mean, and metrics gain
+    ``<key>_std``, the sample standard deviation (ddof=1; NaN from a single value); nested dicts
+    recurse; a key missing from some seeds is averaged over those that have it; other values are
+    the first seed's."""
+    if all(isinstance(v, dict) for v in values):
+        out: dict[str, Any] = {}
+        for key in dict.fromkeys(k for v in values for k in v):
+            present = [v[key] for v in values if key in v]
+            out[key] = mean_over_seeds(present)
+            numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in present)
+            if numeric and key not in NO_STD:
+                out[f"{key}_std"] = float(np.std(present, ddof=1)) if len(present) > 1 else float("nan")
+        return out
+    if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        if all(v == values[0] for v in values):
+            return values[0]
+        return float(np.mean(values))
+    return values[0]
+
+
 def run_split(config: ExperimentConfig, bundle: DataBundle, out: Path,
               fitted: dict[tuple[str, str, str], tuple[Recommender, float]] | None = None) -> dict[str, Any]:
-    """One split: fit and score every model; writes the files listed in the module docstring."""
+    """One split, or one per seed (``eval.seeds``, see :func:`resolve_seeds`) averaged; writes the
+    files listed in the module docstring."""
     fitted = {} if fitted is None else fitted
+    seeds = resolve_seeds(config.eval, bundle)
+    if seeds == 1:
+        return run_one_split(config, bundle, out, fitted)
+    per_seed = [run_one_split(seed_config(config, s), bundle, out / f"seed_{s}", fitted) for s in range(seeds)]
+    for path in sorted((out / "seed_0").glob("*.csv")):
+        shutil.copyfile(path, out / path.name)
+    first = per_seed[0]
+    resolved = dataclasses.replace(config, eval=dataclasses.replace(config.eval, seeds=seeds))
+    results: dict[str, Any] = {
+        "dataset": first["dataset"], "split": first["split"], "cold_axis": first["cold_axis"], "k": first["k"],
+        "config": to_dict(resolved), "device": first["device"],
+        "n_test_users": mean_over_seeds([r["n_test_users"] for r in per_seed]),
+        "seeds": [config.split.seed + s for s in range(seeds)],
+        "splits": [r["split"] for r in per_seed],
+        "n_test_users_per_seed": [r["n_test_users"] for r in per_seed],
+        "models": {},
+    }
+    for name in first["models"]:
+        runs = [r["models"][name] for r in per_seed]
+        merged = mean_over_seeds(runs)
+        for key in ("fit_seconds", "rank_seconds"):
+            merged[key] = round(float(np.mean([r[key] for r in runs])), 3)
+        merged["per_seed"] = runs
+        results["models"][name] = merged
+    (out / "results.json").write_text(json.dumps(results, indent=2))
+    (out / "results.md").write_text(markdown_table(results))
+    plot_buckets(results, out / "recall_by_bucket.png")
+    return results
+
+
+def run_one_split(config: ExperimentConfig, bundle: DataBundle, out: Path,
+                  fitted: dict[tuple[str, str, str], tuple[Recommender, float]]) -> dict[str, Any]:
+    """One split with ``config``'s seeds: fit and score every model; writes the files listed in the
+    module docstring."""
     device = resolve_device(config.device)
     out.mkdir(parents=True, exist_ok=True)
     prepared = prepare(bundle, config, device)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -53,14 +55,61 @@ def top_k(
     Returns:
         items int64 [n, k] and scores float32 [n, k], best first.
     """
-    users = np.asarray(users, dtype=np.int64)
-    k = min(check_k(k), history.shape[1] if candidates is None else len(candidates))
-    excluded = None
+    allowed = None
     if candidates is not None:
-        excluded = torch.ones(history.shape[1], dtype=torch.bool)
-        excluded[torch.as_tensor(candidates, dtype=torch.int64)] = False
-    out_items = np.empty((len(users), k), np.int64)
-    out_scores = np.empty((len(users), k), np.float32)
+        allowed = np.zeros(history.shape[1], bool)
+        allowed[np.asarray(candidates, dtype=np.int64)] = True
+    return top_k_masked(model, users, history, k, {"": allowed}, batch_size, filter_seen)[""]
+
+
+def top_k_masked(
+    model: Recommender,
+    users: np.ndarray,
+    history: sp.csr_matrix,
+    k: int,
+    item_masks: Mapping[str, np.ndarray | None],
+    batch_size: int = 1024,
+    filter_seen: bool = True,
+    tie_seed: int | None = None,
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Several rankings of ``users`` from one scoring pass: each among the items one mask allows.
+
+    Each batch of users is scored once and ranked once per mask, the items a mask leaves out set to
+    -inf (as seen items are), so every ranking is the full ranking with the other items removed.
+
+    Args:
+        item_masks: name -> bool [n_items], the items that ranking may hold (shared by all users),
+            or None for every item.
+        tie_seed: break ties between equal scores in a seeded random order rather than by item
+            index (an evaluation must: item order often follows popularity, so a model that
+            cannot tell items apart would be credited with a popularity ranking); None: by index.
+        (the rest as :func:`top_k`.)
+
+    Returns:
+        name -> (items int64 [n, k'], scores float32 [n, k']), best first, where k' is ``k``
+        capped at the number of allowed items. A row with fewer than k' allowed, unseen items
+        ends in entries scored -inf, which are not recommendations.
+    """
+    users = np.asarray(users, dtype=np.int64)
+    k = check_k(k)
+    excluded: dict[str, torch.Tensor | None] = {}
+    sizes: dict[str, int] = {}
+    for name, mask in item_masks.items():
+        if mask is None:
+            excluded[name], sizes[name] = None, min(k, history.shape[1])
+            continue
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != (history.shape[1],):
+            raise ValueError(f"item mask {name!r} has shape {mask.shape}, expected ({history.shape[1]},)")
+        excluded[name], sizes[name] = torch.as_tensor(~mask), min(k, int(mask.sum()))
+    out = {
+        name: (np.empty((len(users), size), np.int64), np.empty((len(users), size), np.float32))
+        for name, size in sizes.items()
+    }
+    order = None
+    if tie_seed is not None:
+        order = torch.randperm(history.shape[1], generator=torch.Generator().manual_seed(tie_seed))
+        excluded = {name: None if e is None else e[order] for name, e in excluded.items()}
     for start in range(0, len(users), batch_size):
         batch = users[start : start + batch_size]
         rows = history[batch]
@@ -68,9 +117,17 @@ def top_k(
             scores = model.score(batch, rows).float()
             if filter_seen:
                 mask_history(scores, rows)
-            if excluded is not None:
-                scores.masked_fill_(excluded.to(scores.device), -torch.inf)
-            values, items = torch.topk(scores, k, dim=1)
-        out_items[start : start + len(batch)] = items.cpu().numpy()
-        out_scores[start : start + len(batch)] = values.cpu().numpy()
-    return out_items, out_scores
+            if order is not None:
+                scores = scores[:, order.to(scores.device)]
+            for name, size in sizes.items():
+                if size == 0:
+                    continue
+                masked = scores
+                if excluded[name] is not None:
+                    masked = scores.masked_fill(excluded[name].to(scores.device), -torch.inf)
+                values, items = torch.topk(masked, size, dim=1)
+                if order is not None:
+                    items = order.to(items.device)[items]
+                out[name][0][start : start + len(batch)] = items.cpu().numpy()
+                out[name][1][start : start + len(batch)] = values.cpu().numpy()
+    return out

@@ -27,7 +27,7 @@ from hybrid.config import from_dict
 from hybrid.data import Columns, Interactions, coerce_ids_like, item_texts, lookup_ids
 from hybrid.device import resolve_device
 from hybrid.models.base import FitData
-from hybrid.models.hybrid_model import HybridConfig, HybridRecommenderModel
+from hybrid.models.fusion_hybrid import FusionConfig, FusionHybrid
 from hybrid.ranking import check_k, mask_history, top_k
 from hybrid.splits import _last_n
 
@@ -38,19 +38,20 @@ HISTORY_FILE = "history.safetensors"
 
 
 class HybridRecommender:
-    """Text + LightGCN hybrid for warm users, new users and new items (see ``hybrid.models.hybrid_model``).
+    """Graph + text hybrid for warm users, new users and new items (see ``hybrid.models.fusion_hybrid``).
 
     Args:
-        config: model settings (a :class:`HybridConfig` or a dict of its fields).
+        config: model settings (a :class:`FusionConfig` or a dict of its fields).
         columns: which columns of the interaction table hold user, item, timestamp, weight.
-        valid_per_user: each user's last n interactions are held out to choose epochs and τ.
+        valid_per_user: each user's last n interactions are held out (with pseudo-new items) to
+            fit the fusion gate; with ``refit`` (the default) the graph half then sees them all.
         device: "auto" (CUDA when present), "cpu" or "cuda".
         seed: makes a CPU fit repeatable.
     """
 
     def __init__(
         self,
-        config: HybridConfig | dict[str, Any] | None = None,
+        config: FusionConfig | dict[str, Any] | None = None,
         columns: Columns = Columns(),
         valid_per_user: int = 1,
         device: str = "auto",
@@ -74,7 +75,7 @@ class HybridRecommender:
 
         Items that have text but no interactions join the catalogue as cold items.
         """
-        config = self.config if isinstance(self.config, HybridConfig) else from_dict(HybridConfig, self.config, "config")
+        config = self.config if isinstance(self.config, FusionConfig) else from_dict(FusionConfig, self.config, "config")
         data = Interactions.build(interactions, self.columns)
         text_ids = _text_ids(item_text, id_column)
         extra = coerce_ids_like(text_ids, data.item_ids).difference(data.item_ids) if text_ids is not None else pd.Index([])
@@ -90,7 +91,7 @@ class HybridRecommender:
         if blank:
             raise ValueError(f"items {blank[:10]} have no interactions and empty text: nothing to rank them by")
         device = resolve_device(self.device)
-        self.model_ = HybridRecommenderModel(config).fit(
+        self.model_ = FusionHybrid(config).fit(
             FitData(train=train, valid=valid, item_text=texts, device=device, seed=self.seed)
         )
         self.user_ids_ = data.user_ids
@@ -128,30 +129,23 @@ class HybridRecommender:
         history = sp.csr_matrix((np.ones(len(index), np.float32), (np.zeros(len(index), int), index)),
                                 shape=(1, len(self.item_ids_)))
         with torch.inference_mode():
-            vector = self.model_.fold_in(history)
-        return self._rank(vector, history, k)
+            scores = self.model_.score(np.array([-1]), history)
+        return self._rank(scores, history, k)
 
     def recommend_for_text(self, text: str, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
-        """A zero-history user described by text (onboarding answers, a profile): scored with c(text)."""
+        """A zero-history user described by text (onboarding answers, a profile): the text is their profile."""
         if not isinstance(text, str) or not text.strip():
             raise ValueError("text must be a non-empty string describing what the user likes")
-        vector = self.model_.content_vectors([text])
-        return self._rank(vector, sp.csr_matrix((1, len(self.item_ids_)), dtype=np.float32), k)
+        scores = self.model_.score_text(text, len(self.item_ids_))
+        return self._rank(scores, sp.csr_matrix((1, len(self.item_ids_)), dtype=np.float32), k)
 
-    def _rank(self, vector: torch.Tensor, history: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray]:
+    def _rank(self, scores: torch.Tensor, history: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray]:
         with torch.inference_mode():
-            scores = mask_history(vector @ self.model_.item_embeddings_.T, history)
+            scores = mask_history(scores.clone(), history)
             values, top = torch.topk(scores[0], min(check_k(k), scores.shape[1]))
         return self.item_ids_.to_numpy()[top.cpu().numpy()], values.cpu().numpy()
 
     # ------------------------------------------------------------------ catalogue
-    def set_blend(self, content_scale: float | None = None, tau: float | None = None) -> Self:
-        """How much room new items get, without refitting: the content scale s (larger: more new
-        items in the lists, at some cost to warm ones) and τ (interactions before an item is
-        pure graph). See :meth:`HybridRecommenderModel.set_blend`."""
-        self.model_.set_blend(content_scale, tau)
-        return self
-
     def add_items(self, item_text: Mapping[Any, str]) -> Self:
         """Add catalogue items with no interactions (scored from their text alone), no refit."""
         new = pd.Index(list(item_text))
@@ -183,7 +177,7 @@ class HybridRecommender:
         path = Path(path)
         ids = json.loads((path / IDS_FILE).read_text())
         rec = cls(valid_per_user=ids["valid_per_user"], device=device, seed=ids["seed"])
-        rec.model_ = HybridRecommenderModel.load(path, resolve_device(device))
+        rec.model_ = FusionHybrid.load(path, resolve_device(device))
         rec.config = rec.model_.config
         rec.user_ids_, rec.item_ids_ = pd.Index(ids["users"]), pd.Index(ids["items"])
         arrays = load_file(str(path / HISTORY_FILE))

@@ -7,20 +7,36 @@ from typing import Any
 
 from hybrid.metrics import BUCKETS
 
-GROUPS = ("all", "warm", "cold")
+# warm / cold: the test items of one kind in the full list; cold_only / warm_only: lists of that
+# kind of item only (the ALDI/GAR protocols), on splits with cold items.
+GROUPS = ("all", "warm", "cold", "cold_only", "warm_only")
 SHOWN = ("recall", "ndcg", "precision", "mrr", "hit_rate")
+WITH_STD = ("recall", "ndcg")  # cells shown as mean ± std when results average several seeds
+
+
+def cell(metrics: dict[str, Any], key: str, with_std: bool = True) -> str:
+    """``metrics[key]`` to 4 decimals, ``± <key>_std`` after it when present; — when absent."""
+    value = metrics.get(key)
+    if value is None:
+        return "—"
+    std = metrics.get(f"{key}_std") if with_std else None
+    return f"{value:.4f}" if std is None or std != std else f"{value:.4f} ± {std:.4f}"
 
 
 def markdown_table(results: dict[str, Any]) -> str:
-    """One row per model; columns = each metric at the largest K for all / warm / cold, and timings."""
+    """One row per model; columns = each metric at the largest K for all / warm / cold / cold_only /
+    warm_only, and timings. Results averaged over seeds show recall and NDCG as mean ± std."""
     k = max(results["k"])
     groups = [g for g in GROUPS if any(g in m for m in results["models"].values())]
     header = ["model"]
     for group in groups:
         header += [f"{group} {metric}@{k}" for metric in (SHOWN if group == "all" else SHOWN[:2])]
     header += ["fit s", "rank s"]
+    title = f"# {results['dataset']} — {results['split']} ({results['n_test_users']} test users, device {results['device']}"
+    if "seeds" in results:
+        title += f"; mean ± sample std over split seeds {', '.join(map(str, results['seeds']))}"
     lines = [
-        f"# {results['dataset']} — {results['split']} ({results['n_test_users']} test users, device {results['device']})",
+        title + ")",
         "",
         "| " + " | ".join(header) + " |",
         "|" + "---|" * len(header),
@@ -29,8 +45,7 @@ def markdown_table(results: dict[str, Any]) -> str:
         row = [name]
         for group in groups:
             for metric in SHOWN if group == "all" else SHOWN[:2]:
-                value = result.get(group, {}).get(f"{metric}@{k}")
-                row.append("—" if value is None else f"{value:.4f}")
+                row.append(cell(result.get(group, {}), f"{metric}@{k}", metric in WITH_STD))
         row += [f"{result['fit_seconds']:.1f}", f"{result['rank_seconds']:.1f}"]
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", f"Recall@{k} by the test item's training-interaction count:", ""]
@@ -41,8 +56,12 @@ def markdown_table(results: dict[str, Any]) -> str:
         cells = []
         for bucket in names:
             metrics = result["buckets"].get(bucket, {})
-            value = metrics.get(f"recall@{k}")
-            cells.append("—" if value is None or value != value else f"{value:.4f} ({metrics['users']})")
+            value, users = metrics.get(f"recall@{k}"), metrics.get("users")
+            if value is None or value != value:
+                cells.append("—")
+            else:  # users: a mean over seeds may be fractional
+                users = int(users) if float(users).is_integer() else round(users, 1)
+                cells.append(f"{cell(metrics, f'recall@{k}')} ({users})")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append("")
     lines.append("(bucket cells: recall, then the number of users with a test item in that bucket)")

@@ -9,9 +9,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
+import torch
 from conftest import DATA_ROOT, data_folder
 
-from hybrid.evaluate import main
+from hybrid.config import EvalConfig, ExperimentConfig, SplitConfig
+from hybrid.datasets import DataBundle
+from hybrid.evaluate import main, resolve_seeds, run_split
+from hybrid.models.base import MODELS, FitData, Recommender
+from hybrid.ranking import top_k, top_k_masked
 
 CONFIGS = Path(__file__).parents[1] / "configs"
 
@@ -54,6 +60,7 @@ def test_ml100k_temporal_files_reproduce_every_metric(tmp_path: Path) -> None:
     for model in ("popularity", "random"):
         entry = results["models"][model]
         assert {"all", "warm", "cold", "buckets", "fit_seconds", "rank_seconds"} <= set(entry)
+        entry = entry.get("per_seed", [entry])[0]  # the top-level files are the first seed's
         ranked = pd.read_csv(out / f"rankings_{model}.csv")
         leaked = ranked.merge(known, on=["user", "item"])
         assert leaked.empty, "a known (training) item was ranked"
@@ -87,3 +94,182 @@ def test_bundled_default_runs_offline_with_no_data_root(tmp_path: Path) -> None:
     assert 0.1 < rnd["candidates"]["recall@5"] < 0.4
     assert pop["candidates"]["ndcg@10"] > rnd["candidates"]["ndcg@10"]
     assert np.isfinite(pop["buckets"]["100+"]["recall@20"])
+
+
+# ---------------------------------------------------------------- cold_only / warm_only, seeds
+def fixed_score(user: np.ndarray | int, item: np.ndarray | int) -> np.ndarray:
+    """A closed-form score from the raw ids: distinct over items for every user."""
+    return ((np.asarray(user) * 7919 + np.asarray(item) * 104729) % 1000) / 1000.0
+
+
+class FixedScores(Recommender):
+    """Scores :func:`fixed_score`, so a ranking can be redone by hand from the CSV files."""
+
+    def fit(self, data: FitData) -> FixedScores:
+        self.user_ids_ = np.asarray(data.train.user_ids, dtype=np.int64)
+        self.item_ids_ = np.asarray(data.train.item_ids, dtype=np.int64)
+        return self
+
+    def score(self, users: np.ndarray, history: sp.csr_matrix) -> torch.Tensor:
+        return torch.as_tensor(fixed_score(self.user_ids_[users][:, None], self.item_ids_[None, :]), dtype=torch.float32)
+
+
+FIXED = "fixed_scores_test"
+MODELS.setdefault(FIXED, lambda params: FixedScores())
+
+
+def tiny_bundle(n_users: int = 40, n_items: int = 30, per_user: int = 8) -> DataBundle:
+    rng = np.random.default_rng(0)
+    rows = [(u, int(i), 1_000_000 + 100 * u + t)
+            for u in range(n_users) for t, i in enumerate(rng.choice(n_items, per_user, replace=False))]
+    frame = pd.DataFrame(rows, columns=["user", "item", "timestamp"]).assign(weight=1.0)
+    text = pd.Series([f"item {i}" for i in range(n_items)], index=pd.Index(range(n_items)))
+    return DataBundle("tiny", frame, text.rename("text"), text.rename("title"))
+
+
+def tiny_config(seeds: int | None = 1, kind: str = "cold_items", k: tuple[int, ...] = (3, 12)) -> ExperimentConfig:
+    return ExperimentConfig(
+        name="tiny", split=SplitConfig(kind=kind, cold_fraction=0.3, n=1, valid_per_user=1, seed=0),  # type: ignore[arg-type]
+        eval=EvalConfig(k=list(k), seeds=seeds), models=[FIXED, "popularity"], device="cpu",
+    )
+
+
+def longhand(lists: dict, truth: pd.Series, k: int) -> dict[str, float]:
+    """The five metrics of ``lists`` (user -> ranked items) against ``truth`` (user -> set), longhand."""
+    sums = dict.fromkeys(("recall", "precision", "ndcg", "mrr", "hit_rate"), 0.0)
+    for user, relevant in truth.items():
+        hits = [item in relevant for item in lists[user][:k]]
+        sums["recall"] += sum(hits) / len(relevant)
+        sums["precision"] += sum(hits) / k
+        dcg = sum(1 / math.log2(r + 2) for r, h in enumerate(hits) if h)
+        sums["ndcg"] += dcg / sum(1 / math.log2(r + 2) for r in range(min(len(relevant), k)))
+        sums["mrr"] += next((1 / (r + 1) for r, h in enumerate(hits) if h), 0.0)
+        sums["hit_rate"] += any(hits)
+    return {f"{name}@{k}": value / len(truth) for name, value in sums.items()}
+
+
+def by_hand(out: Path, cold: bool, k_max: int) -> tuple[dict, pd.Series]:
+    """Each tested user's FixedScores list among the cold (or warm) unseen items only, and the
+    cold (or warm) test items of the users who have any."""
+    test, known = pd.read_csv(out / "test.csv"), pd.read_csv(out / "known_items.csv")
+    items = pd.read_csv(out / "items.csv")
+    allowed = set(items.loc[items["cold"] == cold, "item"])
+    truth = test[test["item"].isin(allowed)].groupby("user")["item"].apply(set)
+    seen = known.groupby("user")["item"].apply(set)
+    lists = {
+        user: sorted(allowed - seen.get(user, set()), key=lambda i: -fixed_score(user, i))[:k_max]
+        for user in test["user"].unique()
+    }
+    return lists, truth
+
+
+def test_cold_only_and_warm_only_rank_among_their_own_items_as_by_hand(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    results = run_split(tiny_config(), tiny_bundle(), out)
+    items = pd.read_csv(out / "items.csv")
+    n_cold = int(items["cold"].sum())
+    assert 0 < n_cold < 12, "the test wants fewer cold items than k, so that cold_only lists run short"
+    known = pd.read_csv(out / "known_items.csv")
+    for model in (FIXED, "popularity"):
+        entry = results["models"][model]
+        for group in ("cold_only", "warm_only"):
+            assert set(entry[group]) == set(entry["all"]), group  # same metric keys at every k
+            ranked = pd.read_csv(out / f"rankings_{model}.{group}.csv")
+            assert set(ranked["item"].map(items.set_index("item")["cold"])) == {group == "cold_only"}
+            assert ranked.merge(known, on=["user", "item"]).empty, "a known item was ranked"
+    entry = results["models"][FIXED]
+    for group in ("cold_only", "warm_only"):
+        lists, truth = by_hand(out, group == "cold_only", 12)
+        ranked = pd.read_csv(out / f"rankings_{FIXED}.{group}.csv").sort_values(["user", "rank"])
+        assert ranked.groupby("user")["item"].apply(list).to_dict() == {u: v for u, v in lists.items() if v}
+        assert entry[group]["users"] == len(truth) <= results["n_test_users"]  # users without any left out
+        for k in (3, 12):
+            for key, value in longhand(lists, truth, k).items():
+                assert entry[group][key] == pytest.approx(value, abs=1e-6), (group, key)
+    assert entry["cold_only"]["users"] < results["n_test_users"]
+    # a cold item can only move up when the warm ones are taken out of its list
+    assert entry["cold_only"]["recall@3"] > entry["cold"]["recall@3"]
+    table = (out / "results.md").read_text()
+    for column in ("cold_only recall@12", "cold_only ndcg@12", "warm_only recall@12", "warm_only ndcg@12"):
+        assert column in table
+    assert "±" not in table and "_std" not in (out / "results.json").read_text() and "per_seed" not in entry
+
+
+def test_no_restricted_rankings_without_cold_items(tmp_path: Path) -> None:
+    results = run_split(tiny_config(kind="leave_last", k=(3,)), tiny_bundle(), tmp_path / "run")
+    assert not results["models"][FIXED].keys() & {"cold_only", "warm_only"}
+    assert not list((tmp_path / "run").glob("rankings_*_only.csv"))
+
+
+def test_top_k_masked_scores_once_and_restricts_the_full_ranking() -> None:
+    calls = []
+
+    class Counting(FixedScores):
+        def score(self, users: np.ndarray, history: sp.csr_matrix) -> torch.Tensor:
+            calls.append(len(users))
+            return super().score(users, history)
+
+    model = Counting()
+    model.user_ids_, model.item_ids_ = np.arange(5), np.arange(10)
+    history = sp.csr_matrix((np.ones(5, np.float32), (np.arange(5), 2 * np.arange(5))), shape=(5, 10))  # even items
+    odd = np.arange(10) % 2 == 1
+    ranked = top_k_masked(model, np.arange(5), history, 10, {"all": None, "odd": odd}, batch_size=3)
+    assert calls == [3, 2]
+    full, (items, scores) = ranked["all"][0], ranked["odd"]
+    assert items.shape == (5, 5) and odd[items].all() and np.isfinite(scores).all()
+    for row in range(5):  # the odd list is the full list with the even items removed
+        assert items[row].tolist() == [i for i in full[row] if i % 2 == 1]
+    assert np.array_equal(top_k(model, np.arange(5), history, 10, candidates=np.flatnonzero(odd))[0], items)
+
+
+def test_seeds_average_every_metric_with_sample_std_and_keep_each_seed(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    results = run_split(tiny_config(seeds=2), tiny_bundle(), out)
+    assert results["seeds"] == [0, 1] and results["config"]["eval"]["seeds"] == 2
+    for s in (0, 1):
+        seed_run = json.loads((out / f"seed_{s}" / "results.json").read_text())
+        assert seed_run["config"]["split"]["seed"] == s and seed_run["config"]["seed"] == s
+        for model in (FIXED, "popularity"):  # compared as JSON: NaN != NaN
+            assert json.dumps(results["models"][model]["per_seed"][s]) == json.dumps(seed_run["models"][model])
+    assert (out / f"rankings_{FIXED}.csv").read_text() == (out / "seed_0" / f"rankings_{FIXED}.csv").read_text()
+    assert (out / "test.csv").read_text() == (out / "seed_0" / "test.csv").read_text()
+    assert (out / "test.csv").read_text() != (out / "seed_1" / "test.csv").read_text()
+    differs = 0
+    for model in (FIXED, "popularity"):
+        entry = results["models"][model]
+        assert len(entry["per_seed"]) == 2
+        pairs = [(entry[g], [r[g] for r in entry["per_seed"]]) for g in ("all", "warm", "cold", "cold_only", "warm_only")]
+        pairs += [(entry["buckets"][b], [r["buckets"][b] for r in entry["per_seed"]]) for b in entry["buckets"]]
+        for merged, runs in pairs:
+            for key in runs[0]:
+                values = [r[key] for r in runs]
+                assert merged[key] == pytest.approx(np.mean(values), nan_ok=True), key
+                if key == "users":
+                    assert "users_std" not in merged
+                else:
+                    assert merged[f"{key}_std"] == pytest.approx(np.std(values, ddof=1), nan_ok=True), key
+                    differs += values[0] != values[1]
+        assert entry["fit_seconds"] == pytest.approx(np.mean([r["fit_seconds"] for r in entry["per_seed"]]), abs=1e-3)
+    assert differs > 10, "the two seeds should give different splits"
+    table = (out / "results.md").read_text()
+    cold_only = results["models"][FIXED]["cold_only"]
+    assert f"{cold_only['recall@12']:.4f} ± {cold_only['recall@12_std']:.4f}" in table
+
+
+def test_seeds_auto_is_three_on_a_small_data_set(tmp_path: Path) -> None:
+    results = run_split(tiny_config(seeds=None, k=(3,)), tiny_bundle(n_users=30), tmp_path / "run")
+    assert results["seeds"] == [0, 1, 2] and results["config"]["eval"]["seeds"] == 3
+    assert len(results["models"][FIXED]["per_seed"]) == 3
+    assert [p.name for p in sorted((tmp_path / "run").glob("seed_*"))] == ["seed_0", "seed_1", "seed_2"]
+
+
+def test_resolve_seeds_threshold_and_validation() -> None:
+    def bundle(n_users: int) -> DataBundle:
+        frame = pd.DataFrame({"user": np.arange(n_users), "item": np.zeros(n_users, int)})
+        return DataBundle("n", frame, pd.Series(dtype=str), pd.Series(dtype=str))
+
+    assert resolve_seeds(EvalConfig(), bundle(4999)) == 3
+    assert resolve_seeds(EvalConfig(), bundle(5000)) == 1
+    assert resolve_seeds(EvalConfig(seeds=4), bundle(5000)) == 4
+    with pytest.raises(ValueError, match=r"eval\.seeds"):
+        resolve_seeds(EvalConfig(seeds=0), bundle(10))

@@ -193,7 +193,7 @@ class _Blended(BPRModel):
 
 
 class HybridRecommenderModel(EmbeddingRecommender):
-    """The ``hybrid`` model of ``hybrid-eval`` (the engine behind :class:`hybrid.HybridRecommender`).
+    """The ``hybrid_lightgcn`` model of ``hybrid-eval``: LightGCN over text-initialised items with a learned content path.
 
     Attributes (after fit/load), besides those of EmbeddingRecommender:
         graph_items_ / content_items_: float32 [n_items, d] the two item paths.
@@ -201,7 +201,7 @@ class HybridRecommenderModel(EmbeddingRecommender):
         tau_: the τ in use.
     """
 
-    name = "hybrid"
+    name = "hybrid_lightgcn"
     config_class = HybridConfig
     config: HybridConfig
 
@@ -348,6 +348,6 @@ class HybridRecommenderModel(EmbeddingRecommender):
         return model
 
 
-@register("hybrid")
-def _hybrid(params: dict[str, Any]) -> Recommender:
+@register("hybrid_lightgcn")
+def _hybrid_lightgcn(params: dict[str, Any]) -> Recommender:
     return HybridRecommenderModel(from_dict(HybridConfig, params, "hybrid"))

@@ -1,0 +1,148 @@
+"""A validation split that looks like the cold start it prepares for.
+
+The evaluation's validation set (each user's last training interaction) holds only warm items, so
+anything chosen on it learns what new items *cost* and never what they *gain*. This module carves
+a second split out of the training data alone, shaped like the cold start to come:
+
+``by="time"`` (new items arrive over time; the default where there are timestamps): the training
+and validation interactions are cut at a time T' so that the last ``share`` of them come after
+it; those are the validation positives, the items first seen after T' are the pseudo-new ones,
+and everything before T' is the fit graph: the test period rehearsed inside the training period.
+
+``by="random"`` (a random share of items is new, as in a cold-item split):
+    pseudo-new items   a seeded ``share`` of the warm items, removed from the graph with all
+                       their interactions, which become validation positives (as cold test
+                       items are);
+    warm positives     the given validation interactions on the other items (or, with none
+                       given, each user's last remaining interaction);
+    fit graph          everything else.
+
+Nothing of the test split is touched: the input is the training (and validation) data only.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+import scipy.sparse as sp
+
+from hybrid.data import Interactions
+
+logger = logging.getLogger(__name__)
+
+NewItemsBy = Literal["time", "random"]
+
+
+@dataclass
+class ColdValidation:
+    """The carved split (one id universe with the input).
+
+    Attributes:
+        fit: interactions the validation-time models are fitted on.
+        positives: CSR [n_users, n_items] validation positives (pseudo-new and warm).
+        pseudo_new: bool [n_items] items removed from ``fit`` (cold at validation time).
+    """
+
+    fit: Interactions
+    positives: sp.csr_matrix
+    pseudo_new: np.ndarray
+
+
+def _subset(data: Interactions, keep: np.ndarray) -> Interactions:
+    return Interactions(
+        data.user_ids, data.item_ids, data.users[keep], data.items[keep], data.weights[keep],
+        None if data.timestamps is None else data.timestamps[keep],
+    )
+
+
+def merged(train: Interactions, valid: Interactions | None) -> Interactions:
+    """``train`` and ``valid`` as one :class:`Interactions` (same id universe)."""
+    if valid is None or len(valid) == 0:
+        return train
+    times = None if train.timestamps is None or valid.timestamps is None else np.r_[train.timestamps, valid.timestamps]
+    return Interactions(train.user_ids, train.item_ids, np.r_[train.users, valid.users], np.r_[train.items, valid.items],
+                        np.r_[train.weights, valid.weights], times)
+
+
+def choose_pseudo_new(data: Interactions, share: float, seed: int) -> np.ndarray:
+    """bool [n_items]: a seeded random ``share`` of the warm items."""
+    if not 0 < share < 1:
+        raise ValueError(f"valid_new_share must be in (0, 1), got {share!r}")
+    warm = np.flatnonzero(data.item_counts() > 0)
+    n_new = round(share * len(warm))
+    chosen = np.zeros(data.n_items, bool)
+    if 0 < n_new < len(warm):
+        chosen[np.random.default_rng(seed).choice(warm, n_new, replace=False)] = True
+    return chosen
+
+
+def temporal_validation(train: Interactions, valid: Interactions | None, share: float) -> ColdValidation:
+    """The last ``share`` of the interactions by time are the positives (see the module docstring)."""
+    if not 0 < share < 1:
+        raise ValueError(f"valid_new_share must be in (0, 1), got {share!r}")
+    data = merged(train, valid)
+    if data.timestamps is None:
+        raise ValueError("valid_new_by='time' needs timestamps; this data has none (use 'random')")
+    cut = np.quantile(data.timestamps, 1 - share, method="higher")
+    after = data.timestamps >= cut
+    if after.all() or not after.any():
+        raise ValueError(f"valid_new_by='time': every interaction falls on one side of the cut {cut}; use 'random'")
+    fit = _subset(data, ~after)
+    positives = sp.csr_matrix((np.ones(int(after.sum()), np.float32), (data.users[after], data.items[after])),
+                              shape=(data.n_users, data.n_items))
+    positives = ((positives - positives.multiply(fit.matrix())) > 0).astype(np.float32).tocsr()  # re-interactions are known
+    pseudo_new = (fit.item_counts() == 0) & (np.asarray(positives.sum(0)).ravel() > 0)
+    logger.info(
+        "cold validation (time): cut at %s; %d interactions to fit on, %d positives after, %d items first seen after",
+        cut, len(fit), positives.nnz, int(pseudo_new.sum()),
+    )
+    return ColdValidation(fit, positives, pseudo_new)
+
+
+def _last_per_user(data: Interactions, seed: int) -> np.ndarray:
+    """bool [nnz]: each user's last interaction (by time, else seeded random), for users with ≥ 2."""
+    tie = np.random.default_rng(seed).random(len(data))
+    time = data.timestamps if data.timestamps is not None else np.zeros(len(data), np.int64)
+    order = np.lexsort((tie, time, data.users))
+    last = np.zeros(len(data), bool)
+    ends = np.r_[np.flatnonzero(np.diff(data.users[order])), len(order) - 1] if len(order) else []
+    sizes = np.bincount(data.users, minlength=data.n_users)
+    for end in ends:
+        row = order[end]
+        if sizes[data.users[row]] >= 2:
+            last[row] = True
+    return last
+
+
+def cold_validation(
+    train: Interactions, valid: Interactions | None, share: float, by: NewItemsBy, seed: int,
+) -> ColdValidation:
+    """Carve pseudo-new items (and warm positives) out of ``train`` / ``valid``; see the module docstring."""
+    if by == "time":
+        return temporal_validation(train, valid, share)
+    if by != "random":
+        raise ValueError(f"valid_new_by must be 'time' or 'random', got {by!r}")
+    pseudo_new = choose_pseudo_new(train, share, seed)
+    on_new = pseudo_new[train.items]
+    rest = _subset(train, ~on_new)
+    shape = (train.n_users, train.n_items)
+    new_pos = sp.csr_matrix((np.ones(int(on_new.sum()), np.float32), (train.users[on_new], train.items[on_new])),
+                            shape=shape)
+    if valid is not None and len(valid):
+        warm_pos = valid.matrix()
+        fit = rest
+    else:
+        last = _last_per_user(rest, seed)
+        warm_pos = sp.csr_matrix((np.ones(int(last.sum()), np.float32), (rest.users[last], rest.items[last])),
+                                 shape=shape)
+        fit = _subset(rest, ~last)
+    positives = ((new_pos + warm_pos) > 0).astype(np.float32).tocsr()
+    logger.info(
+        "cold validation (random): %d pseudo-new items (%.0f%% of warm) with %d interactions, %d warm positives, "
+        "%d interactions left to fit on", int(pseudo_new.sum()), 100 * share, int(on_new.sum()),
+        warm_pos.nnz, len(fit),
+    )
+    return ColdValidation(fit, positives, pseudo_new)

@@ -1,0 +1,380 @@
+"""The hybrid: a warm graph scorer and text signals fused by a count-aware gate learned on pseudo-new items.
+
+    score(u, i) = b[β(n_i)] + Σ_f w_f[β(n_i)] · z_f(u, i)
+
+z_f are the standardised signals of :mod:`hybrid.fusion_features` (the warm scorer's graph score,
+the user's text profile, text item-kNN, the graph scores of the item's text neighbours, and
+popularity); β(n_i) is the item's training-count bucket (0, 1–4, 5–19, 20–99, 100+), so a new
+item is ranked by its text alone, a sparse one by text and graph, a popular one mostly by graph,
+and the gate learns, per bucket, how much each signal counts and where the bucket stands in the
+one list (ALDI and GAR put content scores on the warm scale; here the scale is fitted directly).
+
+Why this shape: measured here, a text-to-embedding map calibrated only on what new items *cost*
+warm recall hid new items; content kNN (the profile signal alone) beat that hybrid on warm and new
+items at once on held-out data, and a training-free graph filter (GF-CF) beat its LightGCN half on
+warm items. The fusion keeps each of those at its best and learns how to merge them.
+
+Fitting (every choice on training data only, see :mod:`hybrid.cold_validation`):
+1. pseudo-new items and warm positives are carved out of the training data;
+2. the warm scorer is fitted on what is left, the signals computed for a seeded sample of
+   validation users over a candidate set (each signal's top ``candidates``, random items and the
+   positives), and the gate fitted by a sampled-softmax loss, each positive against the user's
+   negatives: the one-list objective, with ``new_weight`` to weight new items' positives;
+3. with ``refit`` (default) the warm scorer is fitted again on all training interactions, so
+   recommendations use everyone's latest item.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from safetensors.torch import load_file, save_file
+from typing_extensions import Self
+
+from hybrid.cold_validation import ColdValidation, cold_validation
+from hybrid.config import from_dict
+from hybrid.fusion_features import FEATURES, FeatureBuilder, text_neighbours
+from hybrid.models.base import FitData, Recommender, make_model, register
+from hybrid.text_features import EncoderConfig, encode_texts
+
+logger = logging.getLogger(__name__)
+
+BUCKET_EDGES = (1, 5, 20, 100)  # β(n) = number of edges <= n: 0 | 1–4 | 5–19 | 20–99 | 100+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "fusion.safetensors"
+WARM_DIR = "warm"
+
+
+@dataclass
+class FusionConfig:
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    warm_model: str = "gf_cf"  # the graph half: any registered model (gf_cf, bspm, ease, lightgcn, mf)
+    warm_params: dict[str, Any] = field(default_factory=dict)
+    neighbours: int = 50  # M: text neighbours per item
+    # Validation rehearsal of the cold start (hybrid.cold_validation): by time, the last share of
+    # the interactions; at random, the share of warm items made pseudo-new.
+    valid_new_share: float = 0.2
+    # auto = as the evaluation's new items arise when it says so, else by time when there are
+    # timestamps, else at random.
+    valid_new_by: Literal["auto", "time", "random"] = "auto"
+    new_weight: float = 1.0  # weight of new items' validation positives (1: the one-list objective)
+    max_valid_users: int = 5000  # seeded sample of validation users the gate is fitted on
+    candidates: int = 100  # per signal, the top items kept as the gate's negatives
+    random_negatives: int = 500  # uniform draws standing for the rest of the catalogue
+    max_positives: int = 50  # per validation user (seeded sample beyond)
+    steps: int = 300  # Adam steps of the gate
+    lr: float = 0.05
+    reg: float = 1e-3  # L2 on the gate's weights
+    refit: bool = True  # refit the warm scorer on all training interactions after the gate is fitted
+    use_user_text: bool = True  # zero-history users with profile text: their text is their profile
+    batch_size: int = 512  # validation users scored at once
+
+    def validate(self) -> None:
+        """Raise ``ValueError`` naming the first out-of-range field."""
+        if not 0 < self.valid_new_share < 1:
+            raise ValueError(f"valid_new_share must be in (0, 1), got {self.valid_new_share!r}")
+        for name in ("new_weight", "lr"):
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
+        for name in ("neighbours", "max_valid_users", "candidates", "max_positives", "steps", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.reg < 0 or self.random_negatives < 0:
+            raise ValueError("reg and random_negatives must be >= 0")
+        if self.warm_model in ("hybrid", "hybrid_lightgcn", "content", "llm", "hybrid+llm"):
+            raise ValueError(f"warm_model must be a graph model (gf_cf, bspm, ease, lightgcn, mf), got {self.warm_model!r}")
+
+
+def count_buckets(counts: np.ndarray) -> np.ndarray:
+    """int64 [n]: β(n_i) of each count (see BUCKET_EDGES)."""
+    return np.searchsorted(np.asarray(BUCKET_EDGES), np.asarray(counts), side="right").astype(np.int64)
+
+
+class Gate(torch.nn.Module):
+    """w [F, B] and b [B]: score = b[β] + Σ_f w_f[β] z_f."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        n_buckets = len(BUCKET_EDGES) + 1
+        self.weight = torch.nn.Parameter(torch.full((len(FEATURES), n_buckets), 0.1))
+        self.bias = torch.nn.Parameter(torch.zeros(n_buckets))
+
+    def forward(self, signals: torch.Tensor, buckets: torch.Tensor) -> torch.Tensor:
+        """signals float [..., F], buckets int64 [...] -> scores [...]."""
+        return self.bias[buckets] + (signals * self.weight.T[buckets]).sum(-1)
+
+
+class FusionHybrid(Recommender):
+    """The ``hybrid`` model (see the module docstring).
+
+    Attributes (after fit/load):
+        warm_: the fitted warm scorer; text_: float32 [n_items, d] normalised text vectors;
+        neighbours_: CSR text neighbours; counts_: int64 [n_items] graph counts the gate is
+        applied with; gate_: the fitted :class:`Gate`; validation_: what the gate was fitted on.
+    """
+
+    name = "hybrid"
+
+    def __init__(self, config: FusionConfig | None = None) -> None:
+        self.config = config or FusionConfig()
+
+    # ------------------------------------------------------------------ fit
+    def fit(self, data: FitData) -> Self:
+        config = self.config
+        config.validate()
+        if data.item_text is None:
+            raise ValueError("hybrid needs item text; this data set has none (use gf_cf or lightgcn)")
+        start = time.perf_counter()
+        self.device_ = torch.device(data.device)
+        text = torch.as_tensor(encode_texts(data.item_text, config.encoder), device=self.device_)
+        self.text_ = torch.nn.functional.normalize(text, dim=1)
+        self.neighbours_ = text_neighbours(self.text_, config.neighbours)
+        by = config.valid_new_by
+        if by == "auto":
+            by = data.new_items or ("time" if data.train.has_time else "random")
+        split = cold_validation(data.train, data.valid, config.valid_new_share, by, data.seed)
+        warm = make_model(config.warm_model, config.warm_params).fit(
+            dataclasses.replace(data, train=split.fit, valid=None))
+        self.gate_, self.validation_ = self._fit_gate(warm, split, data)
+        self.validation_["new_items_by"] = by
+        if config.refit:
+            self.warm_ = make_model(config.warm_model, config.warm_params).fit(data)
+            counts = data.train.item_counts()
+            if data.valid is not None:
+                counts = counts + data.valid.item_counts()
+        else:
+            self.warm_, counts = warm, split.fit.item_counts()
+        self.user_text_ = data.user_text if config.use_user_text else None
+        self._set_counts(counts)
+        self.fit_seconds_ = time.perf_counter() - start
+        return self
+
+    def _set_counts(self, counts: np.ndarray) -> None:
+        self.counts_ = np.asarray(counts, dtype=np.int64)
+        self.builder_ = FeatureBuilder(self.text_, self.neighbours_, self.counts_, self.device_)
+        self.buckets_ = torch.as_tensor(count_buckets(self.counts_), device=self.device_)
+
+    def _candidates(self, signals: list[torch.Tensor], known: torch.Tensor, positives: sp.csr_matrix,
+                    rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        """Candidate items per user and the log-weight each stands for as a negative.
+
+        The softmax over all items is estimated by strata: every signal's top ``candidates``
+        items exactly (log-weight 0), and the rest of the catalogue by ``random_negatives``
+        uniform draws, each standing for (items left) / draws of them. A candidate set of hard
+        items plus the positives alone would be biased: positives outside every signal's top
+        would look like the only items worth raising, and the gate would learn to invert the signals.
+
+        Args:
+            signals: the batch's signals, each float32 [b, n_items].
+            known: bool [b, n_items] the users' known items (never candidates).
+            positives: CSR [b, n_items] validation positives.
+
+        Returns:
+            items int64 [b, m] (−1: no candidate) and log-weights float32 [b, m] (−inf: none).
+        """
+        config = self.config
+        b, n_items = known.shape
+        hard = torch.zeros_like(known)
+        for signal in signals[:-1]:  # popularity is one ranking for all: the graph's top covers it
+            top = torch.topk(signal.masked_fill(known, -torch.inf), min(config.candidates, n_items), dim=1).indices
+            hard.scatter_(1, top, True)
+        hard &= ~known
+        pos = torch.as_tensor(positives.toarray() > 0, device=known.device) & ~known
+        exact = hard | pos
+        rest = (~exact & ~known).sum(1, keepdim=True).float()
+        draws = torch.as_tensor(rng.integers(0, n_items, (b, config.random_negatives)), device=known.device)
+        drawn_ok = ~exact.gather(1, draws) & ~known.gather(1, draws)
+        n_ok = drawn_ok.sum(1, keepdim=True).clamp_min(1).float()
+        m_exact = int(exact.sum(1).max())
+        exact_items = torch.topk(exact.float(), max(m_exact, 1), dim=1)  # the exact set, padded
+        items = torch.where(exact_items.values > 0, exact_items.indices, -1)
+        log_w = torch.where(exact_items.values > 0, 0.0, -torch.inf)
+        random_w = torch.where(drawn_ok, torch.log(rest / n_ok), -torch.inf)
+        return torch.cat([items, torch.where(drawn_ok, draws, -1)], 1), torch.cat([log_w, random_w], 1)
+
+    def _fit_gate(self, warm: Recommender, split: ColdValidation, data: FitData) -> tuple[Gate, dict[str, Any]]:
+        """The gate fitted on the pseudo-new validation split (see the module docstring)."""
+        config = self.config
+        builder = FeatureBuilder(self.text_, self.neighbours_, split.fit.item_counts(), self.device_)
+        buckets = torch.as_tensor(count_buckets(split.fit.item_counts()), device=self.device_)
+        history = split.fit.matrix()
+        users = np.flatnonzero((np.diff(split.positives.indptr) > 0) & (np.diff(history.indptr) > 0))
+        rng = np.random.default_rng(data.seed)
+        if len(users) > config.max_valid_users:
+            users = np.sort(rng.choice(users, config.max_valid_users, replace=False))
+        if len(users) == 0:
+            raise ValueError("hybrid: no user has both training history and a validation item; too little data")
+        columns: dict[str, list[torch.Tensor]] = {"feats": [], "labels": [], "weights": [], "buckets": [], "log_w": []}
+        new_items = torch.as_tensor(split.pseudo_new, device=self.device_)
+        with torch.no_grad():
+            for start in range(0, len(users), config.batch_size):
+                batch = users[start:start + config.batch_size]
+                rows = history[batch]
+                graph = warm.score(batch, rows)
+                graph[:, buckets == 0] = 0
+                signals = builder.signals(graph, rows)
+                known = torch.as_tensor((rows > 0).toarray(), device=self.device_)
+                cand, log_w = self._candidates(signals, known, split.positives[batch], rng)
+                safe = cand.clamp_min(0)
+                positive = torch.as_tensor(split.positives[batch].toarray() > 0, device=self.device_).gather(1, safe)
+                positive &= cand >= 0
+                positive[:, -config.random_negatives:] = False  # a random draw is never a positive (excluded)
+                if positive.sum(1).max() > config.max_positives:  # keep a seeded sample of each user's positives
+                    keys = torch.as_tensor(rng.random(positive.shape), device=self.device_).masked_fill(~positive, 2.0)
+                    rank = keys.argsort(1).argsort(1)
+                    positive &= rank < config.max_positives
+                columns["feats"].append(torch.stack([s.gather(1, safe) for s in signals], dim=-1))
+                columns["labels"].append(positive)
+                columns["weights"].append(torch.where(new_items[safe], config.new_weight, 1.0))
+                columns["buckets"].append(buckets[safe])
+                columns["log_w"].append(log_w.masked_fill(positive, -torch.inf))  # negatives only
+        width = max(t.shape[1] for t in columns["feats"])
+
+        def stacked(name: str, fill: Any) -> torch.Tensor:
+            parts = [torch.nn.functional.pad(t, (0, 0, 0, width - t.shape[1]) if t.dim() == 3 else (0, width - t.shape[1]),
+                                             value=fill) for t in columns[name]]
+            return torch.cat(parts)
+
+        feats, labels, weights = stacked("feats", 0.0), stacked("labels", False), stacked("weights", 0.0)
+        bucket_ids, log_w = stacked("buckets", 0), stacked("log_w", -torch.inf)
+        pos_weight = labels * weights
+        pos_weight = pos_weight / pos_weight.sum(1, keepdim=True).clamp_min(1e-9)  # each user counts once
+        gate = Gate().to(self.device_)
+        optimizer = torch.optim.Adam(gate.parameters(), lr=config.lr)
+        for _ in range(config.steps):
+            optimizer.zero_grad()
+            scores = gate(feats, bucket_ids)
+            neg_lse = torch.logsumexp(scores + log_w, dim=1, keepdim=True)
+            # −log σ(s_p − log Σ_neg e^s): each positive against the (estimated) full set of negatives.
+            loss = (torch.nn.functional.softplus(neg_lse - scores) * pos_weight).sum(1).mean()
+            loss = loss + config.reg * gate.weight.square().sum()
+            loss.backward()
+            optimizer.step()
+        info = {
+            "users": len(users), "pseudo_new_items": int(split.pseudo_new.sum()), "loss": round(float(loss.detach()), 4),
+            "weights": {f: [round(v, 4) for v in row] for f, row in zip(FEATURES, gate.weight.tolist(), strict=True)},
+            "bias": [round(v, 4) for v in gate.bias.tolist()],
+        }
+        logger.info("hybrid: gate fitted on %d validation users: %s", len(users), info)
+        return gate.requires_grad_(False), info
+
+    # ------------------------------------------------------------------ score
+    def score(self, users: np.ndarray, history: sp.csr_matrix) -> torch.Tensor:
+        n_warm = self.warm_items_
+        with torch.no_grad():
+            graph = self._graph(users, history[:, :n_warm])
+            if graph.shape[1] < history.shape[1]:  # items added after fit: no graph score
+                graph = torch.nn.functional.pad(graph, (0, history.shape[1] - graph.shape[1]))
+            graph[:, self.buckets_ == 0] = 0
+            profiles = self._text_profiles(users, history)
+            signals = self.builder_.signals(graph, history, profiles)
+            weight = self.gate_.weight[:, self.buckets_]  # [F, n_items]
+            scores = self.gate_.bias[self.buckets_].expand(len(users), -1).clone()
+            for f, signal in enumerate(signals):
+                scores += signal * weight[f]
+        return scores
+
+    def _graph(self, users: np.ndarray, history: sp.csr_matrix) -> torch.Tensor:
+        """The warm scorer's scores; a user index < 0 (a new user of the facade) is folded in from ``history``."""
+        if (np.asarray(users) >= 0).all():
+            return self.warm_.score(users, history)
+        fold_in = getattr(self.warm_, "fold_in", None)
+        if fold_in is not None:
+            return fold_in(history) @ self.warm_.item_embeddings_.T
+        return self.warm_.score(np.zeros(len(users), np.int64), history)
+
+    @property
+    def warm_items_(self) -> int:
+        return self.text_.shape[0] - self.added_ if hasattr(self, "added_") else self.text_.shape[0]
+
+    def _text_profiles(self, users: np.ndarray, history: sp.csr_matrix) -> torch.Tensor | None:
+        """Profile vectors where a zero-history user has profile text; None when no row needs one."""
+        if self.user_text_ is None:
+            return None
+        empty = [r for r in np.flatnonzero(np.diff(history.indptr) == 0)
+                 if 0 <= users[r] < len(self.user_text_) and self.user_text_[users[r]].strip()]
+        if not empty:
+            return None
+        profiles = self.builder_.profile_vectors(history)
+        profiles[torch.as_tensor(empty, device=self.device_)] = self.text_vectors([self.user_text_[users[r]] for r in empty])
+        return profiles
+
+    def text_vectors(self, texts: list[str]) -> torch.Tensor:
+        """float32 [n, d] normalised text vectors through the fitted encoder."""
+        vectors = torch.as_tensor(encode_texts(texts, self.config.encoder), device=self.device_)
+        return torch.nn.functional.normalize(vectors, dim=1)
+
+    def score_text(self, text: str, n_items: int) -> torch.Tensor:
+        """float32 [1, n_items] scores for a zero-history user described by ``text``."""
+        history = sp.csr_matrix((1, n_items), dtype=np.float32)
+        with torch.no_grad():
+            graph = torch.zeros(1, n_items, device=self.device_)
+            signals = self.builder_.signals(graph, history, self.text_vectors([text]))
+            weight = self.gate_.weight[:, self.buckets_]
+            return self.gate_.bias[self.buckets_] + sum(s * weight[f] for f, s in enumerate(signals))
+
+    def add_items(self, texts: list[str]) -> None:
+        """Append items with no interactions: ranked by their text (and their text neighbours' graph scores)."""
+        new = self.text_vectors(texts)
+        self.text_ = torch.cat([self.text_, new])
+        self.neighbours_ = text_neighbours(self.text_, self.config.neighbours)
+        self.added_ = getattr(self, "added_", 0) + len(texts)
+        self._set_counts(np.concatenate([self.counts_, np.zeros(len(texts), np.int64)]))
+
+    # ------------------------------------------------------------------ persistence
+    def save(self, path: str | Path) -> None:
+        """JSON config + safetensors (text vectors, neighbours, counts, gate); the warm scorer in ``warm/``."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        self.warm_.save(path / WARM_DIR)
+        meta = {"model": self.name, "config": dataclasses.asdict(self.config), "validation": self.validation_,
+                "added": getattr(self, "added_", 0), "user_text": self.user_text_}
+        (path / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
+        n = self.neighbours_
+        tensors = {
+            "text": self.text_, "counts": torch.as_tensor(self.counts_),
+            "neighbours.indptr": torch.as_tensor(n.indptr.astype(np.int64)),
+            "neighbours.indices": torch.as_tensor(n.indices.astype(np.int64)),
+            "neighbours.data": torch.as_tensor(n.data), "gate.weight": self.gate_.weight, "gate.bias": self.gate_.bias,
+        }
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(path / WEIGHTS_FILE))
+
+    @classmethod
+    def load(cls, path: str | Path, device: torch.device | str = "cpu") -> Self:
+        path = Path(path)
+        for name in (CONFIG_FILE, WEIGHTS_FILE, WARM_DIR):
+            if not (path / name).exists():
+                raise FileNotFoundError(f"{path} is not a saved hybrid: {name} is missing")
+        meta = json.loads((path / CONFIG_FILE).read_text())
+        model = cls(from_dict(FusionConfig, meta["config"], f"{path / CONFIG_FILE}: config"))
+        model.device_ = torch.device(device)
+        tensors = load_file(str(path / WEIGHTS_FILE), device=str(model.device_))
+        warm_class = type(make_model(model.config.warm_model, model.config.warm_params))
+        model.warm_ = warm_class.load(path / WARM_DIR, model.device_)
+        model.text_ = tensors["text"]
+        n = model.text_.shape[0]
+        model.neighbours_ = sp.csr_matrix(
+            (tensors["neighbours.data"].cpu().numpy(), tensors["neighbours.indices"].cpu().numpy(),
+             tensors["neighbours.indptr"].cpu().numpy()), shape=(n, n))
+        model.gate_ = Gate().to(model.device_)
+        model.gate_.load_state_dict({"weight": tensors["gate.weight"], "bias": tensors["gate.bias"]})
+        model.gate_.requires_grad_(False)
+        model.validation_, model.user_text_ = meta["validation"], meta["user_text"]
+        if meta["added"]:
+            model.added_ = meta["added"]
+        model._set_counts(tensors["counts"].cpu().numpy())
+        return model
+
+
+@register("hybrid")
+def _hybrid(params: dict[str, Any]) -> Recommender:
+    return FusionHybrid(from_dict(FusionConfig, params, "hybrid"))

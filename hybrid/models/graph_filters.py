@@ -1,0 +1,328 @@
+"""Training-free graph filters: GF-CF, BSPM and EASE.
+
+All three score a user by filtering the row r_u of their known items through an item-item
+operator built in closed form from the training matrix R [n_users, n_items]:
+
+    R̃ = D_U^{-1/2} R D_I^{-1/2}                     (symmetric degree normalisation)
+    P = R̃ᵀ R̃                                         (linear low-pass filter, item-item)
+    I = D_I^{-1/2} V Vᵀ D_I^{1/2}                      (ideal low-pass: V the top-k right
+                                                        singular vectors of R̃)
+
+    GF-CF  (Shen et al., CIKM 2021)     s_u = r_u P + α r_u I
+    BSPM   (Choi et al., SIGIR 2023)    blur:    b = r_u P,  i = r_u I
+                                        sharpen: dy/dt = −y P from y(0) = b + β i to T_s,
+                                                 fixed-step RK4 (the paper's Gowalla setting:
+                                                 one step of T_s = 2.5, β = 0.2, k = 448)
+    EASE   (Steck, WWW 2019)            s_u = r_u B,  B = I − G⁻¹ diag(1 / diag(G⁻¹)),
+                                        G = RᵀR + λ I (dense n_items × n_items)
+
+Nothing is stored densely per user: ``score`` applies P as two sparse products with R̃ and I as
+two thin dense ones, per batch of users. Memory: R̃ and R̃ᵀ as CSR (2 × nnz × 12 bytes), V
+(n_items × k × 4 bytes), and per scored batch ~3 × batch × n_items × 4 bytes (GF-CF; BSPM's
+RK4 keeps ~6 such buffers). EASE holds the dense B (n_items² × 4 bytes) and refuses above
+``max_items``.
+
+These models choose nothing on validation, so by default they are fitted on the training and
+validation interactions together (``fit_on: train+valid``): everything the evaluation knows
+before the test period.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from safetensors.torch import load_file, save_file
+from typing_extensions import Self
+
+from hybrid.config import from_dict
+from hybrid.graph import csr_tensor
+from hybrid.models.base import FitData, Recommender, register
+
+logger = logging.getLogger(__name__)
+
+FILTER_FILE = "filter.safetensors"
+FILTER_CONFIG = "config.json"
+
+
+@dataclass
+class GFCFConfig:
+    factors: int = 256  # k: singular vectors of the ideal low-pass filter (0: linear filter only)
+    alpha: float = 0.3  # weight of the ideal low-pass term
+    fit_on: Literal["train", "train+valid"] = "train+valid"
+    svd_iterations: int = 6  # power iterations of the randomised SVD (torch.svd_lowrank)
+
+
+@dataclass
+class BSPMConfig:
+    factors: int = 448  # k of the ideal low-pass term
+    beta: float = 0.2  # weight of the ideal low-pass term in the sharpening start
+    sharpen_time: float = 2.5  # T_s
+    sharpen_steps: int = 1  # RK4 steps over [0, T_s]
+    blur_time: float = 1.0  # T_b of the blurring ODE dy/dt = y P − y (Euler, one step: y P at T_b = 1)
+    fit_on: Literal["train", "train+valid"] = "train+valid"
+    svd_iterations: int = 6
+
+
+@dataclass
+class EASEConfig:
+    reg: float = 250.0  # λ on the Gram matrix's diagonal
+    max_items: int = 30_000  # the dense inverse needs n_items² floats; refuse above this
+    fit_on: Literal["train", "train+valid"] = "train+valid"
+
+
+def fitting_matrix(data: FitData, fit_on: str) -> sp.csr_matrix:
+    """Binary CSR [n_users, n_items] of what the filter is built from."""
+    matrix = data.train.matrix()
+    if fit_on == "train+valid" and data.valid is not None and len(data.valid):
+        matrix = ((matrix + data.valid.matrix()) > 0).astype(np.float32).tocsr()
+    elif fit_on not in ("train", "train+valid"):
+        raise ValueError(f"fit_on must be 'train' or 'train+valid', got {fit_on!r}")
+    return sp.csr_matrix(matrix, dtype=np.float32)
+
+
+def _inverse_sqrt(degrees: np.ndarray) -> np.ndarray:
+    out = np.zeros_like(degrees, dtype=np.float64)
+    np.power(degrees, -0.5, out=out, where=degrees > 0)
+    return out
+
+
+class NormalizedGraph:
+    """R̃ = D_U^{-1/2} R D_I^{-1/2} on a device, with products by P = R̃ᵀR̃ and by the ideal filter.
+
+    Args:
+        matrix: binary CSR [n_users, n_items] training interactions.
+        factors: k singular vectors for the ideal filter (0: none).
+        device: where the operators live.
+        svd_iterations: power iterations of :func:`torch.svd_lowrank`.
+        seed: makes the randomised SVD repeatable.
+    """
+
+    def __init__(self, matrix: sp.csr_matrix, factors: int, device: torch.device, svd_iterations: int,
+                 seed: int, vectors: torch.Tensor | None = None) -> None:
+        self.matrix = matrix
+        user_degree = np.asarray(matrix.sum(1)).ravel()
+        item_degree = np.asarray(matrix.sum(0)).ravel()
+        norm = sp.diags(_inverse_sqrt(user_degree)) @ matrix @ sp.diags(_inverse_sqrt(item_degree))
+        norm = sp.csr_matrix(norm, dtype=np.float32)
+        self.device = device
+        self.norm = csr_tensor(norm, device)
+        self.norm_t = csr_tensor(norm.T.tocsr(), device)
+        self.item_inv_sqrt = torch.as_tensor(_inverse_sqrt(item_degree), dtype=torch.float32, device=device)
+        self.item_sqrt = torch.as_tensor(np.sqrt(item_degree), dtype=torch.float32, device=device)
+        self.vectors = None if vectors is None or vectors.numel() == 0 else vectors.to(device)
+        factors = min(factors, min(matrix.shape) - 1)
+        if factors > 0 and vectors is None:
+            start = time.perf_counter()
+            generator_state = torch.random.get_rng_state()
+            torch.manual_seed(seed)
+            coo = norm.tocoo()
+            sparse = torch.sparse_coo_tensor(
+                np.vstack([coo.row, coo.col]), coo.data, size=norm.shape, dtype=torch.float32, device=device,
+                check_invariants=False,
+            ).coalesce()
+            _, _, v = torch.svd_lowrank(sparse, q=factors, niter=svd_iterations)
+            torch.random.set_rng_state(generator_state)
+            self.vectors = v.contiguous()  # [n_items, k]
+            logger.info("graph filter: rank-%d SVD of a %d x %d matrix in %.1f s", factors, *norm.shape,
+                        time.perf_counter() - start)
+
+    def linear(self, rows: torch.Tensor) -> torch.Tensor:
+        """rows P = ((R̃ rowsᵀ)ᵀ R̃): float [b, n_items] -> [b, n_items], two sparse products."""
+        return (self.norm_t @ (self.norm @ rows.T)).T
+
+    def ideal(self, rows: torch.Tensor) -> torch.Tensor:
+        """rows D^{-1/2} V Vᵀ D^{1/2}: float [b, n_items] -> [b, n_items]."""
+        if self.vectors is None:
+            return torch.zeros_like(rows)
+        return ((rows * self.item_inv_sqrt) @ self.vectors @ self.vectors.T) * self.item_sqrt
+
+
+def dense_rows(history: sp.csr_matrix, device: torch.device) -> torch.Tensor:
+    """Binary float32 [b, n_items] on ``device`` from a CSR batch."""
+    return torch.as_tensor((history > 0).astype(np.float32).toarray(), device=device)
+
+
+class _GraphFilter(Recommender):
+    """Shared fit: build the normalised graph; subclasses say how a row is filtered."""
+
+    name: ClassVar[str]
+    config_class: ClassVar[type]
+    factors: int
+    fit_on: str
+    svd_iterations: int
+
+    def fit(self, data: FitData) -> Self:
+        start = time.perf_counter()
+        self.device_ = torch.device(data.device)
+        matrix = fitting_matrix(data, self.fit_on)
+        self.graph_ = NormalizedGraph(matrix, self.factors, self.device_, self.svd_iterations, data.seed)
+        self.fit_seconds_ = time.perf_counter() - start
+        return self
+
+    def score(self, users: np.ndarray, history: sp.csr_matrix) -> torch.Tensor:
+        with torch.no_grad():
+            return self.filter(dense_rows(history, self.device_))
+
+    def filter(self, rows: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def save(self, path: str | Path) -> None:
+        """The fitting matrix (CSR) and the singular vectors; the operators are rebuilt on load."""
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        matrix, vectors = self.graph_.matrix, self.graph_.vectors
+        save_file({
+            "indptr": torch.as_tensor(matrix.indptr.astype(np.int64)),
+            "indices": torch.as_tensor(matrix.indices.astype(np.int64)),
+            "vectors": (torch.zeros(0) if vectors is None else vectors).detach().cpu().contiguous(),
+        }, str(path / FILTER_FILE))
+        meta = {"model": self.name, "shape": list(matrix.shape), "config": dataclasses.asdict(self.config)}
+        (path / FILTER_CONFIG).write_text(json.dumps(meta, indent=2))
+
+    @classmethod
+    def load(cls, path: str | Path, device: torch.device | str = "cpu") -> Self:
+        path = Path(path)
+        for name in (FILTER_FILE, FILTER_CONFIG):
+            if not (path / name).exists():
+                raise FileNotFoundError(f"{path} is not a saved graph filter: {name} is missing")
+        meta = json.loads((path / FILTER_CONFIG).read_text())
+        model = cls(from_dict(cls.config_class, meta["config"], f"{path / FILTER_CONFIG}: config"))
+        tensors = load_file(str(path / FILTER_FILE))
+        indices = tensors["indices"].numpy()
+        matrix = sp.csr_matrix((np.ones(len(indices), np.float32), indices, tensors["indptr"].numpy()),
+                               shape=tuple(meta["shape"]))
+        model.device_ = torch.device(device)
+        model.graph_ = NormalizedGraph(matrix, model.factors, model.device_, model.svd_iterations, 0,
+                                       vectors=tensors["vectors"])
+        return model
+
+
+class GFCF(_GraphFilter):
+    """GF-CF: s_u = r_u P + α r_u I (see the module docstring)."""
+
+    name = "gf_cf"
+    config_class = GFCFConfig
+
+    def __init__(self, config: GFCFConfig | None = None) -> None:
+        self.config = config or GFCFConfig()
+        self.factors, self.fit_on = self.config.factors, self.config.fit_on
+        self.svd_iterations = self.config.svd_iterations
+
+    def filter(self, rows: torch.Tensor) -> torch.Tensor:
+        out = self.graph_.linear(rows)
+        if self.config.alpha:
+            out += self.config.alpha * self.graph_.ideal(rows)
+        return out
+
+
+class BSPM(_GraphFilter):
+    """BSPM: blur with P and the ideal filter, then sharpen by dy/dt = −y P with fixed-step RK4."""
+
+    name = "bspm"
+    config_class = BSPMConfig
+
+    def __init__(self, config: BSPMConfig | None = None) -> None:
+        self.config = config or BSPMConfig()
+        self.factors, self.fit_on = self.config.factors, self.config.fit_on
+        self.svd_iterations = self.config.svd_iterations
+
+    def filter(self, rows: torch.Tensor) -> torch.Tensor:
+        config = self.config
+        # Blur, one Euler step of dy/dt = y P − y over [0, T_b]: y = r + T_b (r P − r).
+        blurred = rows + config.blur_time * (self.graph_.linear(rows) - rows)
+        y = blurred + config.beta * self.graph_.ideal(rows)
+        h = config.sharpen_time / config.sharpen_steps
+
+        def slope(state: torch.Tensor) -> torch.Tensor:
+            return -self.graph_.linear(state)
+
+        for _ in range(config.sharpen_steps):
+            k1 = slope(y)
+            k2 = slope(y + 0.5 * h * k1)
+            k3 = slope(y + 0.5 * h * k2)
+            k4 = slope(y + h * k3)
+            y = y + (h / 6) * (k1 + 2 * k2 + 2 * k3 + k4)
+        return y
+
+
+class EASE(Recommender):
+    """EASE: a closed-form item-item regression with a zero diagonal (dense; see the docstring)."""
+
+    def __init__(self, config: EASEConfig | None = None) -> None:
+        self.config = config or EASEConfig()
+
+    def fit(self, data: FitData) -> Self:
+        n_items = data.train.n_items
+        if n_items > self.config.max_items:
+            raise ValueError(
+                f"ease needs a dense {n_items} x {n_items} inverse ({n_items ** 2 * 4 / 2 ** 30:.1f} GiB); "
+                f"this data set has more than max_items={self.config.max_items} items: use gf_cf or bspm"
+            )
+        self.device_ = torch.device(data.device)
+        matrix = fitting_matrix(data, self.config.fit_on)
+        gram = torch.as_tensor((matrix.T @ matrix).toarray(), dtype=torch.float64, device=self.device_)
+        gram.diagonal().add_(self.config.reg)
+        inverse = torch.linalg.inv(gram)
+        weights = -inverse / inverse.diagonal()
+        weights.fill_diagonal_(0.0)
+        self.weights_ = weights.float()
+        return self
+
+    def score(self, users: np.ndarray, history: sp.csr_matrix) -> torch.Tensor:
+        return dense_rows(history, self.device_) @ self.weights_
+
+    def save(self, path: str | Path) -> None:
+        path = Path(path)
+        path.mkdir(parents=True, exist_ok=True)
+        save_file({"weights": self.weights_.detach().cpu().contiguous()}, str(path / FILTER_FILE))
+        (path / FILTER_CONFIG).write_text(json.dumps({"model": "ease", "config": dataclasses.asdict(self.config)}))
+
+    @classmethod
+    def load(cls, path: str | Path, device: torch.device | str = "cpu") -> Self:
+        path = Path(path)
+        for name in (FILTER_FILE, FILTER_CONFIG):
+            if not (path / name).exists():
+                raise FileNotFoundError(f"{path} is not a saved ease model: {name} is missing")
+        meta = json.loads((path / FILTER_CONFIG).read_text())
+        model = cls(from_dict(EASEConfig, meta["config"], f"{path / FILTER_CONFIG}: config"))
+        model.device_ = torch.device(device)
+        model.weights_ = load_file(str(path / FILTER_FILE), device=str(model.device_))["weights"]
+        return model
+
+
+def _positive(name: str, value: float, where: str) -> None:
+    if not value > 0:
+        raise ValueError(f"{where}.{name} must be > 0, got {value!r}")
+
+
+@register("gf_cf")
+def _gf_cf(params: dict[str, Any]) -> Recommender:
+    config = from_dict(GFCFConfig, params, "gf_cf")
+    if config.factors < 0:
+        raise ValueError(f"gf_cf.factors must be >= 0, got {config.factors}")
+    return GFCF(config)
+
+
+@register("bspm")
+def _bspm(params: dict[str, Any]) -> Recommender:
+    config = from_dict(BSPMConfig, params, "bspm")
+    _positive("sharpen_time", config.sharpen_time, "bspm")
+    if config.sharpen_steps < 1 or config.factors < 0:
+        raise ValueError(f"bspm.sharpen_steps must be >= 1 and factors >= 0, got {config.sharpen_steps}, {config.factors}")
+    return BSPM(config)
+
+
+@register("ease")
+def _ease(params: dict[str, Any]) -> Recommender:
+    config = from_dict(EASEConfig, params, "ease")
+    _positive("reg", config.reg, "ease")
+    return EASE(config)
