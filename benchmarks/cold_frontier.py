@@ -84,12 +84,12 @@ def main(argv: list[str] | None = None) -> None:
         prepared = prepare(load_dataset(config.data.name, args.data_root, config.data.path), config, torch.device("cpu"))
         rows: list[tuple[str, dict[str, float], float | None, float]] = []
         own_list: dict[str, dict[str, float]] = {}
-        for name in ("lightgcn", "content", "hybrid"):
+        for name in ("lightgcn", "content", "hybrid_lightgcn"):
             start = time.perf_counter()
             model = make_model(name, config.params.get(name)).fit(prepared.fit_data)
             if name != "lightgcn":  # LightGCN has nothing to rank new items by
                 own_list[name] = metrics(NewItemsOnly(model, prepared.fit_data.train.item_counts() == 0), prepared)
-            rows.append((name if name != "hybrid" else "hybrid, calibrated", metrics(model, prepared), None,
+            rows.append((name if name != "hybrid_lightgcn" else "hybrid_lightgcn, calibrated", metrics(model, prepared), None,
                          time.perf_counter() - start))
         assert isinstance(model, HybridRecommenderModel)
         chosen = f"s = {model.content_scale_:g}, τ = {model.tau_:g}"
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> None:
         rows[-1] = (*rows[-1][:2], priced[model.content_scale_], rows[-1][3])
         for scale in SCALES:
             model.set_blend(content_scale=scale)
-            rows.append((f"hybrid, s = {scale}", metrics(model, prepared), priced[scale], float("nan")))
+            rows.append((f"hybrid_lightgcn, s = {scale}", metrics(model, prepared), priced[scale], float("nan")))
         warm, content = rows[0][1]["warm recall"], rows[1][1]
         share, n_hits = last_slot_share(model, prepared)
         print(f"\n### {config.name}: {len(prepared.users)} test users; calibrated {chosen}; one cold slot per "

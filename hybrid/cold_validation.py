@@ -34,6 +34,8 @@ from hybrid.data import Interactions
 logger = logging.getLogger(__name__)
 
 NewItemsBy = Literal["time", "random"]
+# A time rehearsal with fewer validation interactions on new items than this falls back to random.
+MIN_NEW_POSITIVES = 20
 
 
 @dataclass
@@ -122,8 +124,16 @@ def cold_validation(
 ) -> ColdValidation:
     """Carve pseudo-new items (and warm positives) out of ``train`` / ``valid``; see the module docstring."""
     if by == "time":
-        return temporal_validation(train, valid, share)
-    if by != "random":
+        split = temporal_validation(train, valid, share)
+        new_positives = split.positives[:, split.pseudo_new].nnz
+        if new_positives >= MIN_NEW_POSITIVES:
+            return split
+        logger.warning(
+            "cold validation: only %d validation interactions fall on items first seen in the last %.0f%% of the "
+            "time (fewer than %d), too few to learn where new items stand; using a random %.0f%% of items instead",
+            new_positives, 100 * share, MIN_NEW_POSITIVES, 100 * share,
+        )
+    elif by != "random":
         raise ValueError(f"valid_new_by must be 'time' or 'random', got {by!r}")
     pseudo_new = choose_pseudo_new(train, share, seed)
     on_new = pseudo_new[train.items]

@@ -5,7 +5,7 @@
     text_knn   k(u, i)   Σ_{j ∈ h(u)} S_ij: u's items among i's top-M text neighbours
     text_graph t(u, i)   Σ_j Ŝ_ij g(u, j): the graph scores of i's text neighbours (Ŝ row-normalised),
                          which carries what the graph knows to new and sparse items
-    popularity p(i)      log(1 + n_i)
+    popularity p(i)      log(1 + n_i), standardised over the catalogue and clipped to ±3
 
 Each user-item signal is standardised per user over the catalogue (mean 0, variance 1), so the
 fusion weights see one scale whatever the scorer's, the graph's size or the user's history length.
@@ -72,7 +72,8 @@ class FeatureBuilder:
         scale = np.divide(1.0, row_sums, out=np.zeros_like(row_sums), where=row_sums > 0)
         self.neighbours_mean = csr_tensor(sp.csr_matrix(sp.diags(scale) @ neighbours, dtype=np.float32), device)
         popularity = torch.as_tensor(np.log1p(counts), dtype=torch.float32, device=device)
-        self.popularity = (popularity - popularity.mean()) / popularity.std().clamp_min(1e-6)
+        # Clipped: an item far outside the usual counts must not get an extrapolated weight.
+        self.popularity = ((popularity - popularity.mean()) / popularity.std().clamp_min(1e-6)).clamp(-3, 3)
         self.device = device
 
     def profile_vectors(self, history: sp.csr_matrix) -> torch.Tensor:

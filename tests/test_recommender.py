@@ -61,8 +61,7 @@ def catalogue() -> tuple[pd.DataFrame, dict[str, str]]:
 @pytest.fixture(scope="module")
 def fitted(catalogue) -> HybridRecommender:
     frame, text = catalogue
-    config = {"dim": 16, "epochs": 40, "lr": 0.02, "batch_size": 32, "eval_every": 40, "content_hidden": 32}
-    return HybridRecommender(config, device="cpu", seed=0).fit(frame, text)
+    return HybridRecommender({"neighbours": 5}, device="cpu", seed=0).fit(frame, text)
 
 
 def taste(ids: np.ndarray) -> float:
@@ -120,43 +119,36 @@ def test_save_load_round_trips_exactly(fitted, tmp_path) -> None:
     for method, arg in [("recommend", ["u0", "u3"]), ("recommend_for_history", ["s1"])]:
         a_ids, a_scores = getattr(fitted, method)(arg, k=5)
         b_ids, b_scores = getattr(loaded, method)(arg, k=5)
-        assert np.array_equal(a_ids, b_ids) and np.array_equal(a_scores, b_scores)
+        # Equal to float rounding: MKL's sparse kernels may round differently for a copy at
+        # another memory alignment.
+        assert np.array_equal(a_ids, b_ids) and np.allclose(a_scores, b_scores, rtol=1e-5, atol=1e-6)
     a = fitted.recommend_for_text("pasta", k=5)
     b = loaded.recommend_for_text("pasta", k=5)
     assert np.array_equal(a[0], b[0]) and np.allclose(a[1], b[1], atol=1e-6)
 
 
-def test_set_blend_moves_cold_items_without_refit_and_is_saved(fitted, tmp_path) -> None:
-    users = [f"u{u}" for u in range(60)]
-    calibrated, tau = fitted.model_.content_scale_, fitted.model_.tau_
-    before = fitted.recommend(users, k=5)
-    cold = {"s9", "c9"}  # text only, never interacted with
-
-    def n_cold(recs: np.ndarray) -> int:
-        return int(np.isin(recs, list(cold)).sum())
-
-    try:
-        shown = {s: n_cold(fitted.set_blend(content_scale=s).recommend(users, k=5)[0]) for s in (1e-3, 1.0, 100.0)}
-        assert shown[1e-3] <= shown[1.0] <= shown[100.0] and shown[1e-3] < shown[100.0]
-        fitted.save(tmp_path / "rescaled")  # the new s travels with the model
-        loaded = HybridRecommender.load(tmp_path / "rescaled", device="cpu")
-        assert np.array_equal(loaded.recommend(users, k=5)[0], fitted.recommend(users, k=5)[0])
-        with pytest.raises(ValueError, match="content_scale must be a finite number > 0, got 0"):
-            fitted.set_blend(content_scale=0)
-    finally:
-        fitted.set_blend(content_scale=calibrated, tau=tau)
-    after = fitted.recommend(users, k=5)
-    assert np.array_equal(before[0], after[0]) and np.array_equal(before[1], after[1])
+def test_the_gate_is_fitted_on_validation_and_travels_with_the_model(fitted, tmp_path) -> None:
+    """What the gate learned is recorded (weights per count bucket, validation users) and saved."""
+    info = fitted.model_.validation_
+    assert info["users"] > 0 and info["new_items_by"] == "time"  # the catalogue has timestamps
+    assert info["pseudo_new_items"] > 0  # too few first seen late: a random share stood in (logged)
+    assert set(info["weights"]) == {"graph", "profile", "text_knn", "text_graph", "popularity"}
+    assert all(len(row) == 5 for row in info["weights"].values())
+    fitted.save(tmp_path / "gated")
+    loaded = HybridRecommender.load(tmp_path / "gated", device="cpu")
+    assert loaded.model_.validation_ == info
 
 
 def test_bad_settings_k_and_text_only_items_raise(catalogue) -> None:
     frame, text = catalogue
-    for bad in ({"tau": 0}, {"content_scale": float("inf")}, {"warm_tolerance": 1.0}, {"content_hidden": -1}):
+    for bad in ({"valid_new_share": 0}, {"new_weight": -1.0}, {"neighbours": 0}, {"warm_model": "content"}):
         name = next(iter(bad))
         with pytest.raises(ValueError, match=f"{name} must be"):
-            HybridRecommender({**bad, "epochs": 1}, device="cpu").fit(frame, text)
+            HybridRecommender(bad, device="cpu").fit(frame, text)
+    with pytest.raises(ValueError, match=r"unknown model 'nope'"):
+        HybridRecommender({"warm_model": "nope"}, device="cpu").fit(frame, text)
     with pytest.raises(ValueError, match=r"items \['blank'\] have no interactions and empty text"):
-        HybridRecommender({"epochs": 1}, device="cpu").fit(frame, {**text, "blank": " "})
+        HybridRecommender(device="cpu").fit(frame, {**text, "blank": " "})
 
 
 def test_bad_k_is_an_error_naming_it(fitted) -> None:
@@ -171,19 +163,19 @@ def test_text_keyed_by_string_ids_finds_numeric_items(caplog) -> None:
     frame = pd.DataFrame({"user": [1, 1, 2, 2, 3], "item": [10, 11, 10, 12, 11]})
     text = {"10": "space opera", "11": "baking show", "12": "alien invasion", "13": "sushi documentary"}
     with caplog.at_level("WARNING"):
-        rec = HybridRecommender({"dim": 8, "epochs": 2, "content_hidden": 8}, device="cpu").fit(frame, text)
+        rec = HybridRecommender({"neighbours": 2}, device="cpu").fit(frame, text)
     assert rec.item_ids_.tolist() == [10, 11, 12, 13]  # "13" joins as cold item 13, no phantom "10"
     assert "no text" not in caplog.text  # every item found its text
 
 
 def test_zero_history_user_scored_from_profile_text_survives_save_load(catalogue, tmp_path) -> None:
-    """use_user_text: a user with no interactions but a profile is scored with c(profile)."""
+    """use_user_text: a user with no interactions but a profile is scored with their text as profile."""
     frame, text = catalogue
     users = pd.Index([f"u{u}" for u in range(60)] + ["newbie"])
     items = pd.Index(list(text))
     train = Interactions.from_frame(frame, user_ids=users, item_ids=items)
     profile = [""] * 60 + ["I love starships, alien worlds and galactic wars"]
-    config = {"dim": 16, "epochs": 40, "lr": 0.02, "batch_size": 32, "content_hidden": 32, "use_user_text": True}
+    config = {"neighbours": 5, "use_user_text": True}
     data = FitData(train=train, item_text=[text[i] for i in items], user_text=profile, seed=0)
     model = make_model("hybrid", config).fit(data)
     newbie = np.array([60])
@@ -193,7 +185,7 @@ def test_zero_history_user_scored_from_profile_text_survives_save_load(catalogue
     assert taste(top) >= 0.8  # the profile, not the population prior, decides
     model.save(tmp_path / "with_text")
     loaded = type(model).load(tmp_path / "with_text")
-    assert torch.equal(loaded.score(newbie, empty), scores)
+    assert torch.allclose(loaded.score(newbie, empty), scores, rtol=1e-5, atol=1e-6)
 
 
 def test_unknown_ids_and_empty_text_raise(fitted) -> None:
@@ -210,14 +202,16 @@ def test_unknown_ids_and_empty_text_raise(fitted) -> None:
 
 
 def test_hybrid_cpu_fit_repeats_exactly_on_real_data() -> None:
-    """Seeded CPU fits of the hybrid on ML-100K are bit-identical (batches big enough for torch's
-    parallel kernels: advanced-indexing backward accumulated in a varying order until it was
-    replaced by index_select)."""
+    """Seeded CPU fits of the hybrid on ML-100K give the same gate and the same lists (to float
+    rounding: MKL's sparse kernels may round differently at another memory alignment)."""
     data_folder("ml-100k")
     config = load_config(Path(__file__).resolve().parents[1] / "configs" / "ml100k_cold_items.yaml")
     prepared = prepare(load_dataset("ml-100k", str(DATA_ROOT)), config, torch.device("cpu"))
-    params = {"epochs": 2, "eval_every": 1, "content_hidden": 64}
+    params = {"steps": 30, "max_valid_users": 300}
     a = make_model("hybrid", params).fit(prepared.fit_data)
     b = make_model("hybrid", params).fit(prepared.fit_data)
-    assert torch.equal(a.item_embeddings_, b.item_embeddings_)
-    assert torch.equal(a.user_embeddings_, b.user_embeddings_)
+    assert torch.allclose(a.gate_weight_, b.gate_weight_, atol=5e-3) and torch.allclose(a.gate_bias_, b.gate_bias_, atol=5e-3)
+    users = prepared.users[:50]
+    top_a = torch.topk(a.score(users, prepared.history[users]), 20).indices
+    top_b = torch.topk(b.score(users, prepared.history[users]), 20).indices
+    assert (top_a == top_b).float().mean() > 0.99

@@ -18,8 +18,8 @@ Fitting (every choice on training data only, see :mod:`hybrid.cold_validation`):
 1. pseudo-new items and warm positives are carved out of the training data;
 2. the warm scorer is fitted on what is left, the signals computed for a seeded sample of
    validation users over a candidate set (each signal's top ``candidates``, random items and the
-   positives), and the gate fitted by a sampled-softmax loss, each positive against the user's
-   negatives: the one-list objective, with ``new_weight`` to weight new items' positives;
+   positives), and the gate fitted by a sampled-softmax loss (convex; L-BFGS), each positive
+   against the user's negatives: the one-list objective, ``new_weight`` weighting new items' positives;
 3. with ``refit`` (default) the warm scorer is fitted again on all training interactions, so
    recommendations use everyone's latest item.
 """
@@ -30,6 +30,7 @@ import dataclasses
 import json
 import logging
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -43,6 +44,7 @@ from typing_extensions import Self
 from hybrid.cold_validation import ColdValidation, cold_validation
 from hybrid.config import from_dict
 from hybrid.fusion_features import FEATURES, FeatureBuilder, text_neighbours
+from hybrid.metrics import ranking_metrics
 from hybrid.models.base import FitData, Recommender, make_model, register
 from hybrid.text_features import EncoderConfig, encode_texts
 
@@ -71,9 +73,9 @@ class FusionConfig:
     candidates: int = 100  # per signal, the top items kept as the gate's negatives
     random_negatives: int = 500  # uniform draws standing for the rest of the catalogue
     max_positives: int = 50  # per validation user (seeded sample beyond)
-    steps: int = 300  # Adam steps of the gate
-    lr: float = 0.05
+    steps: int = 100  # L-BFGS iterations of the gate (at most)
     reg: float = 1e-3  # L2 on the gate's weights
+    bucket_reg: float = 0.01  # L2 on each warm bucket's offset from the weights all warm buckets share
     refit: bool = True  # refit the warm scorer on all training interactions after the gate is fitted
     use_user_text: bool = True  # zero-history users with profile text: their text is their profile
     batch_size: int = 512  # validation users scored at once
@@ -82,14 +84,15 @@ class FusionConfig:
         """Raise ``ValueError`` naming the first out-of-range field."""
         if not 0 < self.valid_new_share < 1:
             raise ValueError(f"valid_new_share must be in (0, 1), got {self.valid_new_share!r}")
-        for name in ("new_weight", "lr"):
+        for name in ("new_weight",):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
         for name in ("neighbours", "max_valid_users", "candidates", "max_positives", "steps", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
-        if self.reg < 0 or self.random_negatives < 0:
-            raise ValueError("reg and random_negatives must be >= 0")
+        for name in ("reg", "bucket_reg", "random_negatives"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if self.warm_model in ("hybrid", "hybrid_lightgcn", "content", "llm", "hybrid+llm"):
             raise ValueError(f"warm_model must be a graph model (gf_cf, bspm, ease, lightgcn, mf), got {self.warm_model!r}")
 
@@ -100,13 +103,35 @@ def count_buckets(counts: np.ndarray) -> np.ndarray:
 
 
 class Gate(torch.nn.Module):
-    """w [F, B] and b [B]: score = b[β] + Σ_f w_f[β] z_f."""
+    """score = b[β] + Σ_f w_f[β] z_f, with new items' (β = 0) weights their own and the warm
+    buckets' weights a shared value plus a per-bucket offset, L2-penalised by ``bucket_reg``:
+    a count range with little validation data keeps close to what the warm items share (and
+    one with none keeps exactly that) instead of an untrained value.
+    """
 
     def __init__(self) -> None:
         super().__init__()
-        n_buckets = len(BUCKET_EDGES) + 1
-        self.weight = torch.nn.Parameter(torch.full((len(FEATURES), n_buckets), 0.1))
-        self.bias = torch.nn.Parameter(torch.zeros(n_buckets))
+        n_features, n_warm = len(FEATURES), len(BUCKET_EDGES)
+        self.cold_weight = torch.nn.Parameter(torch.full((n_features, 1), 0.1))
+        self.warm_weight = torch.nn.Parameter(torch.full((n_features, 1), 0.1))
+        self.warm_offset = torch.nn.Parameter(torch.zeros(n_features, n_warm))
+        self.cold_bias = torch.nn.Parameter(torch.zeros(1))
+        self.warm_bias = torch.nn.Parameter(torch.zeros(1))
+        self.warm_bias_offset = torch.nn.Parameter(torch.zeros(n_warm))
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """float [F, B]: each signal's weight per count bucket."""
+        return torch.cat([self.cold_weight, self.warm_weight + self.warm_offset], dim=1)
+
+    @property
+    def bias(self) -> torch.Tensor:
+        """float [B]: each count bucket's offset in the one list."""
+        return torch.cat([self.cold_bias, self.warm_bias + self.warm_bias_offset])
+
+    def penalty(self, reg: float, bucket_reg: float) -> torch.Tensor:
+        return reg * (self.cold_weight.square().sum() + self.warm_weight.square().sum()) + bucket_reg * (
+            self.warm_offset.square().sum() + self.warm_bias_offset.square().sum())
 
     def forward(self, signals: torch.Tensor, buckets: torch.Tensor) -> torch.Tensor:
         """signals float [..., F], buckets int64 [...] -> scores [...]."""
@@ -119,7 +144,8 @@ class FusionHybrid(Recommender):
     Attributes (after fit/load):
         warm_: the fitted warm scorer; text_: float32 [n_items, d] normalised text vectors;
         neighbours_: CSR text neighbours; counts_: int64 [n_items] graph counts the gate is
-        applied with; gate_: the fitted :class:`Gate`; validation_: what the gate was fitted on.
+        applied with; gate_weight_ float32 [F, B] / gate_bias_ [B]: the fitted :class:`Gate`;
+        validation_: what the gate was fitted on.
     """
 
     name = "hybrid"
@@ -144,7 +170,9 @@ class FusionHybrid(Recommender):
         split = cold_validation(data.train, data.valid, config.valid_new_share, by, data.seed)
         warm = make_model(config.warm_model, config.warm_params).fit(
             dataclasses.replace(data, train=split.fit, valid=None))
-        self.gate_, self.validation_ = self._fit_gate(warm, split, data)
+        gate, self.validation_ = self._fit_gate(warm, split, data)
+        with torch.no_grad():
+            self.gate_weight_, self.gate_bias_ = gate.weight.detach().clone(), gate.bias.detach().clone()
         self.validation_["new_items_by"] = by
         if config.refit:
             self.warm_ = make_model(config.warm_model, config.warm_params).fit(data)
@@ -216,13 +244,7 @@ class FusionHybrid(Recommender):
         columns: dict[str, list[torch.Tensor]] = {"feats": [], "labels": [], "weights": [], "buckets": [], "log_w": []}
         new_items = torch.as_tensor(split.pseudo_new, device=self.device_)
         with torch.no_grad():
-            for start in range(0, len(users), config.batch_size):
-                batch = users[start:start + config.batch_size]
-                rows = history[batch]
-                graph = warm.score(batch, rows)
-                graph[:, buckets == 0] = 0
-                signals = builder.signals(graph, rows)
-                known = torch.as_tensor((rows > 0).toarray(), device=self.device_)
+            for batch, signals, known in self._validation_batches(warm, builder, buckets, history, users):
                 cand, log_w = self._candidates(signals, known, split.positives[batch], rng)
                 safe = cand.clamp_min(0)
                 positive = torch.as_tensor(split.positives[batch].toarray() > 0, device=self.device_).gather(1, safe)
@@ -249,23 +271,72 @@ class FusionHybrid(Recommender):
         pos_weight = labels * weights
         pos_weight = pos_weight / pos_weight.sum(1, keepdim=True).clamp_min(1e-9)  # each user counts once
         gate = Gate().to(self.device_)
-        optimizer = torch.optim.Adam(gate.parameters(), lr=config.lr)
-        for _ in range(config.steps):
+        # The loss is convex in the gate's parameters (softplus of a log-sum-exp minus a linear
+        # term): full-batch L-BFGS converges in tens of steps.
+        optimizer = torch.optim.LBFGS(gate.parameters(), lr=1.0, max_iter=config.steps, history_size=20,
+                                      line_search_fn="strong_wolfe", tolerance_grad=1e-6, tolerance_change=1e-9)
+
+        def closure() -> torch.Tensor:
             optimizer.zero_grad()
             scores = gate(feats, bucket_ids)
             neg_lse = torch.logsumexp(scores + log_w, dim=1, keepdim=True)
             # −log σ(s_p − log Σ_neg e^s): each positive against the (estimated) full set of negatives.
             loss = (torch.nn.functional.softplus(neg_lse - scores) * pos_weight).sum(1).mean()
-            loss = loss + config.reg * gate.weight.square().sum()
+            loss = loss + gate.penalty(config.reg, config.bucket_reg)
             loss.backward()
-            optimizer.step()
+            return loss
+
+        loss = optimizer.step(closure)
         info = {
             "users": len(users), "pseudo_new_items": int(split.pseudo_new.sum()), "loss": round(float(loss.detach()), 4),
+            "valid_recall@20": self._validation_recall(gate, warm, builder, buckets, history, users, split.positives),
             "weights": {f: [round(v, 4) for v in row] for f, row in zip(FEATURES, gate.weight.tolist(), strict=True)},
             "bias": [round(v, 4) for v in gate.bias.tolist()],
         }
         logger.info("hybrid: gate fitted on %d validation users: %s", len(users), info)
-        return gate.requires_grad_(False), info
+        return gate, info
+
+    def _validation_batches(self, warm: Recommender, builder: FeatureBuilder, buckets: torch.Tensor,
+                            history: sp.csr_matrix, users: np.ndarray) -> Iterator[tuple[np.ndarray, list[torch.Tensor], torch.Tensor]]:
+        """(user batch, its signals, its known items as bool [b, n_items]) over the validation users."""
+        for start in range(0, len(users), self.config.batch_size):
+            batch = users[start:start + self.config.batch_size]
+            rows = history[batch]
+            graph = warm.score(batch, rows)
+            graph[:, buckets == 0] = 0
+            yield batch, builder.signals(graph, rows), torch.as_tensor((rows > 0).toarray(), device=self.device_)
+
+    def _validation_recall(self, gate: Gate, warm: Recommender, builder: FeatureBuilder, buckets: torch.Tensor,
+                           history: sp.csr_matrix, users: np.ndarray, positives: sp.csr_matrix) -> dict[str, float]:
+        """Full-ranking validation Recall@20 of the fused score and of each signal alone: what the
+        gate gains over its best input, on the rehearsal, for the record."""
+        names = ("hybrid", "graph", "profile", "text_knn", "text_graph", "hybrid warm_only", "graph warm_only")
+        tops: dict[str, list[np.ndarray]] = {name: [] for name in names}
+        new = buckets == 0
+        with torch.no_grad():
+            weight, bias = gate.weight[:, buckets], gate.bias[buckets]
+            for _, signals, known in self._validation_batches(warm, builder, buckets, history, users):
+                fused = bias + sum(signal * weight[f] for f, signal in enumerate(signals))
+                ranked = (("hybrid", fused), *zip(names[1:5], signals, strict=False),
+                          ("hybrid warm_only", fused.masked_fill(new, -torch.inf)),
+                          ("graph warm_only", signals[0].masked_fill(new, -torch.inf)))
+                for name, scores in ranked:
+                    top = torch.topk(scores.masked_fill(known, -torch.inf), min(20, scores.shape[1]), dim=1).indices
+                    tops[name].append(top.cpu().numpy())
+        relevant = {"": positives[users], " warm_only": positives[users][:, ~new.cpu().numpy()]}
+        warm_index = np.flatnonzero(~new.cpu().numpy())
+        out = {}
+        for name, t in tops.items():
+            top = np.concatenate(t)
+            if name.endswith("warm_only"):  # the warm-only metric over warm columns only
+                position = np.full(len(new), -1)
+                position[warm_index] = np.arange(len(warm_index))
+                top, rel = position[top], relevant[" warm_only"]
+            else:
+                rel = relevant[""]
+            k = top.shape[1]  # 20, or fewer on a tiny catalogue
+            out[name] = round(ranking_metrics(top, rel, [k])[f"recall@{k}"], 4)
+        return out
 
     # ------------------------------------------------------------------ score
     def score(self, users: np.ndarray, history: sp.csr_matrix) -> torch.Tensor:
@@ -277,8 +348,8 @@ class FusionHybrid(Recommender):
             graph[:, self.buckets_ == 0] = 0
             profiles = self._text_profiles(users, history)
             signals = self.builder_.signals(graph, history, profiles)
-            weight = self.gate_.weight[:, self.buckets_]  # [F, n_items]
-            scores = self.gate_.bias[self.buckets_].expand(len(users), -1).clone()
+            weight = self.gate_weight_[:, self.buckets_]  # [F, n_items]
+            scores = self.gate_bias_[self.buckets_].expand(len(users), -1).clone()
             for f, signal in enumerate(signals):
                 scores += signal * weight[f]
         return scores
@@ -319,8 +390,8 @@ class FusionHybrid(Recommender):
         with torch.no_grad():
             graph = torch.zeros(1, n_items, device=self.device_)
             signals = self.builder_.signals(graph, history, self.text_vectors([text]))
-            weight = self.gate_.weight[:, self.buckets_]
-            return self.gate_.bias[self.buckets_] + sum(s * weight[f] for f, s in enumerate(signals))
+            weight = self.gate_weight_[:, self.buckets_]
+            return self.gate_bias_[self.buckets_] + sum(s * weight[f] for f, s in enumerate(signals))
 
     def add_items(self, texts: list[str]) -> None:
         """Append items with no interactions: ranked by their text (and their text neighbours' graph scores)."""
@@ -344,7 +415,7 @@ class FusionHybrid(Recommender):
             "text": self.text_, "counts": torch.as_tensor(self.counts_),
             "neighbours.indptr": torch.as_tensor(n.indptr.astype(np.int64)),
             "neighbours.indices": torch.as_tensor(n.indices.astype(np.int64)),
-            "neighbours.data": torch.as_tensor(n.data), "gate.weight": self.gate_.weight, "gate.bias": self.gate_.bias,
+            "neighbours.data": torch.as_tensor(n.data), "gate.weight": self.gate_weight_, "gate.bias": self.gate_bias_,
         }
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(path / WEIGHTS_FILE))
 
@@ -365,9 +436,7 @@ class FusionHybrid(Recommender):
         model.neighbours_ = sp.csr_matrix(
             (tensors["neighbours.data"].cpu().numpy(), tensors["neighbours.indices"].cpu().numpy(),
              tensors["neighbours.indptr"].cpu().numpy()), shape=(n, n))
-        model.gate_ = Gate().to(model.device_)
-        model.gate_.load_state_dict({"weight": tensors["gate.weight"], "bias": tensors["gate.bias"]})
-        model.gate_.requires_grad_(False)
+        model.gate_weight_, model.gate_bias_ = tensors["gate.weight"], tensors["gate.bias"]
         model.validation_, model.user_text_ = meta["validation"], meta["user_text"]
         if meta["added"]:
             model.added_ = meta["added"]

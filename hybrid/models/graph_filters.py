@@ -49,6 +49,7 @@ from hybrid.models.base import FitData, Recommender, register
 
 logger = logging.getLogger(__name__)
 
+OVERSAMPLE = 10
 FILTER_FILE = "filter.safetensors"
 FILTER_CONFIG = "config.json"
 
@@ -129,9 +130,11 @@ class NormalizedGraph:
                 np.vstack([coo.row, coo.col]), coo.data, size=norm.shape, dtype=torch.float32, device=device,
                 check_invariants=False,
             ).coalesce()
-            _, _, v = torch.svd_lowrank(sparse, q=factors, niter=svd_iterations)
+            # Oversampled by OVERSAMPLE columns: the top k of a randomised SVD are accurate only then.
+            q = min(factors + OVERSAMPLE, min(matrix.shape))
+            _, _, v = torch.svd_lowrank(sparse, q=q, niter=svd_iterations)
             torch.random.set_rng_state(generator_state)
-            self.vectors = v.contiguous()  # [n_items, k]
+            self.vectors = v[:, :factors].contiguous()  # [n_items, k]
             logger.info("graph filter: rank-%d SVD of a %d x %d matrix in %.1f s", factors, *norm.shape,
                         time.perf_counter() - start)
 

@@ -1,0 +1,250 @@
+"""The cold-start comparison: the hybrid against its peers on every cold-item data set, one JSON.
+
+For each config (default: :data:`DEFAULT_CONFIGS`) this runs :func:`hybrid.evaluate.run_split`, the
+code behind ``hybrid-eval``, with the models :data:`MODELS` and each config's own parameters for
+them; seeds follow ``hybrid-eval``'s rule (``eval.seeds``; None: 3 seeds on data sets of fewer
+than 5,000 users, else 1) unless ``--seeds`` overrides it. ``configs/default.yaml`` (bundled
+Online Retail, temporal split) is run on its top-level split only, not its scenarios.
+
+``lightfm`` is registered in this process only: :class:`vs_lightfm.LightFMRecommender` (WARP,
+identity + item-text features, epochs chosen on the validation set), with its parameters from the
+config's ``params.lightfm`` when it has one (:class:`LightFMParams`: features "tokens" by default).
+LightFM is a ``bench`` extra (``pip install -e '.[bench]'``).
+
+Writes ``--json`` (default benchmarks/results/cold_start.json; rewritten after every data set):
+the command, date, machine, package versions and git commit, then per config name the data set,
+split, test users, seeds and per model every group of run_split's results (means, ``_std`` keys
+when there are several seeds; ``per_seed`` dropped). ``hybrid-eval``'s files go to
+``--out/<config name>/``. Prints one Markdown table per data set and the targets line, both from
+:mod:`scripts/render_results.py <render_results>`, which also puts them into README.md.
+
+    python benchmarks/cold_start.py --data-root ../shared/data
+    python scripts/render_results.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import logging
+import math
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any, Literal
+
+import torch
+
+import hybrid.models  # noqa: F401  (registers the built-in models)
+from hybrid.config import ExperimentConfig, from_dict, load_config
+from hybrid.datasets import load_dataset
+from hybrid.evaluate import run_split
+from hybrid.models.base import MODELS, Recommender, register
+
+ROOT = Path(__file__).resolve().parents[1]
+for folder in (ROOT / "benchmarks", ROOT / "scripts"):
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+
+from render_results import dataset_section  # noqa: E402
+from vs_lightfm import LightFMRecommender  # noqa: E402
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CONFIGS = (
+    "configs/ml100k_cold_items.yaml",
+    "configs/ml_latest_small_cold_items.yaml",
+    "configs/ml1m_cold_items.yaml",
+    "configs/amazon_scientific_cold_items.yaml",
+    "configs/lastfm_cold_items.yaml",
+    "configs/default.yaml",
+)
+MODELS_RUN = ["popularity", "content", "lightgcn", "gf_cf", "lightfm", "hybrid"]
+DEFAULT_JSON = "benchmarks/results/cold_start.json"
+PACKAGES = ("torch", "numpy", "scipy", "pandas", "scikit-learn", "sentence-transformers", "transformers",
+            "lightfm-next", "hybrid-coldstart")
+
+
+@dataclass
+class LightFMParams:
+    """``params.lightfm``: the arguments of :class:`vs_lightfm.LightFMRecommender`."""
+
+    features: Literal["tokens", "minilm"] = "tokens"
+    epochs: int = 50
+    no_components: int = 64
+    learning_rate: float = 0.05
+    alpha: float = 1e-6
+    eval_every: int = 5
+    patience: int = 3
+    minilm_dims: int = 32
+    num_threads: int = 2
+
+
+def make_lightfm(params: dict[str, Any]) -> Recommender:
+    """The ``lightfm`` factory: unknown keys, wrong types and out-of-range values are errors."""
+    config = from_dict(LightFMParams, params, "lightfm")
+    for name in ("epochs", "no_components", "eval_every", "patience", "minilm_dims", "num_threads"):
+        if getattr(config, name) < 1:
+            raise ValueError(f"lightfm.{name} must be >= 1, got {getattr(config, name)!r}")
+    if not config.learning_rate > 0:
+        raise ValueError(f"lightfm.learning_rate must be > 0, got {config.learning_rate!r}")
+    if not config.alpha >= 0:
+        raise ValueError(f"lightfm.alpha must be >= 0, got {config.alpha!r}")
+    return LightFMRecommender(**dataclasses.asdict(config))
+
+
+def register_lightfm() -> None:
+    """Register ``lightfm`` (once) in this process's model registry."""
+    if "lightfm" not in MODELS:
+        register("lightfm")(make_lightfm)
+
+
+def resolve_config_path(name: str) -> Path:
+    """A config path as given, or ``configs/<name>.yaml`` of this repository."""
+    for candidate in (Path(name), ROOT / name, ROOT / "configs" / name, ROOT / "configs" / f"{name}.yaml"):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"no config {name!r} (neither a file nor configs/{name}.yaml)")
+
+
+def benchmark_config(path: Path, seeds: int | None) -> ExperimentConfig:
+    """The config at ``path`` with :data:`MODELS_RUN`, no scenarios, and ``--seeds`` if given."""
+    config = load_config(path)
+    config.models = list(MODELS_RUN)
+    config.scenarios = {}
+    if seeds is not None:
+        config.eval = dataclasses.replace(config.eval, seeds=seeds)
+    return config
+
+
+def finite(value: Any) -> Any:
+    """``value`` with NaN / infinite floats replaced by None, so the JSON is standard."""
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def dataset_entry(config_path: Path, config: ExperimentConfig, results: dict[str, Any],
+                  fitted: dict[tuple[str, str, str], tuple[Recommender, float]], wall: float) -> dict[str, Any]:
+    """What the JSON keeps of one run_split: everything but ``per_seed``, plus the LightFM epochs."""
+    models = {name: {k: v for k, v in r.items() if k != "per_seed"} for name, r in results["models"].items()}
+    epochs = [getattr(model, "epochs_", None) for (name, _, _), (model, _) in fitted.items() if name == "lightfm"]
+    if "lightfm" in models and epochs:
+        models["lightfm"]["epochs_chosen"] = epochs
+    try:
+        shown_path = str(config_path.resolve().relative_to(ROOT))
+    except ValueError:
+        shown_path = str(config_path)
+    return {
+        "config": shown_path,
+        "dataset": results["dataset"],
+        "split": results["split"],
+        "cold_axis": results.get("cold_axis"),
+        "k": results["k"],
+        "device": results.get("device"),
+        "n_test_users": results["n_test_users"],
+        "seeds": results.get("seeds", [config.split.seed]),
+        "splits": results.get("splits", [results["split"]]),
+        "params": {name: config.params.get(name) or {} for name in config.models},
+        "wall_seconds": round(wall, 1),
+        "models": models,
+    }
+
+
+def git(*args: str) -> str | None:
+    try:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+
+
+def cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def provenance(argv: list[str], configs: list[str]) -> dict[str, Any]:
+    """Command, date, machine, package versions and git commit of this run."""
+    versions = {}
+    for package in PACKAGES:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    dirty = git("status", "--porcelain", "--untracked-files=no")
+    return {
+        "command": shlex.join(["python", "benchmarks/cold_start.py", *argv]),
+        "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": {
+            "platform": platform.platform(), "cpu": cpu_name(), "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
+        },
+        "package versions": versions,
+        "git_commit": (git("rev-parse", "HEAD") or "").strip() or None,
+        "git_dirty": None if dirty is None else sorted(line[3:] for line in dirty.splitlines()),
+        "configs": configs,
+        "datasets": {},
+    }
+
+
+def write_json(path: Path, document: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(json.dumps(finite(document), indent=1, allow_nan=False) + "\n")
+    tmp.replace(path)
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-root", default=os.environ.get("HYBRID_DATA_ROOT"),
+                        help="folder holding the data sets (default: $HYBRID_DATA_ROOT)")
+    parser.add_argument("--configs", nargs="+", default=list(DEFAULT_CONFIGS), help="config names or paths")
+    parser.add_argument("--out", default="runs/cold_start", help="hybrid-eval's files go to OUT/<config name>/")
+    parser.add_argument("--json", default=DEFAULT_JSON, help="the results file (rewritten after each data set)")
+    parser.add_argument("--seeds", type=int, default=None,
+                        help="split seeds per data set (default: hybrid-eval's rule, eval.seeds or 3 under 5,000 users)")
+    parser.add_argument("--log-level", default="INFO")
+    args = parser.parse_args(argv)
+    if args.seeds is not None and args.seeds < 1:
+        parser.error("--seeds must be >= 1")
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    register_lightfm()
+    paths = [resolve_config_path(name) for name in args.configs]
+    configs = [(path, benchmark_config(path, args.seeds)) for path in paths]  # every config checked first
+    names = [config.name for _, config in configs]
+    if len(set(names)) != len(names):
+        raise SystemExit(f"two configs share a name: {names}")
+    document = provenance(argv, names)
+    out_json = Path(args.json)
+    for path, config in configs:
+        start = time.perf_counter()
+        bundle = load_dataset(config.data.name, args.data_root, config.data.path)
+        fitted: dict[tuple[str, str, str], tuple[Recommender, float]] = {}
+        results = run_split(config, bundle, Path(args.out) / config.name, fitted)
+        entry = dataset_entry(path, config, results, fitted, time.perf_counter() - start)
+        document["datasets"][config.name] = finite(entry)
+        write_json(out_json, document)
+        print("\n" + dataset_section(config.name, document["datasets"][config.name]), flush=True)
+    print(f"wrote {out_json}; put it into README.md with: python scripts/render_results.py")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,155 @@
+"""README's generated cold-start section matches benchmarks/results/cold_start.json, and the
+renderer (scripts/render_results.py) writes the right cells and targets verdicts."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results" / "cold_start.json"
+README = ROOT / "README.md"
+
+
+def _load_renderer() -> Any:
+    spec = importlib.util.spec_from_file_location("render_results", ROOT / "scripts" / "render_results.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["render_results"] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+render_results = _load_renderer()
+
+
+def test_readme_has_the_markers() -> None:
+    render_results.split_readme(README.read_text())  # raises unless each marker is there once, in order
+
+
+def test_readme_section_matches_committed_results() -> None:
+    if not RESULTS.exists():
+        pytest.skip(f"{RESULTS.relative_to(ROOT)} not generated yet (python benchmarks/cold_start.py, "
+                    "then python scripts/render_results.py)")
+    section = render_results.section_of(README.read_text())
+    assert section == render_results.render_file(RESULTS), (
+        "README.md's cold-start section is out of date; run: python scripts/render_results.py"
+    )
+
+
+def _metrics(recall: float, ndcg: float, std: float | None = None) -> dict[str, float]:
+    out = {"recall@10": recall / 2, "ndcg@10": ndcg / 2, "recall@20": recall, "ndcg@20": ndcg, "users": 100}
+    if std is not None:
+        out |= {"recall@20_std": std, "ndcg@20_std": std / 2}
+    return out
+
+
+def _model(all_: tuple[float, float], cold_only: tuple[float, float], warm_only: float,
+           buckets: tuple[float, float], fit: float = 1.0) -> dict[str, Any]:
+    return {
+        "all": _metrics(*all_, std=0.001),
+        "warm": _metrics(all_[0] + 0.01, all_[1] + 0.01),
+        "cold": _metrics(all_[0] / 2, all_[1] / 2),
+        "cold_only": _metrics(*cold_only),
+        "warm_only": _metrics(warm_only, warm_only / 2),
+        "buckets": {"0": _metrics(0.0, 0.0), "1-4": _metrics(buckets[0], 0.0),
+                    "5-19": _metrics(buckets[1], 0.0), "20-99": {"recall@20": None, "users": 0}},
+        "fit_seconds": fit,
+        "rank_seconds": 0.1,
+    }
+
+
+def _results(hybrid: dict[str, Any]) -> dict[str, Any]:
+    models = {
+        "popularity": _model((0.010, 0.005), (0.05, 0.04), 0.10, (0.00, 0.01), 0.0),
+        "content": _model((0.025, 0.020), (0.15, 0.12), 0.04, (0.03, 0.02), 6.7),
+        "lightgcn": _model((0.024, 0.019), (0.00, 0.00), 0.20, (0.05, 0.08), 13.3),
+        "gf_cf": _model((0.030, 0.022), (0.00, 0.00), 0.21, (0.04, 0.07), 2.0),
+        "lightfm": _model((0.020, 0.018), (0.10, 0.13), 0.18, (0.02, 0.03), 21.9),
+        "hybrid": hybrid,
+    }
+    return {
+        "command": "python benchmarks/cold_start.py --configs toy",
+        "date": "2030-01-01 00:00 UTC",
+        "machine": {"platform": "Linux-x", "cpu": "Some CPU", "cpu_count": 2, "torch_threads": 2, "python": "3.11.9"},
+        "package versions": {"torch": "2.13.0", "lightfm-next": "1.19.0"},
+        "git_commit": "0123456789abcdef0123456789abcdef01234567",
+        "git_dirty": [],
+        "configs": ["toy"],
+        "datasets": {"toy": {"dataset": "toy-set", "split": "cold_items(random)", "k": [10, 20],
+                             "n_test_users": 943, "seeds": [0, 1, 2], "models": models}},
+    }
+
+
+WINNER = _model((0.0364, 0.0250), (0.2347, 0.2761), 0.2060, (0.06, 0.09), 30.0)
+
+
+def test_cells_of_a_hand_made_results_dict() -> None:
+    text = render_results.render(_results(copy.deepcopy(WINNER)))
+    assert "    python benchmarks/cold_start.py --configs toy" in text
+    assert "commit `0123456789ab`" in text and "uncommitted" not in text
+    assert "2 CPUs" in text and "torch threads 2" in text and "lightfm-next 1.19.0" in text
+    assert "### toy: toy-set, cold_items(random) (943 test users; mean ± sample std over split seeds 0, 1, 2)" in text
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines() if line.startswith("| ")}
+    assert rows["model"].startswith("| model | one list R@20 / N@20 | cold (one list) R / N |")
+    # one list with std, cold without, cold_only, warm_only, buckets 1-4 and 5-19, fit seconds
+    assert rows["hybrid"] == (
+        "| hybrid | 0.0364 ± 0.0010 / 0.0250 ± 0.0005 | 0.0182 / 0.0125 | 0.2347 / 0.2761 | "
+        "0.2060 / 0.1030 | 0.0600 | 0.0900 | 30.0 |"
+    )
+    assert rows["popularity"].endswith("| 0.0000 | 0.0100 | 0.0 |")
+
+
+def test_targets_when_the_hybrid_wins() -> None:
+    entry = _results(copy.deepcopy(WINNER))["datasets"]["toy"]
+    judged = render_results.targets(entry)
+    assert [t.met for t in judged] == [True, True, True, True]
+    # warm_only: 0.2060 >= 0.98 x 0.21 (gf_cf) = 0.2058
+    assert "0.98 × 0.2100 (gf_cf) = 0.2058" in judged[2].detail
+    line = render_results.targets_line(entry)
+    assert line.endswith("**4 of 4 met.**") and "**missed**" not in line
+
+
+def test_targets_when_the_hybrid_loses() -> None:
+    loser = copy.deepcopy(WINNER)
+    loser["all"]["ndcg@20"] = 0.022  # level with gf_cf: not above it
+    loser["cold_only"]["ndcg@20"] = 0.1299  # below lightfm's 0.13
+    loser["warm_only"]["recall@20"] = 0.2057  # below 0.98 x 0.21
+    loser["buckets"]["5-19"]["recall@20"] = 0.0799  # below lightgcn's 0.08
+    entry = _results(loser)["datasets"]["toy"]
+    judged = render_results.targets(entry)
+    assert [t.met for t in judged] == [False, False, False, False]
+    assert "N 0.0220 vs 0.0220 (gf_cf)" in judged[0].detail  # a tie is not a win
+    assert render_results.targets_line(entry).endswith("**0 of 4 met.**")
+
+
+def test_targets_cannot_be_judged_without_a_row() -> None:
+    results = _results(copy.deepcopy(WINNER))
+    del results["datasets"]["toy"]["models"]["lightfm"]
+    judged = render_results.targets(results["datasets"]["toy"])
+    assert judged[1].met is None and "lightfm" in judged[1].detail
+    assert [t.met for t in judged[::2]] == [True, True]
+
+
+def test_check_and_rewrite(tmp_path: Path) -> None:
+    import json
+
+    source = tmp_path / "cold_start.json"
+    source.write_text(json.dumps(_results(copy.deepcopy(WINNER))))
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n{render_results.BEGIN}\nstale\n{render_results.END}\n\nafter\n")
+    args = ["--json", str(source), "--readme", str(readme)]
+    assert render_results.main([*args, "--check"]) == 1
+    assert render_results.main(args) == 0
+    assert render_results.main([*args, "--check"]) == 0
+    text = readme.read_text()
+    assert text.startswith("# x\n\n") and text.endswith(f"{render_results.END}\n\nafter\n") and "stale" not in text
+    missing = tmp_path / "absent.json"
+    assert render_results.main(["--json", str(missing), "--readme", str(readme), "--check"]) == 1
+    render_results.main(["--json", str(missing), "--readme", str(readme)])
+    assert "Not generated yet" in render_results.section_of(readme.read_text())
