@@ -103,15 +103,15 @@ def test_filters_fit_on_train_and_validation_by_default() -> None:
 
 
 def test_bad_filter_settings_name_the_field() -> None:
-    with pytest.raises(ValueError, match="gf_cf.factors must be >= 0"):
+    with pytest.raises(ValueError, match=r"gf_cf\.factors must be >= 0"):
         make_model("gf_cf", {"factors": -1})
-    with pytest.raises(ValueError, match="bspm.sharpen_time must be > 0"):
+    with pytest.raises(ValueError, match=r"bspm\.sharpen_time must be > 0"):
         make_model("bspm", {"sharpen_time": 0.0})
-    with pytest.raises(ValueError, match="ease.reg must be > 0"):
+    with pytest.raises(ValueError, match=r"ease\.reg must be > 0"):
         make_model("ease", {"reg": -1.0})
     with pytest.raises(ValueError, match="unknown"):
         make_model("gf_cf", {"alpah": 0.3})
-    with pytest.raises(FileNotFoundError, match="filter.safetensors is missing"):
+    with pytest.raises(FileNotFoundError, match=r"filter\.safetensors is missing"):
         type(make_model("gf_cf")).load("/nonexistent/folder")
 
 

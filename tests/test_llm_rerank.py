@@ -46,7 +46,7 @@ def test_only_users_without_history_are_reranked_within_the_top_n(tiny_model_dir
 def test_candidate_protocol_ranks_exactly_the_given_candidates(tiny_model_dir) -> None:  # noqa: F811
     data = tiny_data()
     model = make_model("hybrid+llm", {"model": tiny_model_dir, "max_history": 0,
-                                     "retriever_params": {"dim": 8, "epochs": 2, "content_hidden": 0}}).fit(data)
+                                     "retriever_params": {"neighbours": 3, "steps": 5}}).fit(data)
     users = np.array([6, 7])
     candidates = np.array([[0, 3, 5, 9], [1, 2, 10, 11]])
     scores = model.score_candidates(users, sp.csr_matrix((2, 12), dtype=np.float32), candidates)
@@ -57,7 +57,7 @@ def test_candidate_protocol_ranks_exactly_the_given_candidates(tiny_model_dir) -
 def test_an_llm_row_reranks_the_fitted_retriever_of_its_table(tiny_model_dir) -> None:  # noqa: F811
     """``hybrid+llm`` in an evaluation reuses the ``hybrid`` row's fitted model (same params), not a refit."""
     data = tiny_data()
-    hybrid_params = {"dim": 8, "epochs": 2, "content_hidden": 0}
+    hybrid_params = {"neighbours": 3, "steps": 5}
     config = ExperimentConfig(models=["hybrid", "hybrid+llm"],
                               params={"hybrid": hybrid_params, "hybrid+llm": {"model": tiny_model_dir}})
     prepared = SimpleNamespace(fit_data=data, fit_fingerprint=fingerprint(data))

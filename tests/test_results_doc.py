@@ -96,10 +96,10 @@ def test_cells_of_a_hand_made_results_dict() -> None:
     assert "2 CPUs" in text and "torch threads 2" in text and "lightfm-next 1.19.0" in text
     assert "### toy: toy-set, cold_items(random) (943 test users; mean ± sample std over split seeds 0, 1, 2)" in text
     rows = {line.split(" | ")[0].lstrip("| "): line for line in text.splitlines() if line.startswith("| ")}
-    assert rows["model"].startswith("| model | one list R@20 / N@20 | cold (one list) R / N |")
-    # one list with std, cold without, cold_only, warm_only, buckets 1-4 and 5-19, fit seconds
+    assert rows["model"].startswith("| model | one list R@20 / N@20 | warm (one list) R / N | cold (one list) R / N |")
+    # one list with std, warm and cold without, cold_only, warm_only, buckets 1-4 and 5-19, fit seconds
     assert rows["hybrid"] == (
-        "| hybrid | 0.0364 ± 0.0010 / 0.0250 ± 0.0005 | 0.0182 / 0.0125 | 0.2347 / 0.2761 | "
+        "| hybrid | 0.0364 ± 0.0010 / 0.0250 ± 0.0005 | 0.0464 / 0.0350 | 0.0182 / 0.0125 | 0.2347 / 0.2761 | "
         "0.2060 / 0.1030 | 0.0600 | 0.0900 | 30.0 |"
     )
     assert rows["popularity"].endswith("| 0.0000 | 0.0100 | 0.0 |")

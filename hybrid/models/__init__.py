@@ -1,6 +1,14 @@
 """Model registry: importing this package registers every built-in model."""
 
-from hybrid.models import content, fusion_hybrid, graph_filters, graph_models, hybrid_model, llm_rerank, simple  # noqa: F401
+from hybrid.models import (  # noqa: F401
+    content,
+    fusion_hybrid,
+    graph_filters,
+    graph_models,
+    hybrid_model,
+    llm_rerank,
+    simple,
+)
 from hybrid.models.base import MODELS, FitData, Recommender, make_model, register
 
 __all__ = ["MODELS", "FitData", "Recommender", "make_model", "register"]
