@@ -446,6 +446,15 @@ def run(config: ExperimentConfig, data_root: str | None, out: Path, device: str 
     return results
 
 
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory in bytes (Linux reports kilobytes, macOS bytes)."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="hybrid-eval", description=__doc__.splitlines()[0])
     parser.add_argument("--config", required=True, help="YAML experiment config (see configs/)")
@@ -463,6 +472,7 @@ def main(argv: list[str] | None = None) -> None:
     results = run(config, args.data_root, out, args.device, models)
     print(markdown_report(results))
     print(f"\nwrote {out}/results.json, results.md, rankings_*.csv, recall_by_bucket.png")
+    print(f"peak memory (max resident set) {peak_rss_bytes() / 2**30:.2f} GiB")
 
 
 if __name__ == "__main__":
