@@ -28,12 +28,14 @@ from hybrid.data import Columns, Interactions, coerce_ids_like, item_texts, look
 from hybrid.device import resolve_device
 from hybrid.models.base import FitData
 from hybrid.models.fusion_hybrid import FusionConfig, FusionHybrid
+from hybrid.persistence import atomic_folder, verify_folder, write_manifest
 from hybrid.ranking import check_k, mask_history, top_k
 from hybrid.splits import _last_n
 
 logger = logging.getLogger(__name__)
 
 IDS_FILE = "ids.json"
+MANIFEST_KIND = "HybridRecommender"
 HISTORY_FILE = "history.safetensors"
 
 
@@ -162,29 +164,39 @@ class HybridRecommender:
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> None:
-        """Write the model (safetensors + JSON, the encoder named, not copied), the id maps and the seen items."""
-        path = Path(path)
-        self.model_.save(path)
-        ids = {"users": _plain(self.user_ids_), "items": _plain(self.item_ids_), "seed": self.seed,
-               "valid_per_user": self.valid_per_user}
-        (path / IDS_FILE).write_text(json.dumps(ids))
-        save_file({"indptr": self.history_.indptr.astype(np.int64), "indices": self.history_.indices.astype(np.int64)},
-                  str(path / HISTORY_FILE))
+        """Write the model (safetensors + JSON, the encoder named, not copied), the id maps and the
+        seen items, atomically: a crash or a full disk mid-save leaves the previous folder as it was."""
+        with atomic_folder(path) as folder:
+            self.model_.write(folder)
+            ids = {"users": _plain(self.user_ids_), "items": _plain(self.item_ids_), "seed": self.seed,
+                   "valid_per_user": self.valid_per_user}
+            (folder / IDS_FILE).write_text(json.dumps(ids))
+            save_file({"indptr": self.history_.indptr.astype(np.int64),
+                       "indices": self.history_.indices.astype(np.int64)}, str(folder / HISTORY_FILE))
+            write_manifest(folder, MANIFEST_KIND, {"users": [len(self.user_ids_)], "items": [len(self.item_ids_)]})
 
     @classmethod
     def load(cls, path: str | Path, device: str = "auto") -> HybridRecommender:
-        """Read a folder written by :meth:`save`; it recommends exactly as the saved one did."""
+        """Read a folder written by :meth:`save`; it recommends as the saved one did. Every file
+        is checked first (present, checksum, shapes against the id maps): a ``ValueError`` names
+        the one at fault, and nothing is half-loaded."""
         path = Path(path)
+        verify_folder(path, MANIFEST_KIND)
         ids = json.loads((path / IDS_FILE).read_text())
-        rec = cls(valid_per_user=ids["valid_per_user"], device=device, seed=ids["seed"])
-        rec.model_ = FusionHybrid.load(path, resolve_device(device))
-        rec.config = rec.model_.config
-        rec.user_ids_, rec.item_ids_ = pd.Index(ids["users"]), pd.Index(ids["items"])
+        model = FusionHybrid.read(path, resolve_device(device))
+        users, items = pd.Index(ids["users"]), pd.Index(ids["items"])
+        if len(items) != model.text_.shape[0]:
+            raise ValueError(f"{path / IDS_FILE} names {len(items)} items, the model has {model.text_.shape[0]}; "
+                             "the folder is inconsistent")
         arrays = load_file(str(path / HISTORY_FILE))
-        rec.history_ = sp.csr_matrix(
-            (np.ones(len(arrays["indices"]), np.float32), arrays["indices"], arrays["indptr"]),
-            shape=(len(rec.user_ids_), len(rec.item_ids_)),
-        )
+        indptr, indices = arrays["indptr"], arrays["indices"]
+        if len(indptr) != len(users) + 1 or (len(indices) and (indices.min() < 0 or indices.max() >= len(items))):
+            raise ValueError(f"{path / HISTORY_FILE} does not fit the {len(users)} users and {len(items)} items of "
+                             f"{path / IDS_FILE}; the folder is inconsistent")
+        rec = cls(valid_per_user=ids["valid_per_user"], device=device, seed=ids["seed"])
+        rec.model_, rec.config = model, model.config
+        rec.user_ids_, rec.item_ids_ = users, items
+        rec.history_ = sp.csr_matrix((np.ones(len(indices), np.float32), indices, indptr), shape=(len(users), len(items)))
         return rec
 
 

@@ -46,6 +46,7 @@ from hybrid.config import from_dict
 from hybrid.fusion_features import FEATURES, FeatureBuilder, text_neighbours
 from hybrid.metrics import ranking_metrics
 from hybrid.models.base import FitData, Recommender, make_model, register
+from hybrid.persistence import atomic_folder, check_shape, verify_folder, write_manifest
 from hybrid.text_features import EncoderConfig, encode_texts
 
 logger = logging.getLogger(__name__)
@@ -403,13 +404,23 @@ class FusionHybrid(Recommender):
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> None:
-        """JSON config + safetensors (text vectors, neighbours, counts, gate); the warm scorer in ``warm/``."""
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        self.warm_.save(path / WARM_DIR)
+        """Write the model atomically (:mod:`hybrid.persistence`): a crash mid-save leaves the previous one."""
+        with atomic_folder(path) as folder:
+            self.write(folder)
+            write_manifest(folder, self.name)
+
+    @classmethod
+    def load(cls, path: str | Path, device: torch.device | str = "cpu") -> Self:
+        """Read a folder written by :meth:`save`, after checking every file (a ``ValueError`` names the bad one)."""
+        verify_folder(path, cls.name)
+        return cls.read(Path(path), device)
+
+    def write(self, folder: Path) -> None:
+        """JSON config + safetensors (text vectors, neighbours, counts, gate) and the warm scorer in ``warm/``."""
+        self.warm_.save(folder / WARM_DIR)
         meta = {"model": self.name, "config": dataclasses.asdict(self.config), "validation": self.validation_,
                 "added": getattr(self, "added_", 0), "user_text": self.user_text_}
-        (path / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
+        (folder / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
         n = self.neighbours_
         tensors = {
             "text": self.text_, "counts": torch.as_tensor(self.counts_),
@@ -417,29 +428,44 @@ class FusionHybrid(Recommender):
             "neighbours.indices": torch.as_tensor(n.indices.astype(np.int64)),
             "neighbours.data": torch.as_tensor(n.data), "gate.weight": self.gate_weight_, "gate.bias": self.gate_bias_,
         }
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(path / WEIGHTS_FILE))
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(folder / WEIGHTS_FILE))
 
     @classmethod
-    def load(cls, path: str | Path, device: torch.device | str = "cpu") -> Self:
-        path = Path(path)
+    def read(cls, folder: Path, device: torch.device | str = "cpu") -> Self:
+        """The model in ``folder`` (checked by the caller), its arrays' shapes checked against each other."""
         for name in (CONFIG_FILE, WEIGHTS_FILE, WARM_DIR):
-            if not (path / name).exists():
-                raise FileNotFoundError(f"{path} is not a saved hybrid: {name} is missing")
-        meta = json.loads((path / CONFIG_FILE).read_text())
-        model = cls(from_dict(FusionConfig, meta["config"], f"{path / CONFIG_FILE}: config"))
+            if not (folder / name).exists():
+                raise ValueError(f"{folder / name} is missing: {folder} is not a complete saved hybrid")
+        meta = json.loads((folder / CONFIG_FILE).read_text())
+        model = cls(from_dict(FusionConfig, meta["config"], f"{folder / CONFIG_FILE}: config"))
         model.device_ = torch.device(device)
-        tensors = load_file(str(path / WEIGHTS_FILE), device=str(model.device_))
+        tensors = load_file(str(folder / WEIGHTS_FILE), device=str(model.device_))
+        missing = sorted({"text", "counts", "neighbours.indptr", "neighbours.indices", "neighbours.data",
+                          "gate.weight", "gate.bias"} - set(tensors))
+        if missing:
+            raise ValueError(f"{folder / WEIGHTS_FILE} lacks the arrays {missing}")
+        n = tensors["text"].shape[0]
+        where = folder / WEIGHTS_FILE
+        check_shape("counts", tensors["counts"].shape, (n,), where)
+        check_shape("neighbours.indptr", tensors["neighbours.indptr"].shape, (n + 1,), where)
+        check_shape("gate.weight", tensors["gate.weight"].shape, (len(FEATURES), len(BUCKET_EDGES) + 1), where)
+        check_shape("gate.bias", tensors["gate.bias"].shape, (len(BUCKET_EDGES) + 1,), where)
+        indices = tensors["neighbours.indices"].cpu().numpy()
+        if len(indices) and (indices.min() < 0 or indices.max() >= n):
+            raise ValueError(f"{where}: neighbours.indices point outside the {n} items")
         warm_class = type(make_model(model.config.warm_model, model.config.warm_params))
-        model.warm_ = warm_class.load(path / WARM_DIR, model.device_)
+        model.warm_ = warm_class.load(folder / WARM_DIR, model.device_)
         model.text_ = tensors["text"]
-        n = model.text_.shape[0]
         model.neighbours_ = sp.csr_matrix(
-            (tensors["neighbours.data"].cpu().numpy(), tensors["neighbours.indices"].cpu().numpy(),
-             tensors["neighbours.indptr"].cpu().numpy()), shape=(n, n))
+            (tensors["neighbours.data"].cpu().numpy(), indices, tensors["neighbours.indptr"].cpu().numpy()), shape=(n, n))
         model.gate_weight_, model.gate_bias_ = tensors["gate.weight"], tensors["gate.bias"]
         model.validation_, model.user_text_ = meta["validation"], meta["user_text"]
         if meta["added"]:
             model.added_ = meta["added"]
+        warm_items = getattr(getattr(model.warm_, "graph_", None), "matrix", None)
+        if warm_items is not None and warm_items.shape[1] != model.warm_items_:
+            raise ValueError(f"{folder / WARM_DIR}: the graph half has {warm_items.shape[1]} items, "
+                             f"{where} has {model.warm_items_} (+{meta['added']} added); the folder is inconsistent")
         model._set_counts(tensors["counts"].cpu().numpy())
         return model
 

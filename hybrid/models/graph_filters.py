@@ -46,6 +46,7 @@ from typing_extensions import Self
 from hybrid.config import from_dict
 from hybrid.graph import csr_tensor
 from hybrid.models.base import FitData, Recommender, register
+from hybrid.persistence import atomic_folder, check_shape, verify_folder, write_manifest
 
 logger = logging.getLogger(__name__)
 
@@ -179,9 +180,12 @@ class _GraphFilter(Recommender):
         raise NotImplementedError
 
     def save(self, path: str | Path) -> None:
-        """The fitting matrix (CSR) and the singular vectors; the operators are rebuilt on load."""
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
+        """The fitting matrix (CSR) and the singular vectors, atomically; the operators are rebuilt on load."""
+        with atomic_folder(path) as folder:
+            self._write(folder)
+            write_manifest(folder, self.name)
+
+    def _write(self, path: Path) -> None:
         matrix, vectors = self.graph_.matrix, self.graph_.vectors
         save_file({
             "indptr": torch.as_tensor(matrix.indptr.astype(np.int64)),
@@ -193,13 +197,16 @@ class _GraphFilter(Recommender):
 
     @classmethod
     def load(cls, path: str | Path, device: torch.device | str = "cpu") -> Self:
+        """Read a folder written by :meth:`save`, every file checked first (a ``ValueError`` names the bad one)."""
         path = Path(path)
-        for name in (FILTER_FILE, FILTER_CONFIG):
-            if not (path / name).exists():
-                raise FileNotFoundError(f"{path} is not a saved graph filter: {name} is missing")
+        verify_folder(path, cls.name)
         meta = json.loads((path / FILTER_CONFIG).read_text())
         model = cls(from_dict(cls.config_class, meta["config"], f"{path / FILTER_CONFIG}: config"))
         tensors = load_file(str(path / FILTER_FILE))
+        n_users, n_items = meta["shape"]
+        check_shape("indptr", tensors["indptr"].shape, (n_users + 1,), path / FILTER_FILE)
+        if tensors["vectors"].numel():
+            check_shape("vectors", tensors["vectors"].shape[:1], (n_items,), path / FILTER_FILE)
         indices = tensors["indices"].numpy()
         matrix = sp.csr_matrix((np.ones(len(indices), np.float32), indices, tensors["indptr"].numpy()),
                                shape=tuple(meta["shape"]))
@@ -284,17 +291,17 @@ class EASE(Recommender):
         return dense_rows(history, self.device_) @ self.weights_
 
     def save(self, path: str | Path) -> None:
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
-        save_file({"weights": self.weights_.detach().cpu().contiguous()}, str(path / FILTER_FILE))
-        (path / FILTER_CONFIG).write_text(json.dumps({"model": "ease", "config": dataclasses.asdict(self.config)}))
+        """The dense item-item weights, atomically."""
+        with atomic_folder(path) as folder:
+            save_file({"weights": self.weights_.detach().cpu().contiguous()}, str(folder / FILTER_FILE))
+            (folder / FILTER_CONFIG).write_text(json.dumps({"model": "ease", "config": dataclasses.asdict(self.config)}))
+            write_manifest(folder, "ease")
 
     @classmethod
     def load(cls, path: str | Path, device: torch.device | str = "cpu") -> Self:
+        """Read a folder written by :meth:`save`, every file checked first."""
         path = Path(path)
-        for name in (FILTER_FILE, FILTER_CONFIG):
-            if not (path / name).exists():
-                raise FileNotFoundError(f"{path} is not a saved ease model: {name} is missing")
+        verify_folder(path, "ease")
         meta = json.loads((path / FILTER_CONFIG).read_text())
         model = cls(from_dict(EASEConfig, meta["config"], f"{path / FILTER_CONFIG}: config"))
         model.device_ = torch.device(device)
