@@ -83,11 +83,9 @@ def test_a_truncated_file_is_refused_naming_it(saved, tmp_path) -> None:
 def test_a_changed_file_is_refused_naming_it(saved, tmp_path) -> None:
     _, folder = saved
     target = copy(folder, tmp_path)
-    ids = json.loads((target / "ids.json").read_text())
-    ids["items"] = ids["items"][:-2] + ["x1", "x2"]  # same length, other ids
-    text = json.dumps(ids)
-    (target / "ids.json").write_text(text[: len((target / "ids.json").read_text())].ljust(len(text)))
-    with pytest.raises(ValueError, match=r"ids\.json (does not match its checksum|has \d+ bytes)"):
+    ids = target / "ids.json"
+    ids.write_bytes(ids.read_bytes().replace(b'"u0"', b'"v0"'))  # same size, another user id
+    with pytest.raises(ValueError, match=r"ids\.json does not match its checksum"):
         HybridRecommender.load(target, device="cpu")
 
 
