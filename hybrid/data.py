@@ -298,13 +298,22 @@ def _merge_duplicates(
     return unique // n_items, unique % n_items, summed, first_ts
 
 
+class UnknownIdError(KeyError, ValueError):
+    """Ids the model was not fitted on: a ``KeyError`` (a lookup that failed) and a ``ValueError``
+    (bad input), so either ``except`` catches it. The message names the ids."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 def lookup_ids(index: pd.Index, ids: Sequence[Any] | np.ndarray, role: str) -> np.ndarray:
-    """Raw ids -> positions in ``index``; unknown ids raise ``KeyError`` naming them."""
+    """Raw ids -> positions in ``index``; unknown ids raise :class:`UnknownIdError` naming them."""
     ids = pd.Index(list(ids) if not isinstance(ids, pd.Index) else ids, dtype=object if len(ids) == 0 else None)
     positions = index.get_indexer(ids)
     if (positions < 0).any():
         unknown = [ids[i] for i in np.flatnonzero(positions < 0)[:5]]
-        raise KeyError(f"unknown {role} ids {unknown} ({int((positions < 0).sum())} in all); they were not in the fitted data")
+        raise UnknownIdError(f"unknown {role} ids {unknown} ({int((positions < 0).sum())} in all); "
+                             "they were not in the fitted data")
     return positions.astype(np.int64)
 
 

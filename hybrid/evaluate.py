@@ -267,7 +267,7 @@ def run_model(name: str, config: ExperimentConfig, prepared: Prepared, out: Path
     rank_seconds = time.perf_counter() - start
     bar.set_description(f"{name}: score")
     result = evaluate_rankings(top, prepared, config.eval.k, restricted)
-    result.update(fit_seconds=round(fit_seconds, 3), rank_seconds=round(rank_seconds, 3))
+    result.update(fit_seconds=round(fit_seconds, 3), rank_seconds=round(rank_seconds, 3), chosen=model.chosen())
     if prepared.candidates is not None:
         bar.set_description(f"{name}: candidates")
         result["candidates"] = candidate_metrics(model, prepared.users, prepared.history, prepared.candidates)
@@ -397,16 +397,17 @@ def run_one_split(config: ExperimentConfig, bundle: DataBundle, out: Path,
     """One split with ``config``'s seeds: fit and score every model; writes the files listed in the
     module docstring."""
     device = resolve_device(config.device)
+    prepared = prepare(bundle, config, device)  # a bad split fails here, before any file is written
     out.mkdir(parents=True, exist_ok=True)
-    prepared = prepare(bundle, config, device)
     write_evidence(prepared, out)
     results: dict[str, Any] = {
         "dataset": bundle.name, "split": prepared.split.name, "cold_axis": prepared.split.cold_axis,
         "k": list(config.eval.k),
         "config": to_dict(config), "device": str(device), "n_test_users": len(prepared.users),
-        "models": {},
+        "provenance": provenance(device), "models": {},
     }
-    with tqdm(config.models, unit="model", disable=not logger.isEnabledFor(logging.WARNING)) as bar:
+    # A bar only on a terminal (None: tqdm's own check), never one line per update in a log file.
+    with tqdm(config.models, unit="model", disable=None if logger.isEnabledFor(logging.WARNING) else True) as bar:
         for name in bar:
             results["models"][name] = run_model(name, config, prepared, out, bar, fitted)
     (out / "results.json").write_text(json.dumps(results, indent=2))
@@ -427,6 +428,51 @@ def scenario_config(config: ExperimentConfig, name: str, overrides: dict[str, An
                                scenarios={})
 
 
+def check_experiment(config: ExperimentConfig) -> None:
+    """Everything that can be checked before data is read or a model fitted: every model name and
+    its parameters (each model's config validates them), ``eval.k``, every scenario's overrides."""
+    configs = [config] + [scenario_config(config, name, o) for name, o in config.scenarios.items()]
+    for part in configs:
+        if not part.eval.k or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in part.eval.k):
+            raise ValueError(f"eval.k must be a list of positive integers, got {part.eval.k!r}")
+        for name in part.models:
+            make_model(name, config.params.get(name) or {})
+    unused = sorted(set(config.params) - {m for part in configs for m in part.models} - {"lightgcn", "hybrid"})
+    if unused:
+        logger.warning("params given for models that no scenario runs: %s", unused)
+
+
+def provenance(device: torch.device) -> dict[str, Any]:
+    """What a result depends on besides its config: package versions, git commit, threads, device."""
+    from importlib import metadata
+
+    versions = {}
+    for package in ("hybrid-coldstart", "torch", "numpy", "scipy", "pandas", "sentence-transformers",
+                    "transformers", "torch-geometric"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return {"package_versions": versions, "git_commit": git_commit(), "torch_threads": torch.get_num_threads(),
+            "device": str(device)}
+
+
+def git_commit() -> str | None:
+    """The commit of the checkout this package runs from, with "+dirty" for uncommitted changes; None outside git."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
+        if commit.returncode != 0:
+            return None
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit.stdout.strip() + ("+dirty" if dirty else "")
+
+
 def run(config: ExperimentConfig, data_root: str | None, out: Path, device: str | None = None,
         models: list[str] | None = None) -> dict[str, Any]:
     """Run an experiment (each of its scenarios in turn, into ``out/<scenario>``); returns the results."""
@@ -434,6 +480,7 @@ def run(config: ExperimentConfig, data_root: str | None, out: Path, device: str 
         config.models = models
     if device:
         config.device = device
+    check_experiment(config)
     bundle = load_dataset(config.data.name, data_root, config.data.path)
     if not config.scenarios:
         return run_split(config, bundle, out)
@@ -456,23 +503,60 @@ def peak_rss_bytes() -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="hybrid-eval", description=__doc__.splitlines()[0])
-    parser.add_argument("--config", required=True, help="YAML experiment config (see configs/)")
+    import hybrid.models  # noqa: F401  (registers the models the help lists)
+    from hybrid.datasets import DATASET_NAMES
+    from hybrid.models.base import MODELS
+
+    parser = argparse.ArgumentParser(
+        prog="hybrid-eval", description=__doc__.splitlines()[0],
+        epilog=f"models: {', '.join(sorted(MODELS))}. data sets: {', '.join(DATASET_NAMES)}. "
+               f"packaged configs (--config NAME): {', '.join(packaged_configs())}.",
+    )
+    parser.add_argument("--config", required=True, help="YAML experiment config: a path, or a packaged config's name")
     parser.add_argument("--data-root", default=os.environ.get("HYBRID_DATA_ROOT"),
                         help="folder holding the data sets (default: $HYBRID_DATA_ROOT)")
     parser.add_argument("--out", default=None, help="output folder (default: runs/<config name>)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None)
     parser.add_argument("--models", default=None, help="comma-separated model names, overriding the config")
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of a user error")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = load_config(args.config)
-    out = Path(args.out or Path("runs") / Path(args.config).stem)
-    models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
-    results = run(config, args.data_root, out, args.device, models)
+    try:
+        path = resolve_config(args.config)
+        config = load_config(path)
+        out = Path(args.out or Path("runs") / path.stem)
+        models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+        results = run(config, args.data_root, out, args.device, models)
+    except (ValueError, FileNotFoundError, PermissionError, KeyError) as error:
+        if args.debug:
+            raise
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        parser.exit(2, f"hybrid-eval: error: {message}\n")
     print(markdown_report(results))
     print(f"\nwrote {out}/results.json, results.md, rankings_*.csv, recall_by_bucket.png")
     print(f"peak memory (max resident set) {peak_rss_bytes() / 2**30:.2f} GiB")
+
+
+def packaged_configs() -> list[str]:
+    """Names of the configs shipped in the ``configs`` package."""
+    from importlib import resources
+
+    return sorted(p.name.removesuffix(".yaml") for p in resources.files("configs").iterdir() if p.name.endswith(".yaml"))
+
+
+def resolve_config(name: str) -> Path:
+    """A config path as given, or a packaged config by name (``default`` -> configs/default.yaml)."""
+    from importlib import resources
+
+    path = Path(name)
+    if path.exists():
+        return path
+    packaged = resources.files("configs") / f"{name.removesuffix('.yaml')}.yaml"
+    if path.parent == Path(".") and packaged.is_file():
+        return Path(str(packaged))
+    raise FileNotFoundError(f"config {name!r} not found: give a YAML path or one of the packaged configs "
+                            f"{packaged_configs()}")
 
 
 if __name__ == "__main__":

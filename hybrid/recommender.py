@@ -112,6 +112,7 @@ class HybridRecommender:
         ``items`` restricts the ranking to those item ids, e.g. a "new arrivals" row where new
         items need not compete with established ones.
         """
+        self._check_fitted()
         single = np.ndim(users) == 0
         index = lookup_ids(self.user_ids_, [users] if single else list(users), "user")
         candidates = None
@@ -119,12 +120,16 @@ class HybridRecommender:
             candidates = np.unique(lookup_ids(self.item_ids_, list(items), "item"))
             if len(candidates) == 0:
                 raise ValueError("items is empty; pass None to rank every item")
+        k = min(check_k(k), self._room(index, candidates, filter_seen))
         top, scores = top_k(self.model_, index, self.history_, k, filter_seen=filter_seen, candidates=candidates)
+        if not np.isfinite(scores).all():
+            raise ValueError("the model returned non-finite scores; refusing to recommend from them")
         ids = self.item_ids_.to_numpy()[top]
         return (ids[0], scores[0]) if single else (ids, scores)
 
     def recommend_for_history(self, items: Sequence[Any], k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """A new user who names a few items: folded in from their item vectors, no refit."""
+        self._check_fitted()
         index = lookup_ids(self.item_ids_, list(items), "item")
         if len(index) == 0:
             raise ValueError("items is empty; use recommend_for_text for a user with no history")
@@ -136,15 +141,35 @@ class HybridRecommender:
 
     def recommend_for_text(self, text: str, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """A zero-history user described by text (onboarding answers, a profile): the text is their profile."""
+        self._check_fitted()
         if not isinstance(text, str) or not text.strip():
             raise ValueError("text must be a non-empty string describing what the user likes")
         scores = self.model_.score_text(text, len(self.item_ids_))
         return self._rank(scores, sp.csr_matrix((1, len(self.item_ids_)), dtype=np.float32), k)
 
+    def _room(self, users: np.ndarray, candidates: np.ndarray | None, filter_seen: bool) -> int:
+        """How many items every one of ``users`` may still be shown: k is capped at it, so no list
+        holds a seen item or an item outside ``items=``; 0 for someone is an error naming them."""
+        allowed = np.ones(len(self.item_ids_), bool) if candidates is None else np.isin(
+            np.arange(len(self.item_ids_)), candidates)
+        room = np.full(len(users), int(allowed.sum()))
+        if filter_seen:
+            room -= (self.history_[users][:, np.flatnonzero(allowed)] > 0).getnnz(axis=1)
+        if (room == 0).any():
+            stuck = self.user_ids_.to_numpy()[users[room == 0][:5]].tolist()
+            raise ValueError(f"users {stuck} have seen every item that may be recommended; "
+                             "nothing is left to rank (pass filter_seen=False, or more items=)")
+        return int(room.min())
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "model_"):
+            raise NotFittedError("this HybridRecommender is not fitted yet: call fit(interactions, item_text) "
+                                 "or HybridRecommender.load(folder) first")
+
     def _rank(self, scores: torch.Tensor, history: sp.csr_matrix, k: int) -> tuple[np.ndarray, np.ndarray]:
         with torch.inference_mode():
             scores = mask_history(scores.clone(), history)
-            values, top = torch.topk(scores[0], min(check_k(k), scores.shape[1]))
+            values, top = torch.topk(scores[0], min(check_k(k), scores.shape[1] - history.nnz))
         return self.item_ids_.to_numpy()[top.cpu().numpy()], values.cpu().numpy()
 
     # ------------------------------------------------------------------ catalogue
@@ -198,6 +223,10 @@ class HybridRecommender:
         rec.user_ids_, rec.item_ids_ = users, items
         rec.history_ = sp.csr_matrix((np.ones(len(indices), np.float32), indices, indptr), shape=(len(users), len(items)))
         return rec
+
+
+class NotFittedError(ValueError, AttributeError):
+    """A method that needs a fitted model was called before ``fit`` (as scikit-learn's)."""
 
 
 def _text_ids(item_text: Any, id_column: str | None) -> pd.Index | None:

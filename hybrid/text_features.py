@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -49,7 +50,7 @@ def encode_texts(texts: list[str], config: EncoderConfig, device: str | None = N
     out = np.zeros((len(texts), encoder.dim), np.float32)
     if filled:
         vectors = encoder.encode([texts[i] for i in filled], batch_size=config.batch_size,
-                                 show_progress=logger.isEnabledFor(logging.INFO))
+                                 show_progress=logger.isEnabledFor(logging.INFO) and sys.stderr.isatty())
         norms = np.linalg.norm(vectors, axis=1, keepdims=True)
         out[filled] = vectors / np.maximum(norms, 1e-12)
     return out

@@ -215,3 +215,29 @@ def test_hybrid_cpu_fit_repeats_exactly_on_real_data() -> None:
     top_a = torch.topk(a.score(users, prepared.history[users]), 20).indices
     top_b = torch.topk(b.score(users, prepared.history[users]), 20).indices
     assert (top_a == top_b).float().mean() > 0.99
+
+
+def test_the_recommend_contract(fitted, catalogue) -> None:
+    """k is capped at what may be shown; unknown ids are KeyError and ValueError; unfitted says fit."""
+    from hybrid.data import UnknownIdError
+    from hybrid.recommender import NotFittedError
+
+    ids, scores = fitted.recommend(["u0", "u1"], k=10_000)
+    n_items, seen = len(fitted.item_ids_), 4
+    assert ids.shape[1] == n_items - seen and np.isfinite(scores).all()  # every unseen item, no seen one
+    frame, _ = catalogue
+    for row, user in zip(ids, ["u0", "u1"], strict=True):
+        assert not set(row) & set(frame.loc[frame["user"] == user, "item"])
+    ids, _ = fitted.recommend("u0", k=50, items=["s9", "c9", "s0"])
+    assert len(ids) <= 3 and set(ids) <= {"s9", "c9", "s0"}
+    with pytest.raises(KeyError, match="ghost"):
+        fitted.recommend("ghost")
+    with pytest.raises(ValueError, match="ghost"):
+        fitted.recommend("ghost")
+    assert issubclass(UnknownIdError, KeyError) and issubclass(UnknownIdError, ValueError)
+    with pytest.raises(ValueError, match="have seen every item that may be recommended"):
+        fitted.recommend("u0", items=list(frame.loc[frame["user"] == "u0", "item"]))
+    for call in (lambda r: r.recommend("u0"), lambda r: r.recommend_for_text("space"),
+                 lambda r: r.recommend_for_history(["s0"])):
+        with pytest.raises(NotFittedError, match=r"not fitted yet: call fit"):
+            call(HybridRecommender())

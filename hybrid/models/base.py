@@ -68,6 +68,10 @@ class Recommender(ABC):
             float32 [b, n_items] on the model's device; higher is better.
         """
 
+    def chosen(self) -> dict[str, Any]:
+        """What fitting chose (epochs, calibrated values, ...), for the record in results.json."""
+        return {}
+
     def score_candidates(self, users: np.ndarray, history: sp.csr_matrix, candidates: np.ndarray) -> torch.Tensor:
         """Scores of given candidates only, float32 [b, m] (the LLMRank protocol: rank m given items).
 

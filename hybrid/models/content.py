@@ -11,6 +11,7 @@ import torch
 from typing_extensions import Self
 
 from hybrid.config import from_dict
+from hybrid.graph import csr_tensor
 from hybrid.models.base import FitData, Recommender, register
 from hybrid.text_features import EncoderConfig, encode_texts
 
@@ -26,12 +27,7 @@ def sparse_rows(history: sp.csr_matrix, device: torch.device) -> torch.Tensor:
     """CSR [b, n] as a torch sparse CSR tensor on ``device`` (float32, row-normalised to a mean)."""
     counts = np.maximum(np.diff(history.indptr), 1).astype(np.float32)
     values = (history.data.astype(np.float32) > 0) / np.repeat(counts, np.diff(history.indptr))
-    return torch.sparse_csr_tensor(
-        torch.as_tensor(history.indptr, dtype=torch.int64),
-        torch.as_tensor(history.indices, dtype=torch.int64),
-        torch.as_tensor(values, dtype=torch.float32),
-        size=history.shape,
-    ).to(device)
+    return csr_tensor(sp.csr_matrix((values, history.indices, history.indptr), shape=history.shape), device)
 
 
 class ContentKNN(Recommender):

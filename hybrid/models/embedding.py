@@ -89,6 +89,13 @@ class EmbeddingRecommender(Recommender):
         self._set_state(users.detach(), items.detach(), data.train.user_counts())
         return self
 
+    def chosen(self) -> dict[str, Any]:
+        """Epochs run, the epoch kept and why training stopped (empty for a loaded model)."""
+        result = getattr(self, "result_", None)
+        if result is None:
+            return {}
+        return {"epochs_run": len(result.history), "best_epoch": result.best_epoch, "stopped": result.stopped}
+
     def _set_state(self, users: torch.Tensor, items: torch.Tensor, counts: np.ndarray) -> None:
         self.user_embeddings_ = users
         self.item_embeddings_ = items

@@ -187,6 +187,10 @@ class FusionHybrid(Recommender):
         self.fit_seconds_ = time.perf_counter() - start
         return self
 
+    def chosen(self) -> dict[str, Any]:
+        """The gate (weights per count bucket), the rehearsal it was fitted on, and the graph half's choices."""
+        return {**self.validation_, "warm_model": self.config.warm_model, "warm": self.warm_.chosen()}
+
     def _set_counts(self, counts: np.ndarray) -> None:
         self.counts_ = np.asarray(counts, dtype=np.int64)
         self.builder_ = FeatureBuilder(self.text_, self.neighbours_, self.counts_, self.device_)

@@ -176,6 +176,10 @@ class _GraphFilter(Recommender):
         with torch.no_grad():
             return self.filter(dense_rows(history, self.device_))
 
+    def chosen(self) -> dict[str, Any]:
+        """Nothing is chosen on validation; the settings in use and the graph's size, for the record."""
+        return {**dataclasses.asdict(self.config), "graph_shape": list(self.graph_.matrix.shape)}
+
     def filter(self, rows: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 

@@ -229,6 +229,9 @@ class HybridRecommenderModel(EmbeddingRecommender):
         self.user_text_ = data.user_text if self.config.use_user_text else None
         return self
 
+    def chosen(self) -> dict[str, Any]:
+        return {**super().chosen(), "tau": self.tau_, "content_scale": self.content_scale_}
+
     def _blend(self, graph: torch.Tensor, content: torch.Tensor, counts: torch.Tensor,
                tau: float, scale: float) -> torch.Tensor:
         alpha = blend_weights(counts, tau).unsqueeze(1)

@@ -1,0 +1,64 @@
+"""hybrid-eval's user errors: one line naming the problem, exit code 2, no traceback, no output folder."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from hybrid.evaluate import main, resolve_config
+
+
+def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    return int(exit_info.value.code), capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("args", "named"), [
+    (["--config", "default", "--models", "popularity,lightgnc"], "unknown model 'lightgnc'"),
+    (["--config", "no_such_config"], "config 'no_such_config' not found"),
+    (["--config", "{tmp}/bad_k.yaml"], "eval.k must be a list of positive integers, got [0]"),
+    (["--config", "{tmp}/bad_param.yaml"], "gf_cf: "),
+    (["--config", "{tmp}/bad_key.yaml"], "unknown"),
+])
+def test_user_errors_are_one_line_with_exit_code_2(args, named, tmp_path, capsys) -> None:
+    (tmp_path / "bad_k.yaml").write_text("data: {name: online_retail}\neval: {k: [0]}\nmodels: [popularity]\n")
+    (tmp_path / "bad_param.yaml").write_text("models: [gf_cf]\nparams: {gf_cf: {factor: 3}}\n")
+    (tmp_path / "bad_key.yaml").write_text("modles: [popularity]\n")
+    out = tmp_path / "out"
+    args = [a.replace("{tmp}", str(tmp_path)) for a in args] + ["--out", str(out), "--log-level", "ERROR"]
+    code, err = run_cli(args, capsys)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("hybrid-eval: error: ") and named in lines[0]
+    assert "Traceback" not in err
+    assert not out.exists()  # validated before anything was written
+
+
+def test_a_missing_data_folder_is_one_line(tmp_path, capsys) -> None:
+    config = tmp_path / "ml.yaml"
+    config.write_text("data: {name: ml-100k}\nsplit: {kind: cold_items}\nmodels: [popularity]\n")
+    code, err = run_cli(["--config", str(config), "--data-root", str(tmp_path / "nowhere"),
+                         "--out", str(tmp_path / "out"), "--log-level", "ERROR"], capsys)
+    assert code == 2 and "data folder" in err and "--data-root" in err and len(err.strip().splitlines()) == 1
+
+
+def test_debug_shows_the_traceback(capsys) -> None:
+    with pytest.raises(ValueError, match="lightgnc"):
+        main(["--config", "default", "--models", "lightgnc", "--debug", "--log-level", "ERROR"])
+
+
+def test_help_lists_models_data_sets_and_packaged_configs() -> None:
+    text = subprocess.run([sys.executable, "-m", "hybrid.evaluate", "--help"], capture_output=True, text=True,
+                          check=True).stdout
+    for name in ("gf_cf", "bspm", "hybrid", "lightgcn", "ml-1m", "lastfm", "default", "ml1m_cold_items"):
+        assert name in text
+
+
+def test_packaged_configs_by_name() -> None:
+    assert resolve_config("default").name == "default.yaml"
+    assert resolve_config("ml100k_cold_items.yaml").name == "ml100k_cold_items.yaml"
+    assert Path(resolve_config("default")).is_file()
