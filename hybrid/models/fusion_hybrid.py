@@ -44,14 +44,16 @@ from typing_extensions import Self
 from hybrid.cold_validation import ColdValidation, cold_validation
 from hybrid.config import from_dict
 from hybrid.fusion_features import FEATURES, FeatureBuilder, text_neighbours
-from hybrid.metrics import ranking_metrics
+from hybrid.metrics import ranking_metrics, restrict_columns
 from hybrid.models.base import FitData, Recommender, make_model, register
 from hybrid.persistence import atomic_folder, check_shape, verify_folder, write_manifest
 from hybrid.text_features import EncoderConfig, encode_texts
 
 logger = logging.getLogger(__name__)
 
-BUCKET_EDGES = (1, 5, 20, 100)  # β(n) = number of edges <= n: 0 | 1–4 | 5–19 | 20–99 | 100+
+BUCKET_EDGES = (1, 5, 20, 100)
+SPARSE_GRID = (1.0, 2.0, 4.0, 8.0)
+SIGNAL_CACHE_FLOATS = 2**28  # validation signals kept in memory up to 1 GiB  # β(n) = number of edges <= n: 0 | 1–4 | 5–19 | 20–99 | 100+
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "fusion.safetensors"
 WARM_DIR = "warm"
@@ -70,6 +72,9 @@ class FusionConfig:
     # timestamps, else at random.
     valid_new_by: Literal["auto", "time", "random"] = "auto"
     new_weight: float = 1.0  # weight of new items' validation positives (1: the one-list objective)
+    # Weight of validation positives on items with 1–19 interactions; None: the smallest of
+    # SPARSE_GRID that serves them on validation as well as the graph or the text profile alone.
+    sparse_weight: float | None = None
     max_valid_users: int = 5000  # seeded sample of validation users the gate is fitted on
     candidates: int = 100  # per signal, the top items kept as the gate's negatives
     random_negatives: int = 500  # uniform draws standing for the rest of the catalogue
@@ -85,8 +90,8 @@ class FusionConfig:
         """Raise ``ValueError`` naming the first out-of-range field."""
         if not 0 < self.valid_new_share < 1:
             raise ValueError(f"valid_new_share must be in (0, 1), got {self.valid_new_share!r}")
-        for name in ("new_weight",):
-            if not getattr(self, name) > 0:
+        for name in ("new_weight", "sparse_weight"):
+            if getattr(self, name) is not None and not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
         for name in ("neighbours", "max_valid_users", "candidates", "max_positives", "steps", "batch_size"):
             if getattr(self, name) < 1:
@@ -246,7 +251,7 @@ class FusionHybrid(Recommender):
             users = np.sort(rng.choice(users, config.max_valid_users, replace=False))
         if len(users) == 0:
             raise ValueError("hybrid: no user has both training history and a validation item; too little data")
-        columns: dict[str, list[torch.Tensor]] = {"feats": [], "labels": [], "weights": [], "buckets": [], "log_w": []}
+        columns: dict[str, list[torch.Tensor]] = {"feats": [], "labels": [], "new": [], "buckets": [], "log_w": []}
         new_items = torch.as_tensor(split.pseudo_new, device=self.device_)
         with torch.no_grad():
             for batch, signals, known in self._validation_batches(warm, builder, buckets, history, users):
@@ -261,7 +266,7 @@ class FusionHybrid(Recommender):
                     positive &= rank < config.max_positives
                 columns["feats"].append(torch.stack([s.gather(1, safe) for s in signals], dim=-1))
                 columns["labels"].append(positive)
-                columns["weights"].append(torch.where(new_items[safe], config.new_weight, 1.0))
+                columns["new"].append(new_items[safe])
                 columns["buckets"].append(buckets[safe])
                 columns["log_w"].append(log_w.masked_fill(positive, -torch.inf))  # negatives only
         width = max(t.shape[1] for t in columns["feats"])
@@ -271,51 +276,91 @@ class FusionHybrid(Recommender):
                                              value=fill) for t in columns[name]]
             return torch.cat(parts)
 
-        feats, labels, weights = stacked("feats", 0.0), stacked("labels", False), stacked("weights", 0.0)
+        feats, labels, is_new = stacked("feats", 0.0), stacked("labels", False), stacked("new", False)
         bucket_ids, log_w = stacked("buckets", 0), stacked("log_w", -torch.inf)
-        pos_weight = labels * weights
-        pos_weight = pos_weight / pos_weight.sum(1, keepdim=True).clamp_min(1e-9)  # each user counts once
-        gate = Gate().to(self.device_)
-        # The loss is convex in the gate's parameters (softplus of a log-sum-exp minus a linear
-        # term): full-batch L-BFGS converges in tens of steps.
-        optimizer = torch.optim.LBFGS(gate.parameters(), lr=1.0, max_iter=config.steps, history_size=20,
-                                      line_search_fn="strong_wolfe", tolerance_grad=1e-6, tolerance_change=1e-9)
+        is_sparse = (bucket_ids == 1) | (bucket_ids == 2)
 
-        def closure() -> torch.Tensor:
-            optimizer.zero_grad()
-            scores = gate(feats, bucket_ids)
-            neg_lse = torch.logsumexp(scores + log_w, dim=1, keepdim=True)
-            # −log σ(s_p − log Σ_neg e^s): each positive against the (estimated) full set of negatives.
-            loss = (torch.nn.functional.softplus(neg_lse - scores) * pos_weight).sum(1).mean()
-            loss = loss + gate.penalty(config.reg, config.bucket_reg)
-            loss.backward()
-            return loss
+        def fit(sparse_weight: float) -> tuple[Gate, float]:
+            weights = torch.where(is_new, config.new_weight, torch.where(is_sparse, sparse_weight, 1.0))
+            pos_weight = labels * weights
+            pos_weight = pos_weight / pos_weight.sum(1, keepdim=True).clamp_min(1e-9)  # each user counts once
+            gate = Gate().to(self.device_)
+            # The loss is convex in the gate's parameters (softplus of a log-sum-exp minus a
+            # linear term): full-batch L-BFGS converges in tens of steps.
+            optimizer = torch.optim.LBFGS(gate.parameters(), lr=1.0, max_iter=config.steps, history_size=20,
+                                          line_search_fn="strong_wolfe", tolerance_grad=1e-6, tolerance_change=1e-9)
 
-        loss = optimizer.step(closure)
+            def closure() -> torch.Tensor:
+                optimizer.zero_grad()
+                scores = gate(feats, bucket_ids)
+                neg_lse = torch.logsumexp(scores + log_w, dim=1, keepdim=True)
+                # −log σ(s_p − log Σ_neg e^s): each positive against the (estimated) full set of negatives.
+                loss = (torch.nn.functional.softplus(neg_lse - scores) * pos_weight).sum(1).mean()
+                loss = loss + gate.penalty(config.reg, config.bucket_reg)
+                loss.backward()
+                return loss
+
+            return gate, float(optimizer.step(closure).detach())
+
+        # sparse_weight None: the smallest weight of SPARSE_GRID whose fused list serves items with
+        # 1–19 interactions at least as well as the graph and the text profile alone, on validation
+        # (no weight does: the one-list objective, weight 1, and a log line).
+        grid = SPARSE_GRID if config.sparse_weight is None else (config.sparse_weight,)
+        tried: dict[float, dict[str, float]] = {}
+        choice = None
+        for weight in grid:
+            gate, loss = fit(weight)
+            recall = self._validation_recall(gate, warm, builder, buckets, history, users, split.positives)
+            tried[weight] = recall
+            if config.sparse_weight is not None or recall["hybrid 1-19"] >= max(recall["graph 1-19"], recall["profile 1-19"]):
+                choice = weight
+                break
+        if choice is None:
+            logger.info("hybrid: no sparse_weight of %s serves items with 1-19 interactions as well as the graph or "
+                        "the text profile on validation; keeping the one-list objective (1)", list(grid))
+            choice = 1.0
+            gate, loss = fit(choice)
         info = {
-            "users": len(users), "pseudo_new_items": int(split.pseudo_new.sum()), "loss": round(float(loss.detach()), 4),
-            "valid_recall@20": self._validation_recall(gate, warm, builder, buckets, history, users, split.positives),
+            "users": len(users), "pseudo_new_items": int(split.pseudo_new.sum()), "loss": round(loss, 4),
+            "sparse_weight": choice, "valid_recall@20": tried.get(choice) or tried[1.0],
+            "valid_recall@20 by sparse_weight": {str(w): r["hybrid"] for w, r in tried.items()},
+            "valid_recall@20 on 1-19 by sparse_weight": {str(w): r["hybrid 1-19"] for w, r in tried.items()},
             "weights": {f: [round(v, 4) for v in row] for f, row in zip(FEATURES, gate.weight.tolist(), strict=True)},
             "bias": [round(v, 4) for v in gate.bias.tolist()],
         }
         logger.info("hybrid: gate fitted on %d validation users: %s", len(users), info)
+        self._signal_cache = None
         return gate, info
 
     def _validation_batches(self, warm: Recommender, builder: FeatureBuilder, buckets: torch.Tensor,
                             history: sp.csr_matrix, users: np.ndarray) -> Iterator[tuple[np.ndarray, list[torch.Tensor], torch.Tensor]]:
-        """(user batch, its signals, its known items as bool [b, n_items]) over the validation users."""
+        """(user batch, its signals, its known items as bool [b, n_items]) over the validation users,
+        kept in memory after the first pass when they fit in SIGNAL_CACHE_FLOATS (the gate is
+        fitted and scored on them several times)."""
+        cache = getattr(self, "_signal_cache", None)
+        if cache:
+            yield from cache
+            return
+        keep = len(users) * history.shape[1] * len(FEATURES) <= SIGNAL_CACHE_FLOATS
+        kept = []
         for start in range(0, len(users), self.config.batch_size):
             batch = users[start:start + self.config.batch_size]
             rows = history[batch]
             graph = warm.score(batch, rows)
             graph[:, buckets == 0] = 0
-            yield batch, builder.signals(graph, rows), torch.as_tensor((rows > 0).toarray(), device=self.device_)
+            item = (batch, builder.signals(graph, rows), torch.as_tensor((rows > 0).toarray(), device=self.device_))
+            if keep:
+                kept.append(item)
+            yield item
+        if keep:
+            self._signal_cache = kept
 
     def _validation_recall(self, gate: Gate, warm: Recommender, builder: FeatureBuilder, buckets: torch.Tensor,
                            history: sp.csr_matrix, users: np.ndarray, positives: sp.csr_matrix) -> dict[str, float]:
         """Full-ranking validation Recall@20 of the fused score and of each signal alone: what the
         gate gains over its best input, on the rehearsal, for the record."""
         names = ("hybrid", "graph", "profile", "text_knn", "text_graph", "hybrid warm_only", "graph warm_only")
+        sparse_items = ((buckets == 1) | (buckets == 2)).cpu().numpy()
         tops: dict[str, list[np.ndarray]] = {name: [] for name in names}
         new = buckets == 0
         with torch.no_grad():
@@ -341,6 +386,9 @@ class FusionHybrid(Recommender):
                 rel = relevant[""]
             k = top.shape[1]  # 20, or fewer on a tiny catalogue
             out[name] = round(ranking_metrics(top, rel, [k])[f"recall@{k}"], 4)
+            if name in ("hybrid", "graph", "profile"):  # the one list scored on items with 1–19 interactions
+                sparse_rel = restrict_columns(relevant[""], sparse_items)
+                out[f"{name} 1-19"] = round(ranking_metrics(top, sparse_rel, [k])[f"recall@{k}"], 4)
         return out
 
     # ------------------------------------------------------------------ score
