@@ -22,7 +22,9 @@ import hashlib
 import json
 import logging
 import os
+import shlex
 import shutil
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -520,6 +522,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--models", default=None, help="comma-separated model names, overriding the config")
     parser.add_argument("--log-level", default="INFO")
     parser.add_argument("--debug", action="store_true", help="show the traceback of a user error")
+    parser.add_argument("--json", default=None, help="also write results.json here, with the command, wall "
+                        "time and peak memory (e.g. benchmarks/results/eval_NAME.json for the README)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
@@ -527,6 +531,7 @@ def main(argv: list[str] | None = None) -> None:
         config = load_config(path)
         out = Path(args.out or Path("runs") / path.stem)
         models = [m.strip() for m in args.models.split(",") if m.strip()] if args.models else None
+        start = time.perf_counter()
         results = run(config, args.data_root, out, args.device, models)
     except (ValueError, FileNotFoundError, PermissionError, KeyError) as error:
         if args.debug:
@@ -536,6 +541,12 @@ def main(argv: list[str] | None = None) -> None:
     print(markdown_report(results))
     print(f"\nwrote {out}/results.json, results.md, rankings_*.csv, recall_by_bucket.png")
     print(f"peak memory (max resident set) {peak_rss_bytes() / 2**30:.2f} GiB")
+    if args.json:
+        command = "hybrid-eval " + " ".join(shlex.quote(a) for a in (sys.argv[1:] if argv is None else argv))
+        record = {"command": command, "wall_seconds": round(time.perf_counter() - start, 1),
+                  "peak_rss_bytes": peak_rss_bytes(), **results}
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(record, indent=2))
 
 
 def packaged_configs() -> list[str]:

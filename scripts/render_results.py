@@ -278,14 +278,44 @@ def render_missing(source: str = "benchmarks/results/cold_start.json") -> str:
 
 
 def render_file(path: Path) -> str:
-    """:func:`render` of the JSON at ``path``, or :func:`render_missing` when there is none."""
+    """:func:`render` of the JSON at ``path`` (or :func:`render_missing` when there is none), then
+    every ``eval_*.json`` beside it (:func:`render_eval`)."""
     try:
         source = str(path.resolve().relative_to(ROOT))
     except ValueError:
         source = str(path)
-    if not path.exists():
-        return render_missing(source)
-    return render(json.loads(path.read_text()), source)
+    body = render(json.loads(path.read_text()), source) if path.exists() else render_missing(source)
+    for extra in sorted(path.parent.glob("eval_*.json")):
+        body += "\n" + render_eval(json.loads(extra.read_text()), f"{path.parent.name}/{extra.name}")
+    return body
+
+
+def render_eval(results: dict[str, Any], source: str) -> str:
+    """One ``hybrid-eval --json`` result: its command, machine facts and a table per model
+    (Recall / NDCG at the largest K over all test items, fit and rank seconds); one per scenario."""
+    if "scenarios" in results:
+        shared = {key: results[key] for key in ("command", "wall_seconds", "peak_rss_bytes") if key in results}
+        return "\n".join(render_eval({**shared, **part}, f"{source}, scenario {name}")
+                         for name, part in results["scenarios"].items())
+    k = max(results["k"])
+    prov = results.get("provenance") or {}
+    peak = results.get("peak_rss_bytes")
+    lines = [
+        f"#### {results['dataset']} — {results['split']} ({results['n_test_users']} test users), from `{source}`",
+        "",
+        f"    {results.get('command', '?')}",
+        "",
+        f"commit `{str(prov.get('git_commit') or 'unknown')[:12]}`, device {results.get('device')}, torch threads "
+        f"{prov.get('torch_threads')}, wall {results.get('wall_seconds', '?')} s"
+        + (f", peak memory {peak / 2**30:.2f} GiB" if peak else "") + ".",
+        "",
+        f"| model | R@{k} | NDCG@{k} | fit s | rank s |",
+        "|---|---|---|---|---|",
+    ]
+    for name, result in results["models"].items():
+        lines.append(f"| {name} | {cell(result.get('all'), f'recall@{k}')} | {cell(result.get('all'), f'ndcg@{k}')} | "
+                     f"{result['fit_seconds']:.1f} | {result['rank_seconds']:.1f} |")
+    return "\n".join(lines) + "\n"
 
 
 # ------------------------------------------------------------------------------------------ README
