@@ -8,6 +8,9 @@ the models.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence, Set
@@ -147,3 +150,18 @@ def resolve_model(model: str | os.PathLike[str] | None) -> tuple[str, str]:
         return model_id, str(resolved)
     logger.info("%s is not a local path; loading it as a hub name", model)
     return str(model), str(model)
+
+
+@contextlib.contextmanager
+def quiet_loading() -> Iterator[None]:
+    """transformers' "Loading weights" bar off while a model loads (one bar per load floods a log;
+    it says nothing a user acts on), restored after."""
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()

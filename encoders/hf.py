@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import AutoModel, AutoTokenizer
 
-from encoders.base import check_batch_size, check_texts, resolve_device, resolve_model
+from encoders.base import check_batch_size, check_texts, quiet_loading, resolve_device, resolve_model
 
 logger = logging.getLogger(__name__)
 
@@ -61,8 +61,9 @@ class TransformersEncoder:
         self.device = resolve_device(device)
         self.normalize = normalize
         self.max_length = max_length
-        self._tokenizer = AutoTokenizer.from_pretrained(location)
-        self._model = AutoModel.from_pretrained(location).to(self.device).eval()
+        with quiet_loading():
+            self._tokenizer = AutoTokenizer.from_pretrained(location)
+            self._model = AutoModel.from_pretrained(location).to(self.device).eval()
         limit = min(
             self._tokenizer.model_max_length,
             getattr(self._model.config, "max_position_embeddings", None)

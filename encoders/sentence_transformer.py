@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from sentence_transformers import SentenceTransformer
 
-from encoders.base import check_batch_size, check_texts, resolve_device, resolve_model
+from encoders.base import check_batch_size, check_texts, quiet_loading, resolve_device, resolve_model
 
 logger = logging.getLogger(__name__)
 
@@ -51,7 +51,8 @@ class SentenceTransformerEncoder:
         self.model_id, location = resolve_model(model)
         self.device = resolve_device(device)
         self.normalize = normalize
-        self._model = SentenceTransformer(location, device=str(self.device))
+        with quiet_loading():
+            self._model = SentenceTransformer(location, device=str(self.device))
         # By class name: the module moved from sentence_transformers.models (<6) to .base.modules (6.x).
         normalizes_itself = any(type(module).__name__ == "Normalize" for module in self._model)
         if normalizes_itself and not normalize:

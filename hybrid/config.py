@@ -48,6 +48,19 @@ class DataConfig:
     min_item_interactions: int = 0
     # Treat ratings below this as non-interactions (explicit-feedback sets); None keeps all.
     min_rating: float | None = None
+    # Your own files instead of a named data set (paths relative to the config file; CSV or
+    # Parquet): the interaction table and its column names (as hybrid.Columns: user, item,
+    # timestamp, weight), the item text table (its id column and the text columns, joined by
+    # `template` or ". "), and optionally user side information (each row's columns become a
+    # "column: value" profile text for users with no history).
+    interactions: str | None = None
+    columns: dict[str, str | None] = field(default_factory=dict)
+    item_text: str | None = None
+    item_id_column: str | None = None
+    text_columns: list[str] | None = None
+    template: str | None = None
+    user_features: str | None = None
+    user_id_column: str | None = None
 
 
 @dataclass
@@ -110,7 +123,15 @@ def load_config(path: str | Path) -> ExperimentConfig:
     for key, cls in sections.items():
         if key in values:
             values[key] = dataclasses.asdict(from_dict(cls, values[key], f"{path.name}: {key}"))
-    return from_dict(ExperimentConfig, values, path.name)
+    config = from_dict(ExperimentConfig, values, path.name)
+    data = config.data
+    for name in ("interactions", "item_text", "user_features"):
+        value = getattr(data, name)
+        if value is not None and not Path(value).expanduser().is_absolute():
+            setattr(data, name, str((path.parent / value).resolve()))  # relative to the config file
+    if data.interactions is None and any(getattr(data, n) is not None for n in ("item_text", "user_features")):
+        raise ValueError(f"{path.name}: data.item_text / data.user_features need data.interactions (your own files)")
+    return config
 
 
 def to_dict(config: Any) -> dict[str, Any]:

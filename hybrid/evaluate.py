@@ -39,7 +39,7 @@ from tqdm.auto import tqdm
 from hybrid.candidates import candidate_metrics, draw_candidates
 from hybrid.config import EvalConfig, ExperimentConfig, SplitConfig, from_dict, load_config, to_dict
 from hybrid.data import ITEM, USER, Interactions, item_texts
-from hybrid.datasets import DataBundle, load_dataset
+from hybrid.datasets import DataBundle, load_dataset, load_files
 from hybrid.device import resolve_device
 from hybrid.metrics import (
     BUCKETS,
@@ -483,7 +483,10 @@ def run(config: ExperimentConfig, data_root: str | None, out: Path, device: str 
     if device:
         config.device = device
     check_experiment(config)
-    bundle = load_dataset(config.data.name, data_root, config.data.path)
+    if config.data.interactions is not None:
+        bundle = load_files(config.data)
+    else:
+        bundle = load_dataset(config.data.name, data_root, config.data.path)
     if not config.scenarios:
         return run_split(config, bundle, out)
     results: dict[str, Any] = {"scenarios": {}}

@@ -62,3 +62,44 @@ def test_packaged_configs_by_name() -> None:
     assert resolve_config("default").name == "default.yaml"
     assert resolve_config("ml100k_cold_items.yaml").name == "ml100k_cold_items.yaml"
     assert Path(resolve_config("default")).is_file()
+
+
+def test_own_files_run_every_model_on_a_cold_item_split(tmp_path, capsys) -> None:
+    """A CSV pair made from ML-100K, columns named in the config, paths relative to it."""
+    from conftest import data_folder
+
+    folder = data_folder("ml-100k")
+    import pandas as pd
+
+    ratings = pd.read_csv(folder / "u.data", sep="\t", names=["user_id", "movie_id", "rating", "ts"])
+    ratings[ratings["user_id"] <= 200].to_csv(tmp_path / "interactions.csv", index=False)
+    movies = pd.read_csv(folder / "u.item", sep="|", encoding="latin-1", header=None, usecols=[0, 1],
+                         names=["movie_id", "title"])
+    movies.to_csv(tmp_path / "items.csv", index=False)
+    (tmp_path / "mine.yaml").write_text(
+        "data:\n  interactions: interactions.csv\n  columns: {user: user_id, item: movie_id, timestamp: ts, weight: null}\n"
+        "  item_text: items.csv\n  item_id_column: movie_id\n  text_columns: [title]\n"
+        "split: {kind: cold_items, cold_fraction: 0.2}\neval: {k: [20], seeds: 1}\nmodels: [popularity, content]\n"
+    )
+    out = tmp_path / "out"
+    main(["--config", str(tmp_path / "mine.yaml"), "--out", str(out), "--log-level", "ERROR"])
+    capsys.readouterr()
+    results = __import__("json").loads((out / "results.json").read_text())
+    assert results["dataset"] == "interactions" and set(results["models"]) == {"popularity", "content"}
+    assert results["models"]["content"]["cold_only"]["recall@20"] > results["models"]["popularity"]["cold_only"]["recall@20"]
+    code, err = run_cli(["--config", str(tmp_path / "mine.yaml"), "--models", "popularity,lightgnc",
+                         "--out", str(tmp_path / "out2"), "--log-level", "ERROR"], capsys)
+    assert code == 2 and "lightgnc" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "out2").exists()
+
+
+def test_own_files_errors_name_the_field(tmp_path, capsys) -> None:
+    (tmp_path / "i.csv").write_text("u,i\n1,2\n")
+    (tmp_path / "a.yaml").write_text("data: {interactions: missing.csv}\nmodels: [popularity]\n")
+    (tmp_path / "b.yaml").write_text("data: {interactions: i.csv, columns: {usr: u}}\nmodels: [popularity]\n")
+    (tmp_path / "c.yaml").write_text("data: {item_text: i.csv}\nmodels: [popularity]\n")
+    for name, named in (("a", "data.interactions"), ("b", "data.columns: unknown key(s) ['usr']"),
+                        ("c", "need data.interactions")):
+        code, err = run_cli(["--config", str(tmp_path / f"{name}.yaml"), "--out", str(tmp_path / "o"),
+                             "--log-level", "ERROR"], capsys)
+        assert code == 2 and named in err, err
