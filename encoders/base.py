@@ -9,11 +9,9 @@ the models.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
-
 import logging
 import os
-from collections.abc import Iterable, Mapping, Sequence, Set
+from collections.abc import Iterable, Iterator, Mapping, Sequence, Set
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 

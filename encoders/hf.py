@@ -20,7 +20,13 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 from transformers import AutoModel, AutoTokenizer
 
-from encoders.base import check_batch_size, check_texts, quiet_loading, resolve_device, resolve_model
+from encoders.base import (
+    check_batch_size,
+    check_texts,
+    quiet_loading,
+    resolve_device,
+    resolve_model,
+)
 
 logger = logging.getLogger(__name__)
 

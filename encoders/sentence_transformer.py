@@ -15,7 +15,13 @@ import numpy as np
 import torch
 from sentence_transformers import SentenceTransformer
 
-from encoders.base import check_batch_size, check_texts, quiet_loading, resolve_device, resolve_model
+from encoders.base import (
+    check_batch_size,
+    check_texts,
+    quiet_loading,
+    resolve_device,
+    resolve_model,
+)
 
 logger = logging.getLogger(__name__)
 
