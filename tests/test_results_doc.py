@@ -13,7 +13,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "cold_start.json"
-README = ROOT / "README.md"
+README = ROOT / "docs" / "results.md"
 
 
 def _load_renderer() -> Any:
@@ -38,7 +38,7 @@ def test_readme_section_matches_committed_results() -> None:
                     "then python scripts/render_results.py)")
     section = render_results.section_of(README.read_text())
     assert section == render_results.render_file(RESULTS), (
-        "README.md's cold-start section is out of date; run: python scripts/render_results.py"
+        "docs/results.md is out of date; run: python scripts/render_results.py"
     )
 
 
