@@ -122,10 +122,10 @@ def test_refit_trains_the_graph_half_on_every_interaction() -> None:
     valid = Interactions(t.user_ids, t.item_ids, t.users[half], t.items[half], t.weights[half], t.timestamps[half])
     train = Interactions(t.user_ids, t.item_ids, t.users[~half], t.items[~half], t.weights[~half], t.timestamps[~half])
     fit = FitData(train=train, valid=valid, item_text=data.item_text, seed=0)
-    refit = make_model("hybrid", {"neighbours": 5}).fit(fit)
+    refit = make_model("hybrid", {"neighbours": 5, "warm_model": "gf_cf"}).fit(fit)
     assert (refit.warm_.graph_.matrix != t.matrix()).nnz == 0  # everything: train and validation
     assert (refit.counts_ == t.item_counts()).all()
-    kept = make_model("hybrid", {"neighbours": 5, "refit": False}).fit(fit)
+    kept = make_model("hybrid", {"neighbours": 5, "warm_model": "gf_cf", "refit": False}).fit(fit)
     assert kept.warm_.graph_.matrix.nnz < train.matrix().nnz  # the rehearsal graph only
 
 

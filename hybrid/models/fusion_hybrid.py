@@ -52,6 +52,8 @@ from hybrid.text_features import EncoderConfig, encode_texts
 logger = logging.getLogger(__name__)
 
 BUCKET_EDGES = (1, 5, 20, 100)
+AUTO_WARM = ("gf_cf", "bspm", "ease")
+EASE_MAX_ITEMS = 20_000  # "auto" tries EASE (a dense n_items² inverse) only up to this many items
 SPARSE_GRID = (1.0, 2.0, 4.0, 8.0)
 SIGNAL_CACHE_FLOATS = 2**28  # validation signals kept in memory up to 1 GiB  # β(n) = number of edges <= n: 0 | 1–4 | 5–19 | 20–99 | 100+
 CONFIG_FILE = "config.json"
@@ -62,7 +64,9 @@ WARM_DIR = "warm"
 @dataclass
 class FusionConfig:
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
-    warm_model: str = "gf_cf"  # the graph half: any registered model (gf_cf, bspm, ease, lightgcn, mf)
+    # The graph half: any registered graph model (gf_cf, bspm, ease, lightgcn, mf), or "auto": the
+    # training-free filter (gf_cf, bspm, ease) that ranks warm items best on the rehearsal.
+    warm_model: str = "auto"
     warm_params: dict[str, Any] = field(default_factory=dict)
     neighbours: int = 50  # M: text neighbours per item
     # Validation rehearsal of the cold start (hybrid.cold_validation): by time, the last share of
@@ -174,14 +178,15 @@ class FusionHybrid(Recommender):
         if by == "auto":
             by = data.new_items or ("time" if data.train.has_time else "random")
         split = cold_validation(data.train, data.valid, config.valid_new_share, by, data.seed)
-        warm = make_model(config.warm_model, config.warm_params).fit(
-            dataclasses.replace(data, train=split.fit, valid=None))
+        self.warm_name_, warm, warm_recall = self._choose_warm(split, data)
         gate, self.validation_ = self._fit_gate(warm, split, data)
         with torch.no_grad():
             self.gate_weight_, self.gate_bias_ = gate.weight.detach().clone(), gate.bias.detach().clone()
         self.validation_["new_items_by"] = by
+        self.validation_["warm_model"] = self.warm_name_
+        self.validation_["warm_only valid_recall@20 by warm model"] = warm_recall
         if config.refit:
-            self.warm_ = make_model(config.warm_model, config.warm_params).fit(data)
+            self.warm_ = make_model(self.warm_name_, self._warm_params(self.warm_name_)).fit(data)
             counts = data.train.item_counts()
             if data.valid is not None:
                 counts = counts + data.valid.item_counts()
@@ -194,7 +199,45 @@ class FusionHybrid(Recommender):
 
     def chosen(self) -> dict[str, Any]:
         """The gate (weights per count bucket), the rehearsal it was fitted on, and the graph half's choices."""
-        return {**self.validation_, "warm_model": self.config.warm_model, "warm": self.warm_.chosen()}
+        return {**self.validation_, "warm": self.warm_.chosen()}
+
+    def _warm_params(self, name: str) -> dict[str, Any]:
+        return self.config.warm_params if name == self.config.warm_model else {}
+
+    def _choose_warm(self, split: ColdValidation, data: FitData) -> tuple[str, Recommender, dict[str, float]]:
+        """The graph half: ``warm_model``, or with "auto" the one of AUTO_WARM (EASE where the
+        catalogue allows its dense inverse) that ranks the rehearsal's warm positives best among
+        warm items; each fitted on the rehearsal graph."""
+        names = [self.config.warm_model] if self.config.warm_model != "auto" else [
+            n for n in AUTO_WARM if n != "ease" or data.train.n_items <= EASE_MAX_ITEMS]
+        fit_data = dataclasses.replace(data, train=split.fit, valid=None)
+        if len(names) == 1:
+            return names[0], make_model(names[0], self._warm_params(names[0])).fit(fit_data), {}
+        history = split.fit.matrix()
+        warm_items = (split.fit.item_counts() > 0) & ~split.pseudo_new
+        positives = restrict_columns(split.positives, warm_items)
+        users = np.flatnonzero((np.diff(positives.indptr) > 0) & (np.diff(history.indptr) > 0))
+        rng = np.random.default_rng(data.seed)
+        if len(users) > self.config.max_valid_users:
+            users = np.sort(rng.choice(users, self.config.max_valid_users, replace=False))
+        excluded = torch.as_tensor(~warm_items, device=self.device_)
+        models, recall = {}, {}
+        for name in names:
+            model = make_model(name, {}).fit(fit_data)
+            tops = []
+            with torch.no_grad():
+                for start in range(0, len(users), self.config.batch_size):
+                    batch = users[start:start + self.config.batch_size]
+                    scores = model.score(batch, history[batch]).masked_fill(excluded, -torch.inf)
+                    known = torch.as_tensor((history[batch] > 0).toarray(), device=self.device_)
+                    top = torch.topk(scores.masked_fill(known, -torch.inf), min(20, scores.shape[1]), dim=1)
+                    tops.append(top.indices.cpu().numpy())
+            top = np.concatenate(tops)
+            recall[name] = round(ranking_metrics(top, positives[users], [top.shape[1]])[f"recall@{top.shape[1]}"], 4)
+            models[name] = model
+        best = max(names, key=lambda n: recall[n])
+        logger.info("hybrid: warm-only validation Recall@20 by graph half %s -> %s", recall, best)
+        return best, models[best], recall
 
     def _set_counts(self, counts: np.ndarray) -> None:
         self.counts_ = np.asarray(counts, dtype=np.int64)
@@ -470,7 +513,8 @@ class FusionHybrid(Recommender):
     def write(self, folder: Path) -> None:
         """JSON config + safetensors (text vectors, neighbours, counts, gate) and the warm scorer in ``warm/``."""
         self.warm_.save(folder / WARM_DIR)
-        meta = {"model": self.name, "config": dataclasses.asdict(self.config), "validation": self.validation_,
+        meta = {"model": self.name, "config": dataclasses.asdict(self.config), "warm_model": self.warm_name_,
+                "validation": self.validation_,
                 "added": getattr(self, "added_", 0), "user_text": self.user_text_}
         (folder / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
         n = self.neighbours_
@@ -505,7 +549,8 @@ class FusionHybrid(Recommender):
         indices = tensors["neighbours.indices"].cpu().numpy()
         if len(indices) and (indices.min() < 0 or indices.max() >= n):
             raise ValueError(f"{where}: neighbours.indices point outside the {n} items")
-        warm_class = type(make_model(model.config.warm_model, model.config.warm_params))
+        model.warm_name_ = meta["warm_model"]
+        warm_class = type(make_model(model.warm_name_, model._warm_params(model.warm_name_)))
         model.warm_ = warm_class.load(folder / WARM_DIR, model.device_)
         model.text_ = tensors["text"]
         model.neighbours_ = sp.csr_matrix(
