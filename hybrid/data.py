@@ -31,6 +31,11 @@ class Columns:
     weight: str | None = WEIGHT
 
 
+def _shown(value: Any) -> Any:
+    """A value as a user wrote it (2.5, not np.float64(2.5)), for error messages."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
 def _first_bad_row(mask: np.ndarray | pd.Series) -> int:
     return int(np.flatnonzero(np.asarray(mask))[0])
 
@@ -44,10 +49,22 @@ def _check_ids(frame: pd.DataFrame, column: str) -> pd.Series:
     if pd.api.types.is_float_dtype(values):
         if not np.all(np.mod(values.to_numpy(), 1) == 0):
             row = _first_bad_row(np.mod(values.to_numpy(), 1) != 0)
-            raise ValueError(f"column {column!r} has a non-integer numeric id {values.iloc[row]!r} at row {row}")
+            raise ValueError(f"column {column!r} has a non-integer numeric id {_shown(values.iloc[row])!r} at row {row}")
         values = values.astype(np.int64)
     elif not pd.api.types.is_integer_dtype(values):
+        kinds = values.map(lambda v: "number" if isinstance(v, int | float | np.number) and not isinstance(v, bool)
+                           else type(v).__name__)
+        if kinds.nunique() > 1:
+            first = kinds.iloc[0]
+            row = _first_bad_row(kinds != first)
+            raise ValueError(
+                f"column {column!r} mixes id types: {values.iloc[0]!r} ({first}) at row 0 and {values.iloc[row]!r} "
+                f"({kinds.iloc[row]}) at row {row}; 1 and '1' would be one id or two: convert the column to one type"
+            )
         values = values.astype(str)
+        blank = (values.str.strip() == "").to_numpy()
+        if blank.any():
+            raise ValueError(f"column {column!r} has an empty id at row {_first_bad_row(blank)}")
     return values
 
 
@@ -62,10 +79,10 @@ def _parse_timestamps(values: pd.Series, column: str) -> np.ndarray:
     if pd.api.types.is_bool_dtype(values):
         raise ValueError(f"column {column!r} holds booleans, not timestamps (row 0: {values.iloc[0]!r})")
     if pd.api.types.is_numeric_dtype(values):
-        return values.to_numpy().astype(np.int64)
+        return _numeric_seconds(values.to_numpy(), column)
     numeric = pd.to_numeric(values, errors="coerce")
     if numeric.notna().all():
-        return numeric.to_numpy().astype(np.int64)
+        return _numeric_seconds(numeric.to_numpy(), column)
     parsed = pd.to_datetime(values, errors="coerce", utc=True, format="mixed")
     bad = parsed.isna().to_numpy()
     if bad.any():
@@ -75,6 +92,32 @@ def _parse_timestamps(values: pd.Series, column: str) -> np.ndarray:
             "give Unix seconds or an ISO 8601 date"
         )
     return _unix_seconds(parsed)
+
+
+# Unix times in milli-, micro- and nanoseconds are above these (in seconds they would be past the
+# year 5000); they are converted to seconds, and the log says so.
+_SUBSECOND_UNITS = ((1e17, 1e9, "nanoseconds"), (1e14, 1e6, "microseconds"), (1e11, 1e3, "milliseconds"))
+
+
+def _numeric_seconds(values: np.ndarray, column: str) -> np.ndarray:
+    """Numeric timestamps as int64 Unix seconds: a finer unit is detected by magnitude and
+    converted, fractional seconds are floored; both are logged, never silent."""
+    values = values.astype(np.float64)
+    if not np.isfinite(values).all():
+        row = _first_bad_row(~np.isfinite(values))
+        raise ValueError(f"column {column!r} has a non-finite timestamp {_shown(values[row])!r} at row {row}")
+    largest = np.abs(values).max() if len(values) else 0.0
+    for bound, per_second, unit in _SUBSECOND_UNITS:
+        if largest >= bound:
+            logger.warning("column %r: timestamps up to %.0f look like Unix %s; converted to seconds",
+                           column, largest, unit)
+            values = values / per_second
+            break
+    fractional = int((np.mod(values, 1) != 0).sum())
+    if fractional:
+        logger.info("column %r: %d timestamps have fractions of a second, floored to whole seconds "
+                    "(order within a second is kept by row order)", column, fractional)
+    return np.floor(values).astype(np.int64)
 
 
 def _unix_seconds(parsed: pd.Series) -> np.ndarray:
@@ -88,8 +131,11 @@ def _parse_weights(values: pd.Series, column: str) -> np.ndarray:
     bad = numeric.isna().to_numpy()
     if bad.any():
         row = _first_bad_row(bad)
-        raise ValueError(f"column {column!r} has a non-numeric or missing weight {values.iloc[row]!r} at row {row}")
+        raise ValueError(f"column {column!r} has a non-numeric or missing weight {_shown(values.iloc[row])!r} at row {row}")
     weights = numeric.to_numpy(np.float64)
+    if not np.isfinite(weights).all():
+        row = _first_bad_row(~np.isfinite(weights))
+        raise ValueError(f"column {column!r} has a non-finite weight {float(weights[row])!r} at row {row}")
     if (weights < 0).any():
         row = _first_bad_row(weights < 0)
         raise ValueError(f"column {column!r} has a negative weight {float(weights[row])!r} at row {row}; weights must be >= 0")
