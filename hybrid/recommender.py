@@ -24,7 +24,7 @@ from safetensors.numpy import load_file, save_file
 from typing_extensions import Self
 
 from hybrid.config import from_dict
-from hybrid.data import Columns, Interactions, coerce_ids_like, item_texts, lookup_ids
+from hybrid.data import Columns, Interactions, UnknownIdError, coerce_ids_like, item_texts, lookup_ids
 from hybrid.device import resolve_device
 from hybrid.models.base import FitData
 from hybrid.models.fusion_hybrid import FusionConfig, FusionHybrid
@@ -138,6 +138,48 @@ class HybridRecommender:
         with torch.inference_mode():
             scores = self.model_.score(np.array([-1]), history)
         return self._rank(scores, history, k)
+
+    def similar_items(self, items: Any, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
+        """"More like this": for each item, the items a user who liked only it would be shown
+        (graph and text together, so new items come by their text); the item itself excluded.
+        1-D for one id, 2-D for a list."""
+        self._check_fitted()
+        single = np.ndim(items) == 0
+        index = lookup_ids(self.item_ids_, [items] if single else list(items), "item")
+        if len(index) == 0:
+            raise ValueError("items is empty")
+        k = min(check_k(k), len(self.item_ids_) - 1)
+        rows = sp.csr_matrix((np.ones(len(index), np.float32), (np.arange(len(index)), index)),
+                             shape=(len(index), len(self.item_ids_)))
+        with torch.inference_mode():
+            scores = mask_history(self.model_.score(np.full(len(index), -1), rows).clone(), rows)
+            values, top = torch.topk(scores, k, dim=1)
+        ids, values = self.item_ids_.to_numpy()[top.cpu().numpy()], values.cpu().numpy()
+        return (ids[0], values[0]) if single else (ids, values)
+
+    def partial_fit(self, interactions: Any) -> Self:
+        """Fold new interactions in without a full refit: new users join, known users' histories
+        grow, and the graph half is refitted on everything (seconds for a graph filter; a full
+        training for LightGCN / MF). The gate keeps what it learnt; new items must be added with
+        :meth:`add_items` first (their text is what ranks them until they have interactions)."""
+        self._check_fitted()
+        new = Interactions.build(interactions, self.columns)
+        unknown = new.item_ids[~new.item_ids.isin(self.item_ids_)]
+        if len(unknown):
+            raise UnknownIdError(f"unknown item ids {list(unknown[:5])} ({len(unknown)} in all); "
+                                 "add them with add_items(...) first, so they have text")
+        new_users = new.user_ids[~new.user_ids.isin(self.user_ids_)]
+        users = self.user_ids_.append(new_users)
+        rows, cols = users.get_indexer(new.user_ids[new.users]), self.item_ids_.get_indexer(new.item_ids[new.items])
+        old = self.history_.tocoo()
+        history = sp.csr_matrix((np.ones(old.nnz + len(rows), np.float32), (np.r_[old.row, rows], np.r_[old.col, cols])),
+                                shape=(len(users), len(self.item_ids_)))
+        history.data[:] = 1.0  # duplicates summed above: back to a binary history
+        self.model_.refit_graph(history)
+        self.user_ids_, self.history_ = users, history
+        logger.info("partial_fit: %d interactions (%d new users); the graph half refitted on %d", len(new),
+                    len(new_users), history.nnz)
+        return self
 
     def recommend_for_text(self, text: str, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """A zero-history user described by text (onboarding answers, a profile): the text is their profile."""

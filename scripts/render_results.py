@@ -287,7 +287,27 @@ def render_file(path: Path) -> str:
     body = render(json.loads(path.read_text()), source) if path.exists() else render_missing(source)
     for extra in sorted(path.parent.glob("eval_*.json")):
         body += "\n" + render_eval(json.loads(extra.read_text()), f"{path.parent.name}/{extra.name}")
+    partial = path.parent / "partial_fit.json"
+    if partial.exists():
+        body += "\n" + render_partial_fit(json.loads(partial.read_text()), f"{path.parent.name}/{partial.name}")
     return body
+
+
+def render_partial_fit(result: dict[str, Any], source: str) -> str:
+    """``benchmarks/partial_fit.py``'s JSON: partial_fit against a full refit."""
+    lines = [
+        f"#### partial_fit against a full refit (ML-100K temporal), from `{source}`", "",
+        f"    {result['command']}", "",
+        f"commit `{str(result.get('git_commit') or 'unknown')[:12]}`; the last {result['late_share']:.0%} of the "
+        f"training timeline ({result['late_interactions']} interactions) given to `partial_fit`.", "",
+        "| model | Recall@20 | seconds | test users |", "|---|---|---|---|",
+    ]
+    for name in ("full_refit", "partial_fit"):
+        r = result[name]
+        lines.append(f"| {name} | {r['recall@20']:.4f} | {r['seconds']:.1f} | {r['users']} |")
+    lines += ["", f"partial_fit: {result['recall_ratio']:.1%} of the full refit's Recall@20 in "
+              f"{result['time_ratio']:.1%} of its time."]
+    return "\n".join(lines) + "\n"
 
 
 def render_eval(results: dict[str, Any], source: str) -> str:

@@ -243,3 +243,25 @@ def test_the_recommend_contract(fitted, catalogue) -> None:
                  lambda r: r.recommend_for_history(["s0"])):
         with pytest.raises(NotFittedError, match=r"not fitted yet: call fit"):
             call(HybridRecommender())
+
+
+def test_similar_items_include_new_items_by_their_text(fitted) -> None:
+    if "s_space_new" not in fitted.item_ids_:
+        fitted.add_items({"s_space_new": "Starship battles between galactic empires and alien fleets"})
+    ids, scores = fitted.similar_items("s0", k=5)
+    assert "s0" not in ids and taste(ids) >= 0.8 and np.all(np.diff(scores) <= 0)
+    ids, _ = fitted.similar_items(["s1", "c1"], k=8)
+    assert ids.shape == (2, 8) and "s_space_new" in ids[0] and "s_space_new" not in ids[1][:3]
+
+
+def test_partial_fit_folds_in_new_users_and_interactions(catalogue) -> None:
+    frame, text = catalogue
+    rec = HybridRecommender({"neighbours": 5}, device="cpu", seed=0).fit(frame, text)
+    with pytest.raises(KeyError, match=r"unknown item ids \['brand_new'\].*add_items"):
+        rec.partial_fit(pd.DataFrame({"user": ["u0"], "item": ["brand_new"]}))
+    rec.partial_fit(pd.DataFrame({"user": ["newcomer", "newcomer", "u0"], "item": ["c0", "c1", "s9"]}))
+    assert "newcomer" in rec.user_ids_
+    ids, _ = rec.recommend("newcomer", k=4)
+    assert "c0" not in ids and taste(ids) <= 0.25  # a cooking fan now, and their items are seen
+    assert "s9" not in rec.recommend("u0", k=20)[0]  # u0's new interaction is filtered as seen
+    assert rec.model_.counts_[rec.item_ids_.get_loc("s9")] == 1  # s9 is no longer new

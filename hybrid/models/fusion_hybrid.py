@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import pandas as pd
 import scipy.sparse as sp
 import torch
 from safetensors.torch import load_file, save_file
@@ -43,6 +44,7 @@ from typing_extensions import Self
 
 from hybrid.cold_validation import ColdValidation, cold_validation
 from hybrid.config import from_dict
+from hybrid.data import Interactions
 from hybrid.fusion_features import FEATURES, FeatureBuilder, text_neighbours
 from hybrid.metrics import ranking_metrics, restrict_columns
 from hybrid.models.base import FitData, Recommender, make_model, register
@@ -488,6 +490,20 @@ class FusionHybrid(Recommender):
             signals = self.builder_.signals(graph, history, self.text_vectors([text]))
             weight = self.gate_weight_[:, self.buckets_]
             return self.gate_bias_[self.buckets_] + sum(s * weight[f] for f, s in enumerate(signals))
+
+    def refit_graph(self, history: sp.csr_matrix) -> None:
+        """Refit the graph half on a new binary interaction matrix [n_users, n_items] (every item
+        the model knows, added ones included), keeping the gate; the count buckets follow."""
+        if history.shape[1] != self.text_.shape[0]:
+            raise ValueError(f"history has {history.shape[1]} items, the model {self.text_.shape[0]}")
+        coo = history.tocoo()
+        users, items = pd.RangeIndex(history.shape[0]), pd.RangeIndex(history.shape[1])
+        train = Interactions(pd.Index(users), pd.Index(items), coo.row.astype(np.int64), coo.col.astype(np.int64),
+                             np.ones(coo.nnz, np.float32), None)
+        self.warm_ = make_model(self.warm_name_, self._warm_params(self.warm_name_)).fit(
+            FitData(train=train, device=self.device_))
+        self.added_ = 0
+        self._set_counts(train.item_counts())
 
     def add_items(self, texts: list[str]) -> None:
         """Append items with no interactions: ranked by their text (and their text neighbours' graph scores)."""
