@@ -24,7 +24,14 @@ from safetensors.numpy import load_file, save_file
 from typing_extensions import Self
 
 from hybrid.config import from_dict
-from hybrid.data import Columns, Interactions, UnknownIdError, coerce_ids_like, item_texts, lookup_ids
+from hybrid.data import (
+    Columns,
+    Interactions,
+    UnknownIdError,
+    coerce_ids_like,
+    item_texts,
+    lookup_ids,
+)
 from hybrid.device import resolve_device
 from hybrid.models.base import FitData
 from hybrid.models.fusion_hybrid import FusionConfig, FusionHybrid
