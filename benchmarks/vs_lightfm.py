@@ -62,8 +62,11 @@ from sklearn.feature_extraction.text import CountVectorizer
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CONFIGS = ("configs/ml100k_cold_items.yaml", "configs/ml_latest_small_cold_items.yaml")
-LIBRARY_MODELS = ("hybrid", "lightgcn", "content")
+DEFAULT_CONFIGS = (
+    "configs/ml100k_cold_items.yaml", "configs/ml_latest_small_cold_items.yaml", "configs/ml1m_cold_items.yaml",
+    "configs/amazon_scientific_cold_items.yaml", "configs/lastfm_cold_items.yaml",
+)
+LIBRARY_MODELS = ("hybrid", "lightgcn", "gf_cf", "content")
 K = 20
 
 
