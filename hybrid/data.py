@@ -136,6 +136,10 @@ def _parse_weights(values: pd.Series, column: str) -> np.ndarray:
     if not np.isfinite(weights).all():
         row = _first_bad_row(~np.isfinite(weights))
         raise ValueError(f"column {column!r} has a non-finite weight {float(weights[row])!r} at row {row}")
+    too_large = np.abs(weights) > np.finfo(np.float32).max
+    if too_large.any():
+        row = _first_bad_row(too_large)
+        raise ValueError(f"column {column!r} has a weight {float(weights[row])!r} at row {row} too large for float32")
     if (weights < 0).any():
         row = _first_bad_row(weights < 0)
         raise ValueError(f"column {column!r} has a negative weight {float(weights[row])!r} at row {row}; weights must be >= 0")
@@ -218,6 +222,8 @@ class Interactions:
         users = user_index.get_indexer(users_raw)
         items = item_index.get_indexer(items_raw)
         users, items, weights, timestamps = _merge_duplicates(users, items, weights, timestamps)
+        if not np.isfinite(weights).all():
+            raise ValueError(f"column {columns.weight!r}: the weights of a duplicated (user, item) pair sum past float32's range")
         return cls(user_index, item_index, users, items, weights, timestamps)
 
     @classmethod

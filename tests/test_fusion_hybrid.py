@@ -17,9 +17,9 @@ from hybrid.config import load_config
 from hybrid.data import Interactions
 from hybrid.datasets import load_dataset
 from hybrid.evaluate import prepare
+from hybrid.gate import count_buckets
 from hybrid.models import make_model
 from hybrid.models.base import FitData
-from hybrid.models.fusion_hybrid import count_buckets
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 

@@ -46,6 +46,7 @@ from hybrid.cold_validation import ColdValidation, cold_validation
 from hybrid.config import from_dict
 from hybrid.data import Interactions
 from hybrid.fusion_features import FEATURES, FeatureBuilder, text_neighbours
+from hybrid.gate import BUCKET_EDGES, Gate, count_buckets, fit_gate, stratified_candidates
 from hybrid.metrics import ranking_metrics, restrict_columns
 from hybrid.models.base import FitData, Recommender, make_model, register
 from hybrid.persistence import atomic_folder, check_shape, verify_folder, write_manifest
@@ -53,11 +54,10 @@ from hybrid.text_features import EncoderConfig, encode_texts
 
 logger = logging.getLogger(__name__)
 
-BUCKET_EDGES = (1, 5, 20, 100)
 AUTO_WARM = ("gf_cf", "bspm", "ease")
 EASE_MAX_ITEMS = 20_000  # "auto" tries EASE (a dense n_items² inverse) only up to this many items
 SPARSE_GRID = (1.0, 2.0, 4.0, 8.0)
-SIGNAL_CACHE_FLOATS = 2**28  # validation signals kept in memory up to 1 GiB  # β(n) = number of edges <= n: 0 | 1–4 | 5–19 | 20–99 | 100+
+SIGNAL_CACHE_FLOATS = 2**28  # validation signals kept in memory up to 1 GiB
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "fusion.safetensors"
 WARM_DIR = "warm"
@@ -107,47 +107,6 @@ class FusionConfig:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if self.warm_model in ("hybrid", "hybrid_lightgcn", "content", "llm", "hybrid+llm"):
             raise ValueError(f"warm_model must be a graph model (gf_cf, bspm, ease, lightgcn, mf), got {self.warm_model!r}")
-
-
-def count_buckets(counts: np.ndarray) -> np.ndarray:
-    """int64 [n]: β(n_i) of each count (see BUCKET_EDGES)."""
-    return np.searchsorted(np.asarray(BUCKET_EDGES), np.asarray(counts), side="right").astype(np.int64)
-
-
-class Gate(torch.nn.Module):
-    """score = b[β] + Σ_f w_f[β] z_f, with new items' (β = 0) weights their own and the warm
-    buckets' weights a shared value plus a per-bucket offset, L2-penalised by ``bucket_reg``:
-    a count range with little validation data keeps close to what the warm items share (and
-    one with none keeps exactly that) instead of an untrained value.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        n_features, n_warm = len(FEATURES), len(BUCKET_EDGES)
-        self.cold_weight = torch.nn.Parameter(torch.full((n_features, 1), 0.1))
-        self.warm_weight = torch.nn.Parameter(torch.full((n_features, 1), 0.1))
-        self.warm_offset = torch.nn.Parameter(torch.zeros(n_features, n_warm))
-        self.cold_bias = torch.nn.Parameter(torch.zeros(1))
-        self.warm_bias = torch.nn.Parameter(torch.zeros(1))
-        self.warm_bias_offset = torch.nn.Parameter(torch.zeros(n_warm))
-
-    @property
-    def weight(self) -> torch.Tensor:
-        """float [F, B]: each signal's weight per count bucket."""
-        return torch.cat([self.cold_weight, self.warm_weight + self.warm_offset], dim=1)
-
-    @property
-    def bias(self) -> torch.Tensor:
-        """float [B]: each count bucket's offset in the one list."""
-        return torch.cat([self.cold_bias, self.warm_bias + self.warm_bias_offset])
-
-    def penalty(self, reg: float, bucket_reg: float) -> torch.Tensor:
-        return reg * (self.cold_weight.square().sum() + self.warm_weight.square().sum()) + bucket_reg * (
-            self.warm_offset.square().sum() + self.warm_bias_offset.square().sum())
-
-    def forward(self, signals: torch.Tensor, buckets: torch.Tensor) -> torch.Tensor:
-        """signals float [..., F], buckets int64 [...] -> scores [...]."""
-        return self.bias[buckets] + (signals * self.weight.T[buckets]).sum(-1)
 
 
 class FusionHybrid(Recommender):
@@ -246,44 +205,6 @@ class FusionHybrid(Recommender):
         self.builder_ = FeatureBuilder(self.text_, self.neighbours_, self.counts_, self.device_)
         self.buckets_ = torch.as_tensor(count_buckets(self.counts_), device=self.device_)
 
-    def _candidates(self, signals: list[torch.Tensor], known: torch.Tensor, positives: sp.csr_matrix,
-                    rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        """Candidate items per user and the log-weight each stands for as a negative.
-
-        The softmax over all items is estimated by strata: every signal's top ``candidates``
-        items exactly (log-weight 0), and the rest of the catalogue by ``random_negatives``
-        uniform draws, each standing for (items left) / draws of them. A candidate set of hard
-        items plus the positives alone would be biased: positives outside every signal's top
-        would look like the only items worth raising, and the gate would learn to invert the signals.
-
-        Args:
-            signals: the batch's signals, each float32 [b, n_items].
-            known: bool [b, n_items] the users' known items (never candidates).
-            positives: CSR [b, n_items] validation positives.
-
-        Returns:
-            items int64 [b, m] (−1: no candidate) and log-weights float32 [b, m] (−inf: none).
-        """
-        config = self.config
-        b, n_items = known.shape
-        hard = torch.zeros_like(known)
-        for signal in signals[:-1]:  # popularity is one ranking for all: the graph's top covers it
-            top = torch.topk(signal.masked_fill(known, -torch.inf), min(config.candidates, n_items), dim=1).indices
-            hard.scatter_(1, top, True)
-        hard &= ~known
-        pos = torch.as_tensor(positives.toarray() > 0, device=known.device) & ~known
-        exact = hard | pos
-        rest = (~exact & ~known).sum(1, keepdim=True).float()
-        draws = torch.as_tensor(rng.integers(0, n_items, (b, config.random_negatives)), device=known.device)
-        drawn_ok = ~exact.gather(1, draws) & ~known.gather(1, draws)
-        n_ok = drawn_ok.sum(1, keepdim=True).clamp_min(1).float()
-        m_exact = int(exact.sum(1).max())
-        exact_items = torch.topk(exact.float(), max(m_exact, 1), dim=1)  # the exact set, padded
-        items = torch.where(exact_items.values > 0, exact_items.indices, -1)
-        log_w = torch.where(exact_items.values > 0, 0.0, -torch.inf)
-        random_w = torch.where(drawn_ok, torch.log(rest / n_ok), -torch.inf)
-        return torch.cat([items, torch.where(drawn_ok, draws, -1)], 1), torch.cat([log_w, random_w], 1)
-
     def _fit_gate(self, warm: Recommender, split: ColdValidation, data: FitData) -> tuple[Gate, dict[str, Any]]:
         """The gate fitted on the pseudo-new validation split (see the module docstring)."""
         config = self.config
@@ -300,7 +221,8 @@ class FusionHybrid(Recommender):
         new_items = torch.as_tensor(split.pseudo_new, device=self.device_)
         with torch.no_grad():
             for batch, signals, known in self._validation_batches(warm, builder, buckets, history, users):
-                cand, log_w = self._candidates(signals, known, split.positives[batch], rng)
+                cand, log_w = stratified_candidates(signals, known, split.positives[batch], rng,
+                                                    config.candidates, config.random_negatives)
                 safe = cand.clamp_min(0)
                 positive = torch.as_tensor(split.positives[batch].toarray() > 0, device=self.device_).gather(1, safe)
                 positive &= cand >= 0
@@ -327,25 +249,7 @@ class FusionHybrid(Recommender):
 
         def fit(sparse_weight: float) -> tuple[Gate, float]:
             weights = torch.where(is_new, config.new_weight, torch.where(is_sparse, sparse_weight, 1.0))
-            pos_weight = labels * weights
-            pos_weight = pos_weight / pos_weight.sum(1, keepdim=True).clamp_min(1e-9)  # each user counts once
-            gate = Gate().to(self.device_)
-            # The loss is convex in the gate's parameters (softplus of a log-sum-exp minus a
-            # linear term): full-batch L-BFGS converges in tens of steps.
-            optimizer = torch.optim.LBFGS(gate.parameters(), lr=1.0, max_iter=config.steps, history_size=20,
-                                          line_search_fn="strong_wolfe", tolerance_grad=1e-6, tolerance_change=1e-9)
-
-            def closure() -> torch.Tensor:
-                optimizer.zero_grad()
-                scores = gate(feats, bucket_ids)
-                neg_lse = torch.logsumexp(scores + log_w, dim=1, keepdim=True)
-                # −log σ(s_p − log Σ_neg e^s): each positive against the (estimated) full set of negatives.
-                loss = (torch.nn.functional.softplus(neg_lse - scores) * pos_weight).sum(1).mean()
-                loss = loss + gate.penalty(config.reg, config.bucket_reg)
-                loss.backward()
-                return loss
-
-            return gate, float(optimizer.step(closure).detach())
+            return fit_gate(feats, labels, weights, bucket_ids, log_w, config.reg, config.bucket_reg, config.steps)
 
         # sparse_weight None: the smallest weight of SPARSE_GRID whose fused list serves items with
         # 1–19 interactions at least as well as the graph and the text profile alone, on validation
