@@ -341,12 +341,15 @@ NO_STD = frozenset({"users", "fit_seconds", "rank_seconds"})
 def mean_over_seeds(values: list[Any]) -> Any:
     """Per-seed results merged key by key: numbers become their mean, and metrics gain
     ``<key>_std``, the sample standard deviation (ddof=1; NaN from a single value); nested dicts
-    recurse; a key missing from some seeds is averaged over those that have it; other values are
-    the first seed's."""
+    recurse; a key missing from some seeds is averaged over those that have it; ``chosen`` (what
+    each fit chose) is kept per seed; other values are the first seed's."""
     if all(isinstance(v, dict) for v in values):
         out: dict[str, Any] = {}
         for key in dict.fromkeys(k for v in values for k in v):
             present = [v[key] for v in values if key in v]
+            if key == "chosen":  # what each seed's fit chose: a record, not a quantity to average
+                out[key] = {"per_seed": present}
+                continue
             out[key] = mean_over_seeds(present)
             numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in present)
             if numeric and key not in NO_STD:
@@ -374,7 +377,7 @@ def run_split(config: ExperimentConfig, bundle: DataBundle, out: Path,
     resolved = dataclasses.replace(config, eval=dataclasses.replace(config.eval, seeds=seeds))
     results: dict[str, Any] = {
         "dataset": first["dataset"], "split": first["split"], "cold_axis": first["cold_axis"], "k": first["k"],
-        "config": to_dict(resolved), "device": first["device"],
+        "config": to_dict(resolved), "device": first["device"], "provenance": first.get("provenance"),
         "n_test_users": mean_over_seeds([r["n_test_users"] for r in per_seed]),
         "seeds": [config.split.seed + s for s in range(seeds)],
         "splits": [r["split"] for r in per_seed],
