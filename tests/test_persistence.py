@@ -133,3 +133,32 @@ def test_missing_file_unknown_version_and_missing_folder(saved, tmp_path) -> Non
         HybridRecommender.load(target, device="cpu")
     with pytest.raises(FileNotFoundError, match="is not a folder"):
         HybridRecommender.load(tmp_path / "nothing here", device="cpu")
+
+
+@pytest.mark.parametrize("name", ["lightgcn", "mf", "hybrid_lightgcn"])
+def test_embedding_models_save_atomically_and_refuse_damaged_folders(name, tmp_path) -> None:
+    import pandas as pd
+    import torch
+
+    from hybrid.data import Interactions
+    from hybrid.models import make_model
+    from hybrid.models.base import FitData
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"user": rng.integers(0, 30, 300), "item": rng.integers(0, 20, 300)})
+    data = Interactions.from_frame(frame)
+    fit = FitData(train=data, item_text=[f"item number {i}" for i in range(data.n_items)], seed=0)
+    params = {"dim": 8, "epochs": 2} | ({"content_hidden": 0} if name == "hybrid_lightgcn" else {})
+    model = make_model(name, params).fit(fit)
+    model.save(tmp_path / "m")
+    loaded = type(model).load(tmp_path / "m")
+    users = np.arange(5)
+    assert torch.allclose(loaded.score(users, data.matrix()[users]), model.score(users, data.matrix()[users]))
+    weights = tmp_path / "m" / "embeddings.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(ValueError, match=r"embeddings\.safetensors has 100 bytes"):
+        type(model).load(tmp_path / "m")
+    with pytest.raises(ValueError, match=r"holds a '(lightgcn|mf|hybrid_lightgcn)' model, not"):
+        other = "mf" if name != "mf" else "lightgcn"
+        model.save(tmp_path / "n")
+        type(make_model(other, {})).load(tmp_path / "n")

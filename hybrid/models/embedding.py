@@ -32,6 +32,7 @@ from hybrid.config import from_dict
 from hybrid.fold_in import refine_by_bpr
 from hybrid.graph import csr_tensor
 from hybrid.models.base import FitData, Recommender
+from hybrid.persistence import atomic_folder, check_shape, verify_folder, write_manifest
 from hybrid.train import BPRModel, TrainConfig, TrainResult, fit_bpr
 
 logger = logging.getLogger(__name__)
@@ -141,11 +142,15 @@ class EmbeddingRecommender(Recommender):
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> None:
-        """Write ``config.json`` and ``embeddings.safetensors`` (what scoring needs) into folder ``path``."""
+        """Write ``config.json`` and ``embeddings.safetensors`` (what scoring needs) into folder
+        ``path`` atomically, with a checksummed manifest (:mod:`hybrid.persistence`)."""
         if not hasattr(self, "item_embeddings_"):
             raise RuntimeError(f"{type(self).__name__} is not fitted; nothing to save")
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
+        with atomic_folder(path) as folder:
+            self._write(folder)
+            write_manifest(folder, self.name)
+
+    def _write(self, path: Path) -> None:
         meta = {"model": self.name, "config": dataclasses.asdict(self.config)}
         (path / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
         tensors = {
@@ -158,16 +163,22 @@ class EmbeddingRecommender(Recommender):
 
     @classmethod
     def _read_saved(cls, path: str | Path, device: torch.device | str) -> tuple[Self, dict[str, Any], dict[str, torch.Tensor]]:
-        """(unfitted model with the saved config, the JSON metadata, the tensors) of a saved folder."""
+        """(unfitted model with the saved config, the JSON metadata, the tensors) of a saved folder,
+        every file checked first (a ``ValueError`` names the one at fault)."""
         path = Path(path)
-        if not (path / CONFIG_FILE).exists():
-            raise FileNotFoundError(f"{path / CONFIG_FILE} not found; is {path} a saved {cls.__name__}?")
+        verify_folder(path, cls.name)
         meta: dict[str, Any] = json.loads((path / CONFIG_FILE).read_text())
         if meta.get("model") != cls.name:
             raise ValueError(f"{path} holds a {meta.get('model')!r} model, not {cls.name!r}")
         model = cls(from_dict(cls.config_class, meta["config"], str(path / CONFIG_FILE)))
         tensors = load_file(str(path / WEIGHTS_FILE), device=str(torch.device(device)))
-        model.fold_in_pool_ = tensors["fold_in_pool"].cpu().numpy()
+        users = tensors["user_embeddings"].shape[0]
+        check_shape("user_counts", tensors["user_counts"].shape, (users,), path / WEIGHTS_FILE)
+        items = tensors.get("item_embeddings", tensors.get("graph_items"))
+        pool = tensors["fold_in_pool"]
+        if items is not None and len(pool) and (int(pool.min()) < 0 or int(pool.max()) >= items.shape[0]):
+            raise ValueError(f"{path / WEIGHTS_FILE}: fold_in_pool points outside the {items.shape[0]} items")
+        model.fold_in_pool_ = pool.cpu().numpy()
         return model, meta, tensors
 
     @classmethod

@@ -324,11 +324,9 @@ class HybridRecommenderModel(EmbeddingRecommender):
         return vectors
 
     # ------------------------------------------------------------------ persistence
-    def save(self, path: str | Path) -> None:
+    def _write(self, path: Path) -> None:
         """safetensors (users, both item paths, counts, content head) + JSON config and, with
         ``use_user_text``, the users' profile texts; the encoder is named, not copied."""
-        path = Path(path)
-        path.mkdir(parents=True, exist_ok=True)
         meta = {"model": self.name, "config": dataclasses.asdict(self.config), "tau": self.tau_,
                 "content_scale": self.content_scale_, "d_text": self.d_text_, "user_text": self.user_text_}
         (path / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
