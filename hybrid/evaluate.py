@@ -442,9 +442,6 @@ def check_experiment(config: ExperimentConfig) -> None:
             raise ValueError(f"eval.k must be a list of positive integers, got {part.eval.k!r}")
         for name in part.models:
             make_model(name, config.params.get(name) or {})
-    unused = sorted(set(config.params) - {m for part in configs for m in part.models} - {"lightgcn", "hybrid"})
-    if unused:
-        logger.warning("params given for models that no scenario runs: %s", unused)
 
 
 def provenance(device: torch.device) -> dict[str, Any]:

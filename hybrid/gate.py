@@ -97,6 +97,16 @@ def stratified_candidates(signals: list[torch.Tensor], known: torch.Tensor, posi
 
 
 
+def fuse(signals: list[torch.Tensor], weight: torch.Tensor, bias: torch.Tensor, buckets: torch.Tensor) -> torch.Tensor:
+    """The gate applied to a batch: float [b, n_items] from F signals [b, n_items], weight [F, B],
+    bias [B] and each item's bucket (int64 [n_items])."""
+    per_item = weight[:, buckets]  # [F, n_items]
+    scores = bias[buckets].expand(signals[0].shape[0], -1).clone()
+    for f, signal in enumerate(signals):
+        scores += signal * per_item[f]
+    return scores
+
+
 def fit_gate(feats: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor, buckets: torch.Tensor,
              log_w: torch.Tensor, reg: float, bucket_reg: float, steps: int) -> tuple[Gate, float]:
     """A :class:`Gate` fitted on candidate tensors, and its final loss.

@@ -46,7 +46,7 @@ from hybrid.cold_validation import ColdValidation, cold_validation
 from hybrid.config import from_dict
 from hybrid.data import Interactions
 from hybrid.fusion_features import FEATURES, FeatureBuilder, text_neighbours
-from hybrid.gate import BUCKET_EDGES, Gate, count_buckets, fit_gate, stratified_candidates
+from hybrid.gate import BUCKET_EDGES, Gate, count_buckets, fit_gate, fuse, stratified_candidates
 from hybrid.metrics import ranking_metrics, restrict_columns
 from hybrid.models.base import FitData, Recommender, make_model, register
 from hybrid.persistence import atomic_folder, check_shape, verify_folder, write_manifest
@@ -177,10 +177,7 @@ class FusionHybrid(Recommender):
         history = split.fit.matrix()
         warm_items = (split.fit.item_counts() > 0) & ~split.pseudo_new
         positives = restrict_columns(split.positives, warm_items)
-        users = np.flatnonzero((np.diff(positives.indptr) > 0) & (np.diff(history.indptr) > 0))
-        rng = np.random.default_rng(data.seed)
-        if len(users) > self.config.max_valid_users:
-            users = np.sort(rng.choice(users, self.config.max_valid_users, replace=False))
+        users = self._validation_users(positives, history, np.random.default_rng(data.seed))
         excluded = torch.as_tensor(~warm_items, device=self.device_)
         models, recall = {}, {}
         for name in names:
@@ -200,6 +197,13 @@ class FusionHybrid(Recommender):
         logger.info("hybrid: warm-only validation Recall@20 by graph half %s -> %s", recall, best)
         return best, models[best], recall
 
+    def _validation_users(self, positives: sp.csr_matrix, history: sp.csr_matrix, rng: np.random.Generator) -> np.ndarray:
+        """Users with history and a validation positive, a seeded sample of at most ``max_valid_users``."""
+        users = np.flatnonzero((np.diff(positives.indptr) > 0) & (np.diff(history.indptr) > 0))
+        if len(users) > self.config.max_valid_users:
+            users = np.sort(rng.choice(users, self.config.max_valid_users, replace=False))
+        return users
+
     def _set_counts(self, counts: np.ndarray) -> None:
         self.counts_ = np.asarray(counts, dtype=np.int64)
         self.builder_ = FeatureBuilder(self.text_, self.neighbours_, self.counts_, self.device_)
@@ -211,10 +215,8 @@ class FusionHybrid(Recommender):
         builder = FeatureBuilder(self.text_, self.neighbours_, split.fit.item_counts(), self.device_)
         buckets = torch.as_tensor(count_buckets(split.fit.item_counts()), device=self.device_)
         history = split.fit.matrix()
-        users = np.flatnonzero((np.diff(split.positives.indptr) > 0) & (np.diff(history.indptr) > 0))
         rng = np.random.default_rng(data.seed)
-        if len(users) > config.max_valid_users:
-            users = np.sort(rng.choice(users, config.max_valid_users, replace=False))
+        users = self._validation_users(split.positives, history, rng)
         if len(users) == 0:
             raise ValueError("hybrid: no user has both training history and a validation item; too little data")
         columns: dict[str, list[torch.Tensor]] = {"feats": [], "labels": [], "new": [], "buckets": [], "log_w": []}
@@ -313,9 +315,8 @@ class FusionHybrid(Recommender):
         tops: dict[str, list[np.ndarray]] = {name: [] for name in names}
         new = buckets == 0
         with torch.no_grad():
-            weight, bias = gate.weight[:, buckets], gate.bias[buckets]
             for _, signals, known in self._validation_batches(warm, builder, buckets, history, users):
-                fused = bias + sum(signal * weight[f] for f, signal in enumerate(signals))
+                fused = fuse(signals, gate.weight, gate.bias, buckets)
                 ranked = (("hybrid", fused), *zip(names[1:5], signals, strict=False),
                           ("hybrid warm_only", fused.masked_fill(new, -torch.inf)),
                           ("graph warm_only", signals[0].masked_fill(new, -torch.inf)))
@@ -349,12 +350,7 @@ class FusionHybrid(Recommender):
                 graph = torch.nn.functional.pad(graph, (0, history.shape[1] - graph.shape[1]))
             graph[:, self.buckets_ == 0] = 0
             profiles = self._text_profiles(users, history)
-            signals = self.builder_.signals(graph, history, profiles)
-            weight = self.gate_weight_[:, self.buckets_]  # [F, n_items]
-            scores = self.gate_bias_[self.buckets_].expand(len(users), -1).clone()
-            for f, signal in enumerate(signals):
-                scores += signal * weight[f]
-        return scores
+            return fuse(self.builder_.signals(graph, history, profiles), self.gate_weight_, self.gate_bias_, self.buckets_)
 
     def _graph(self, users: np.ndarray, history: sp.csr_matrix) -> torch.Tensor:
         """The warm scorer's scores; a user index < 0 (a new user of the facade) is folded in from ``history``."""
@@ -392,8 +388,7 @@ class FusionHybrid(Recommender):
         with torch.no_grad():
             graph = torch.zeros(1, n_items, device=self.device_)
             signals = self.builder_.signals(graph, history, self.text_vectors([text]))
-            weight = self.gate_weight_[:, self.buckets_]
-            return self.gate_bias_[self.buckets_] + sum(s * weight[f] for f, s in enumerate(signals))
+            return fuse(signals, self.gate_weight_, self.gate_bias_, self.buckets_)
 
     def refit_graph(self, history: sp.csr_matrix) -> None:
         """Refit the graph half on a new binary interaction matrix [n_users, n_items] (every item

@@ -160,15 +160,15 @@ class _GraphFilter(Recommender):
 
     name: ClassVar[str]
     config_class: ClassVar[type]
-    factors: int
-    fit_on: str
-    svd_iterations: int
+
+    def __init__(self, config: GFCFConfig | BSPMConfig | None = None) -> None:
+        self.config = config or self.config_class()
 
     def fit(self, data: FitData) -> Self:
         start = time.perf_counter()
         self.device_ = torch.device(data.device)
-        matrix = fitting_matrix(data, self.fit_on)
-        self.graph_ = NormalizedGraph(matrix, self.factors, self.device_, self.svd_iterations, data.seed)
+        matrix = fitting_matrix(data, self.config.fit_on)
+        self.graph_ = NormalizedGraph(matrix, self.config.factors, self.device_, self.config.svd_iterations, data.seed)
         self.fit_seconds_ = time.perf_counter() - start
         return self
 
@@ -215,7 +215,7 @@ class _GraphFilter(Recommender):
         matrix = sp.csr_matrix((np.ones(len(indices), np.float32), indices, tensors["indptr"].numpy()),
                                shape=tuple(meta["shape"]))
         model.device_ = torch.device(device)
-        model.graph_ = NormalizedGraph(matrix, model.factors, model.device_, model.svd_iterations, 0,
+        model.graph_ = NormalizedGraph(matrix, model.config.factors, model.device_, model.config.svd_iterations, 0,
                                        vectors=tensors["vectors"])
         return model
 
@@ -225,11 +225,6 @@ class GFCF(_GraphFilter):
 
     name = "gf_cf"
     config_class = GFCFConfig
-
-    def __init__(self, config: GFCFConfig | None = None) -> None:
-        self.config = config or GFCFConfig()
-        self.factors, self.fit_on = self.config.factors, self.config.fit_on
-        self.svd_iterations = self.config.svd_iterations
 
     def filter(self, rows: torch.Tensor) -> torch.Tensor:
         out = self.graph_.linear(rows)
@@ -243,11 +238,6 @@ class BSPM(_GraphFilter):
 
     name = "bspm"
     config_class = BSPMConfig
-
-    def __init__(self, config: BSPMConfig | None = None) -> None:
-        self.config = config or BSPMConfig()
-        self.factors, self.fit_on = self.config.factors, self.config.fit_on
-        self.svd_iterations = self.config.svd_iterations
 
     def filter(self, rows: torch.Tensor) -> torch.Tensor:
         config = self.config
