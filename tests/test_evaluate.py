@@ -17,7 +17,7 @@ from hybrid.config import EvalConfig, ExperimentConfig, SplitConfig
 from hybrid.datasets import DataBundle
 from hybrid.evaluate import main, resolve_seeds, run_split
 from hybrid.models.base import MODELS, FitData, Recommender
-from hybrid.ranking import top_k, top_k_masked
+from hybrid.ranking import ranked, top_k, top_k_masked
 
 CONFIGS = Path(__file__).parents[1] / "configs"
 
@@ -220,6 +220,20 @@ def test_top_k_masked_scores_once_and_restricts_the_full_ranking() -> None:
     for row in range(5):  # the odd list is the full list with the even items removed
         assert items[row].tolist() == [i for i in full[row] if i % 2 == 1]
     assert np.array_equal(top_k(model, np.arange(5), history, 10, candidates=np.flatnonzero(odd))[0], items)
+
+
+def test_ties_are_broken_in_the_seeded_order_as_if_every_row_were_permuted() -> None:
+    generator = torch.Generator().manual_seed(0)
+    scores = torch.randint(0, 4, (50, 30), generator=generator).float()  # ties everywhere
+    scores[:10] = torch.rand(10, 30, generator=generator)  # and rows with none
+    scores[10:12, 5:] = -torch.inf  # fewer finite items than k
+    order = torch.randperm(30, generator=generator)
+    values, items = ranked(scores, 8, order)
+    expected_values, positions = torch.topk(scores[:, order], 8, dim=1)
+    assert torch.equal(values, expected_values) and torch.equal(items, order[positions])
+    assert torch.equal(ranked(scores, 30, order)[1], order[torch.topk(scores[:, order], 30, dim=1)[1]])
+    flat = torch.zeros(1, 30)  # a model that cannot tell items apart gets the seeded order, not index order
+    assert ranked(flat, 5, order)[1].tolist() != [[0, 1, 2, 3, 4]]
 
 
 def test_seeds_average_every_metric_with_sample_std_and_keep_each_seed(tmp_path: Path) -> None:

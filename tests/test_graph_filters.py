@@ -58,6 +58,28 @@ def test_bspm_one_rk4_step_is_the_fourth_order_taylor_polynomial() -> None:
     assert np.allclose(got, expected, atol=1e-4)
 
 
+def test_bspm_with_ideal_term_partial_blur_and_two_steps_matches_dense_rk4() -> None:
+    data = random_data(2)
+    r = data.matrix().toarray().astype(np.float64)
+    norm, degree = normalised(r)
+    p = norm.T @ norm
+    k, beta, blur, h = 4, 0.3, 0.5, 1.0
+    _, _, vt = np.linalg.svd(norm)
+    inv = np.where(degree > 0, degree, 1.0) ** -0.5 * (degree > 0)
+    y = (1 - blur) * r + blur * r @ p + beta * ((r * inv) @ vt[:k].T @ vt[:k]) * np.sqrt(degree)
+    for _ in range(2):  # classic RK4 on dy/dt = −y P, two steps of h
+        k1 = -y @ p
+        k2 = -(y + h / 2 * k1) @ p
+        k3 = -(y + h / 2 * k2) @ p
+        k4 = -(y + h * k3) @ p
+        y = y + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
+    params = {"factors": k, "beta": beta, "blur_time": blur, "sharpen_time": 2 * h, "sharpen_steps": 2,
+              "svd_iterations": 20}
+    model = make_model("bspm", params).fit(FitData(train=data))
+    got = model.score(np.arange(data.n_users), data.matrix()).numpy()
+    assert np.allclose(got, y, atol=1e-4)
+
+
 def test_ease_matches_the_closed_form_and_refuses_a_huge_catalogue() -> None:
     data = random_data(2)
     x = data.matrix().toarray().astype(np.float64)
