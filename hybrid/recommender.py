@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -220,6 +221,14 @@ class HybridRecommender:
             scores = mask_history(scores.clone(), history)
             values, top = torch.topk(scores[0], min(check_k(k), scores.shape[1] - history.nnz))
         return self.item_ids_.to_numpy()[top.cpu().numpy()], values.cpu().numpy()
+
+    def copy(self) -> HybridRecommender:
+        """A copy sharing every fitted array. ``add_items`` and ``partial_fit`` replace arrays and
+        never change them in place, so the copy can be updated while the original keeps serving."""
+        self._check_fitted()
+        clone = copy.copy(self)
+        clone.model_ = copy.copy(self.model_)
+        return clone
 
     # ------------------------------------------------------------------ catalogue
     def add_items(self, item_text: Mapping[Any, str]) -> Self:

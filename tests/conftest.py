@@ -5,6 +5,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -25,3 +27,26 @@ def data_folder(name: str) -> Path:
     if not folder.exists():
         pytest.skip(f"real data set {name!r} not found at {folder} (set HYBRID_DATA_ROOT)")
     return folder
+
+
+def two_tastes(n_users: int = 40, seed: int = 0) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Interactions and item text of a tiny catalogue with two tastes (space films "s*" for even
+    users, cooking shows "c*" for odd ones); items s9 and c9 have text and no interactions."""
+    from test_recommender import COOKING, SPACE
+
+    rng = np.random.default_rng(seed)
+    text = {f"s{i}": t for i, t in enumerate(SPACE)} | {f"c{i}": t for i, t in enumerate(COOKING)}
+    rows = [(f"u{u}", f"{'s' if u % 2 == 0 else 'c'}{i}", t)
+            for u in range(n_users) for t, i in enumerate(rng.choice(9, 4, replace=False))]
+    return pd.DataFrame(rows, columns=["user", "item", "timestamp"]), text
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory):
+    """A HybridRecommender fitted on :func:`two_tastes` and the folder it was saved to."""
+    from hybrid import HybridRecommender
+
+    rec = HybridRecommender({"neighbours": 5}, device="cpu").fit(*two_tastes())
+    folder = tmp_path_factory.mktemp("models") / "model"
+    rec.save(folder)
+    return rec, folder

@@ -91,14 +91,8 @@ def test_any_table_builds_or_raises_a_clear_error(rows) -> None:
 
 # --------------------------------------------------------------------------- HybridRecommender
 @pytest.fixture(scope="module")
-def fitted() -> HybridRecommender:
-    from test_recommender import COOKING, SPACE
-
-    rng = np.random.default_rng(0)
-    text = {f"s{i}": t for i, t in enumerate(SPACE)} | {f"c{i}": t for i, t in enumerate(COOKING)}
-    rows = [(f"u{u}", f"{'s' if u % 2 == 0 else 'c'}{i}", t)
-            for u in range(40) for t, i in enumerate(rng.choice(9, 4, replace=False))]
-    return HybridRecommender({"neighbours": 5}, device="cpu").fit(pd.DataFrame(rows, columns=["user", "item", "timestamp"]), text)
+def fitted(tiny_model) -> HybridRecommender:
+    return tiny_model[0].copy()
 
 
 @pytest.mark.parametrize(("call", "error", "match"), [

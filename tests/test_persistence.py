@@ -16,19 +16,8 @@ from hybrid.persistence import MANIFEST_FILE
 
 
 @pytest.fixture(scope="module")
-def saved(tmp_path_factory: pytest.TempPathFactory) -> tuple[HybridRecommender, Path]:
-    from test_recommender import COOKING, SPACE
-
-    rng = np.random.default_rng(0)
-    text = {f"s{i}": t for i, t in enumerate(SPACE)} | {f"c{i}": t for i, t in enumerate(COOKING)}
-    import pandas as pd
-
-    rows = [(f"u{u}", f"{'s' if u % 2 == 0 else 'c'}{i}", t)
-            for u in range(40) for t, i in enumerate(rng.choice(9, 4, replace=False))]
-    rec = HybridRecommender({"neighbours": 5}, device="cpu").fit(pd.DataFrame(rows, columns=["user", "item", "timestamp"]), text)
-    folder = tmp_path_factory.mktemp("models") / "model"
-    rec.save(folder)
-    return rec, folder
+def saved(tiny_model) -> tuple[HybridRecommender, Path]:
+    return tiny_model
 
 
 def copy(folder: Path, tmp_path: Path) -> Path:

@@ -104,6 +104,18 @@ def test_recommend_among_given_items_only(fitted) -> None:
         fitted.recommend("u0", items=[])
 
 
+def test_a_copy_takes_new_items_and_users_while_the_original_is_unchanged(fitted) -> None:
+    before = fitted.recommend("u0", k=5)
+    n_items, n_users = len(fitted.item_ids_), len(fitted.user_ids_)
+    clone = fitted.copy()
+    clone.add_items({"s_copy": "A starship crew fights an alien empire"})
+    clone.partial_fit(pd.DataFrame({"user": ["u_copy"], "item": ["s_copy"], "timestamp": [99]}))
+    assert len(clone.item_ids_) == n_items + 1 and "u_copy" in clone.user_ids_
+    assert len(fitted.item_ids_) == n_items and len(fitted.user_ids_) == n_users
+    after = fitted.recommend("u0", k=5)
+    assert list(after[0]) == list(before[0]) and np.allclose(after[1], before[1])
+
+
 def test_add_items_then_recommend_can_return_them(fitted) -> None:
     fitted.add_items({"s_new": "Galactic space opera with starship battles and alien empires"})
     ids, _ = fitted.recommend_for_text("a space opera with starship battles", k=3)

@@ -1,0 +1,225 @@
+"""The HTTP service: a fitted :class:`~hybrid.recommender.HybridRecommender` behind FastAPI.
+
+Every request reads the model through one reference taken at its start, so a reload (``POST
+/admin/reload`` or SIGHUP) or an ``/items`` update builds the new model beside the old one and
+swaps the reference: no request ever sees half of each, and none fails during the swap. The
+mutating endpoints take a lock among themselves and, when the server has an API key, require it
+in the ``X-API-Key`` header.
+
+Client errors are 4xx with a message naming the field: 422 for a body that is not valid JSON or
+breaks the schema (FastAPI names the field's location), 400 for values the model refuses, 404 for
+unknown ids, 413 for a body over the size limit, 401 for a missing or wrong key.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import threading
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from hybrid.data import UnknownIdError
+from hybrid.recommender import HybridRecommender
+
+logger = logging.getLogger(__name__)
+
+Id = int | str
+
+
+@dataclass
+class ServeConfig:
+    """Limits and access of one server.
+
+    Attributes:
+        max_k: the longest list a client may ask for.
+        max_body_bytes: requests with a larger body get 413 before they are parsed.
+        max_text_chars: the longest ``/recommend/text`` query.
+        api_key: required on ``/items`` and ``/admin/reload`` when set.
+        device: where the model is loaded ("auto", "cpu", "cuda").
+    """
+
+    max_k: int = 1000
+    max_body_bytes: int = 1 << 20
+    max_text_chars: int = 10_000
+    api_key: str | None = None
+    device: str = "cpu"
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)  # "k": "10" or true is a 422, not a guess
+
+
+class RecommendBody(Strict):
+    user: Id
+    k: int = Field(10, ge=1)
+    items: list[Id] | None = Field(None, min_length=1)
+
+
+class HistoryBody(Strict):
+    items: list[Id] = Field(min_length=1)
+    k: int = Field(10, ge=1)
+
+
+class TextBody(Strict):
+    text: str = Field(min_length=1)
+    k: int = Field(10, ge=1)
+
+
+class SimilarBody(Strict):
+    item: Id
+    k: int = Field(10, ge=1)
+
+
+class ItemsBody(Strict):
+    items: dict[str, str] = Field(min_length=1)
+
+
+class Ranked(BaseModel):
+    items: list[Id]
+    scores: list[float]
+
+
+class ModelHolder:
+    """The live model and where it came from; ``swap`` replaces it in one assignment."""
+
+    def __init__(self, path: Path, device: str) -> None:
+        self.path, self.device = path, device
+        self.lock = threading.Lock()  # serialises the mutations (reload, add items) among themselves
+        self.model: HybridRecommender = HybridRecommender.load(path, device=device)
+        self.loaded_at = time.time()
+
+    def reload(self) -> HybridRecommender:
+        with self.lock:
+            fresh = HybridRecommender.load(self.path, device=self.device)
+            self.model, self.loaded_at = fresh, time.time()
+            logger.info("reloaded the model from %s", self.path)
+            return fresh
+
+    def add_items(self, item_text: dict[Any, str]) -> int:
+        with self.lock:
+            updated = self.model.copy()
+            updated.add_items(item_text)
+            self.model = updated
+            return len(updated.item_ids_)
+
+
+def _plain(values: np.ndarray) -> list[Any]:
+    return [v.item() if isinstance(v, np.generic) else v for v in values]
+
+
+def _ranked(items: np.ndarray, scores: np.ndarray) -> Ranked:
+    return Ranked(items=_plain(items), scores=[float(s) for s in scores])
+
+
+def _item_ids(model: HybridRecommender, ids: list[Id]) -> list[Any]:
+    """JSON ids as the model's ids: "42" finds item 42 when the model's ids are integers."""
+    example = model.item_ids_[0] if len(model.item_ids_) else None
+    if isinstance(example, int | np.integer):
+        return [int(i) if isinstance(i, str) and i.lstrip("-").isdigit() else i for i in ids]
+    return [str(i) if isinstance(i, int) else i for i in ids]
+
+
+def _user_id(model: HybridRecommender, user: Id) -> Any:
+    example = model.user_ids_[0] if len(model.user_ids_) else None
+    if isinstance(example, int | np.integer) and isinstance(user, str) and user.lstrip("-").isdigit():
+        return int(user)
+    return str(user) if isinstance(user, int) and isinstance(example, str) else user
+
+
+def create_app(model_dir: str | Path, config: ServeConfig | None = None) -> FastAPI:
+    """The FastAPI application serving the model saved in ``model_dir`` (loaded now)."""
+    config = config or ServeConfig()
+    holder = ModelHolder(Path(model_dir), config.device)
+    app = FastAPI(title="hybrid-coldstart", version="0.1.0")
+    app.state.holder = holder
+
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        length = request.headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > config.max_body_bytes):
+            return JSONResponse({"detail": f"body larger than {config.max_body_bytes} bytes"}, status_code=413)
+        if length is None and request.method == "POST":
+            body = await request.body()  # chunked upload: measured once read, still bounded by the check
+            if len(body) > config.max_body_bytes:
+                return JSONResponse({"detail": f"body larger than {config.max_body_bytes} bytes"}, status_code=413)
+        return await call_next(request)
+
+    @app.exception_handler(UnknownIdError)
+    async def unknown(_: Request, error: UnknownIdError) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=404)
+
+    @app.exception_handler(ValueError)
+    async def refused(_: Request, error: ValueError) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=400)
+
+    def check_k(k: int) -> None:
+        if k > config.max_k:
+            raise HTTPException(422, f"k: must be at most {config.max_k}, got {k}")
+
+    def require_key(x_api_key: str | None = Header(None)) -> None:
+        if config.api_key is not None and not hmac.compare_digest(x_api_key or "", config.api_key):
+            raise HTTPException(401, "missing or wrong X-API-Key header")
+
+    @app.get("/health")
+    def health() -> dict[str, Any]:
+        return {"status": "ok"}
+
+    @app.get("/ready")
+    def ready() -> dict[str, Any]:
+        model = holder.model
+        return {"status": "ready", "users": len(model.user_ids_), "items": len(model.item_ids_),
+                "loaded_at": holder.loaded_at}
+
+    @app.post("/recommend")
+    def recommend(body: RecommendBody) -> Ranked:
+        check_k(body.k)
+        model = holder.model
+        items = None if body.items is None else _item_ids(model, body.items)
+        return _ranked(*model.recommend(_user_id(model, body.user), k=body.k, items=items))
+
+    @app.post("/recommend/history")
+    def recommend_history(body: HistoryBody) -> Ranked:
+        check_k(body.k)
+        model = holder.model
+        return _ranked(*model.recommend_for_history(_item_ids(model, body.items), k=body.k))
+
+    @app.post("/recommend/text")
+    def recommend_text(body: TextBody) -> Ranked:
+        check_k(body.k)
+        if len(body.text) > config.max_text_chars:
+            raise HTTPException(422, f"text: at most {config.max_text_chars} characters, got {len(body.text)}")
+        if not body.text.strip():
+            raise HTTPException(422, "text: must not be blank")
+        return _ranked(*holder.model.recommend_for_text(body.text, k=body.k))
+
+    @app.post("/similar")
+    def similar(body: SimilarBody) -> Ranked:
+        check_k(body.k)
+        model = holder.model
+        return _ranked(*model.similar_items(_item_ids(model, [body.item])[0], k=body.k))
+
+    @app.post("/items", dependencies=[Depends(require_key)])
+    def add_items(body: ItemsBody) -> dict[str, Any]:
+        model = holder.model
+        ids = _item_ids(model, list(body.items))
+        total = holder.add_items(dict(zip(ids, body.items.values(), strict=True)))
+        return {"added": len(ids), "items": total}
+
+    @app.post("/admin/reload", dependencies=[Depends(require_key)])
+    def reload() -> dict[str, Any]:
+        try:
+            model = holder.reload()
+        except (OSError, ValueError) as error:
+            raise HTTPException(503, f"reload failed, the previous model is still serving: {error}") from error
+        return {"status": "reloaded", "users": len(model.user_ids_), "items": len(model.item_ids_)}
+
+    return app
