@@ -72,17 +72,37 @@ class Recommender(ABC):
         """What fitting chose (epochs, calibrated values, ...), for the record in results.json."""
         return {}
 
+    def item_factors(self) -> torch.Tensor | None:
+        """float32 [n_items, d] vectors whose inner products with :meth:`user_factors` give the
+        score, or the part of it an index can search (ANN candidate generation); None where the
+        score has no such form."""
+        return None
+
+    def user_factors(self, users: np.ndarray, history: sp.csr_matrix) -> torch.Tensor:
+        """float32 [b, d] query vectors matching :meth:`item_factors` (same arguments as ``score``)."""
+        raise NotImplementedError(f"{type(self).__name__} has no factor form (item_factors() is None)")
+
     def score_candidates(self, users: np.ndarray, history: sp.csr_matrix, candidates: np.ndarray) -> torch.Tensor:
         """Scores of given candidates only, float32 [b, m] (the LLMRank protocol: rank m given items).
 
         Args:
             candidates: int64 [b, m] item indices per user.
+
+        This default scores every item and keeps the candidates; models that can score a few
+        items for less (dot products, sparse columns) override it.
         """
         scores = self.score(users, history)
         return scores.gather(1, torch.as_tensor(candidates, dtype=torch.int64, device=scores.device))
 
 
+def dot_candidates(queries: torch.Tensor, items: torch.Tensor, candidates: np.ndarray) -> torch.Tensor:
+    """float32 [b, m]: each query [b, d] with its own candidates' rows of ``items`` [n_items, d]."""
+    chosen = items[torch.as_tensor(candidates, dtype=torch.int64, device=items.device)]
+    return torch.einsum("bd,bmd->bm", queries, chosen)
+
+
 ModelFactory = Callable[[dict[str, Any]], Recommender]
+ANN_SUFFIX = "+ann"
 MODELS: dict[str, ModelFactory] = {}
 
 
@@ -99,9 +119,22 @@ def register(name: str) -> Callable[[ModelFactory], ModelFactory]:
 
 
 def make_model(name: str, params: dict[str, Any] | None = None) -> Recommender:
-    """Build a registered model from its config parameters."""
+    """Build a registered model from its config parameters; ``retrieval: {kind: ann, ...}`` among
+    them, or the name ``NAME+ann``, wraps it in :class:`~hybrid.retrieval.two_stage.TwoStage`."""
     import hybrid.models  # noqa: F401  (registers the built-in models)
 
+    params = dict(params or {})
+    if name not in MODELS and name.endswith(ANN_SUFFIX) and name.removesuffix(ANN_SUFFIX) in MODELS:
+        name = name.removesuffix(ANN_SUFFIX)  # "gf_cf+ann": gf_cf ranked two-stage, a row beside gf_cf
+        params["retrieval"] = {**(params.get("retrieval") or {}), "kind": "ann"}
     if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; known models are {sorted(MODELS)}")
-    return MODELS[name](dict(params or {}))
+        raise ValueError(f"unknown model {name!r}; known models are {sorted(MODELS)} "
+                         f"(and any of them with {ANN_SUFFIX!r}: two-stage through an ANN index)")
+    retrieval = params.pop("retrieval", None)
+    model = MODELS[name](params)
+    if retrieval is None:
+        return model
+    from hybrid.retrieval.two_stage import TwoStage, retrieval_config
+
+    config = retrieval_config(retrieval)
+    return model if config.kind == "exact" else TwoStage(model, config)

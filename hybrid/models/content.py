@@ -12,7 +12,7 @@ from typing_extensions import Self
 
 from hybrid.config import from_dict
 from hybrid.graph import csr_tensor
-from hybrid.models.base import FitData, Recommender, register
+from hybrid.models.base import FitData, Recommender, dot_candidates, register
 from hybrid.text_features import EncoderConfig, encode_texts
 
 
@@ -49,6 +49,16 @@ class ContentKNN(Recommender):
         return self
 
     def score(self, users: np.ndarray, history: sp.csr_matrix) -> torch.Tensor:
+        return self.user_factors(users, history) @ self.items_.T
+
+    def item_factors(self) -> torch.Tensor:
+        return self.items_
+
+    def score_candidates(self, users: np.ndarray, history: sp.csr_matrix, candidates: np.ndarray) -> torch.Tensor:
+        return dot_candidates(self.user_factors(users, history), self.items_, candidates)
+
+    def user_factors(self, users: np.ndarray, history: sp.csr_matrix) -> torch.Tensor:
+        """float32 [b, d] normalised profiles: the mean text vector of the history, else the profile text."""
         profile = sparse_rows(history, self.device_) @ self.items_
         empty = np.flatnonzero(np.diff(history.indptr) == 0)
         if len(empty) and self.user_text_ is not None:
@@ -56,8 +66,7 @@ class ContentKNN(Recommender):
             profile[torch.as_tensor(empty, device=self.device_)] = torch.as_tensor(
                 encode_texts(texts, self.config.encoder), device=self.device_
             )
-        profile = torch.nn.functional.normalize(profile, dim=1)
-        return profile @ self.items_.T
+        return torch.nn.functional.normalize(profile, dim=1)
 
 
 @register("content")

@@ -31,7 +31,7 @@ from typing_extensions import Self
 from hybrid.config import from_dict
 from hybrid.fold_in import refine_by_bpr
 from hybrid.graph import csr_tensor
-from hybrid.models.base import FitData, Recommender
+from hybrid.models.base import FitData, Recommender, dot_candidates
 from hybrid.persistence import atomic_folder, check_shape, verify_folder, write_manifest
 from hybrid.train import BPRModel, TrainConfig, TrainResult, fit_bpr
 
@@ -139,6 +139,16 @@ class EmbeddingRecommender(Recommender):
         if not hasattr(self, "item_embeddings_"):
             raise RuntimeError(f"{type(self).__name__} is not fitted; call fit() or load() first")
         return self.user_vectors(users, history) @ self.item_embeddings_.T
+
+    def item_factors(self) -> torch.Tensor:
+        return self.item_embeddings_
+
+    def user_factors(self, users: np.ndarray, history: sp.csr_matrix) -> torch.Tensor:
+        return self.user_vectors(users, history)
+
+    def score_candidates(self, users: np.ndarray, history: sp.csr_matrix, candidates: np.ndarray) -> torch.Tensor:
+        """The exact dot products for the candidates only: [b, m] from [b, d] and [b, m, d]."""
+        return dot_candidates(self.user_vectors(users, history), self.item_embeddings_, candidates)
 
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> None:

@@ -46,7 +46,7 @@ from typing_extensions import Self
 
 from hybrid.config import from_dict
 from hybrid.graph import csr_tensor
-from hybrid.models.base import FitData, Recommender, register
+from hybrid.models.base import FitData, Recommender, dot_candidates, register
 from hybrid.persistence import atomic_folder, check_shape, verify_folder, write_manifest
 
 logger = logging.getLogger(__name__)
@@ -54,6 +54,7 @@ logger = logging.getLogger(__name__)
 OVERSAMPLE = 10
 FILTER_FILE = "filter.safetensors"
 FILTER_CONFIG = "config.json"
+GATHER_LIMIT = 1 << 24  # entries of R̃ gathered at once when scoring candidates (~200 MB of temporaries)
 
 
 @dataclass
@@ -157,12 +158,42 @@ class NormalizedGraph:
         columns = csr_tensor(binary(history).T.tocsr(), self.device)
         return self.norm_t @ (self.norm @ columns).to_dense()
 
+    def linear_candidates(self, history: sp.csr_matrix, candidates: np.ndarray) -> torch.Tensor:
+        """(r P)[c] for each row's own candidates c (int64 [b, m]) -> [b, m], reading only the
+        candidates' columns of R̃: Σ_u R̃[u, c] (R̃ rᵀ)[u], in chunks of at most ``GATHER_LIMIT`` entries."""
+        x = (self.norm @ csr_tensor(binary(history).T.tocsr(), self.device)).to_dense()  # [n_users, b]
+        crow, col, val = self.norm_t.crow_indices(), self.norm_t.col_indices(), self.norm_t.values()
+        flat = torch.as_tensor(candidates, dtype=torch.int64, device=self.device).reshape(-1)
+        lengths = crow[flat + 1] - crow[flat]
+        out = torch.zeros(len(flat), device=self.device)
+        ends = torch.cumsum(lengths, 0)
+        start = 0
+        while start < len(flat):
+            done = int(ends[start - 1]) if start else 0
+            stop = max(start + 1, int(torch.searchsorted(ends, done + GATHER_LIMIT, right=True)))
+            part = lengths[start:stop]
+            owner = torch.repeat_interleave(torch.arange(start, stop, device=self.device), part)
+            first = torch.repeat_interleave(crow[flat[start:stop]] - (torch.cumsum(part, 0) - part), part)
+            entry = first + torch.arange(len(owner), device=self.device)
+            products = val[entry] * x[col[entry], owner // candidates.shape[1]]
+            out.index_add_(0, owner, products)
+            start = stop
+        return out.reshape(candidates.shape)
+
+    def ideal_queries(self, history: sp.csr_matrix) -> torch.Tensor:
+        """r D^{-1/2} V: float32 [b, k], the rows' side of the ideal filter."""
+        rows = csr_tensor(sp.csr_matrix(binary(history) @ sp.diags(self.item_inv_sqrt), dtype=np.float32), self.device)
+        return rows @ self.vectors
+
+    def ideal_items(self) -> torch.Tensor:
+        """D^{1/2} V: float32 [n_items, k], the items' side of the ideal filter."""
+        return self.vectors * self.item_sqrt[:, None]
+
     def ideal_history(self, history: sp.csr_matrix) -> torch.Tensor:
         """(r D^{-1/2} V Vᵀ D^{1/2})ᵀ for a binary CSR batch [b, n_items] -> [n_items, b]."""
         if self.vectors is None:
             return torch.zeros(self.matrix.shape[1], history.shape[0], device=self.device)
-        rows = csr_tensor(sp.csr_matrix(binary(history) @ sp.diags(self.item_inv_sqrt), dtype=np.float32), self.device)
-        return (self.vectors @ (rows @ self.vectors).T).mul_(self.item_sqrt[:, None])
+        return (self.vectors @ self.ideal_queries(history).T).mul_(self.item_sqrt[:, None])
 
 
 def dense_columns(history: sp.csr_matrix, device: torch.device) -> torch.Tensor:
@@ -190,6 +221,17 @@ class _GraphFilter(Recommender):
     def score(self, users: np.ndarray, history: sp.csr_matrix) -> torch.Tensor:
         with torch.no_grad():
             return self.filter(history).T.contiguous()
+
+    def item_factors(self) -> torch.Tensor | None:
+        """The ideal low-pass term's item side, D^{1/2} V (the part of the score an index can search)."""
+        return None if self.graph_.vectors is None else self.graph_.ideal_items()
+
+    def user_factors(self, users: np.ndarray, history: sp.csr_matrix) -> torch.Tensor:
+        return self.ideal_weight * self.graph_.ideal_queries(history)
+
+    @property
+    def ideal_weight(self) -> float:
+        raise NotImplementedError
 
     def chosen(self) -> dict[str, Any]:
         """Nothing is chosen on validation; the settings in use and the graph's size, for the record."""
@@ -242,6 +284,18 @@ class GFCF(_GraphFilter):
     name = "gf_cf"
     config_class = GFCFConfig
 
+    @property
+    def ideal_weight(self) -> float:
+        return self.config.alpha
+
+    def score_candidates(self, users: np.ndarray, history: sp.csr_matrix, candidates: np.ndarray) -> torch.Tensor:
+        """Exact GF-CF scores of each row's candidates, from their columns only (no full row)."""
+        with torch.no_grad():
+            out = self.graph_.linear_candidates(history, candidates)
+            if self.config.alpha and self.graph_.vectors is not None:
+                out += dot_candidates(self.user_factors(users, history), self.graph_.ideal_items(), candidates)
+            return out
+
     def filter(self, history: sp.csr_matrix) -> torch.Tensor:
         out = self.graph_.linear_history(history)
         if self.config.alpha:
@@ -254,6 +308,10 @@ class BSPM(_GraphFilter):
 
     name = "bspm"
     config_class = BSPMConfig
+
+    @property
+    def ideal_weight(self) -> float:
+        return self.config.beta
 
     def filter(self, history: sp.csr_matrix) -> torch.Tensor:
         config, graph = self.config, self.graph_

@@ -1,0 +1,119 @@
+"""Two-stage ranking: cheap candidates from several sources, then the model's exact score on them.
+
+Stage 1 takes the union, per user, of
+    * the index's top ``candidates`` by the model's factor vectors (:mod:`hybrid.retrieval.ann`;
+      :meth:`~hybrid.models.base.Recommender.item_factors`), asked for more when a user has seen
+      many items so seen ones do not crowd the list out;
+    * the ``popular`` most-interacted items;
+    * the ``newest`` items (the last added to the catalogue: new arrivals that have no
+      interactions yet, which an index over interaction-trained vectors would never surface).
+Stage 2 scores the union with :meth:`~hybrid.models.base.Recommender.score_candidates` (exact
+dot products for the embedding models and content; exact sparse columns for GF-CF) and ranks it.
+
+``TwoStage`` is itself a :class:`~hybrid.models.base.Recommender`, so ``hybrid-eval`` and
+:func:`~hybrid.ranking.top_k` use it unchanged: its ``score`` is -inf outside the candidates.
+With ``retrieval: {kind: ann, ...}`` in a model's ``params`` the evaluation wraps the model in it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from typing_extensions import Self
+
+from hybrid.config import from_dict
+from hybrid.models.base import FitData, Recommender
+from hybrid.retrieval.ann import AnnConfig, AnnIndex
+
+MAX_EXTRA = 1000  # at most this many extra index results for a user who has seen many items
+
+
+@dataclass
+class RetrievalConfig:
+    """``kind: exact`` scores every item; ``ann`` ranks the stage-1 union only.
+
+    Attributes:
+        kind: "exact" or "ann".
+        index: the ANN index settings (:class:`~hybrid.retrieval.ann.AnnConfig`).
+        candidates: index results per user.
+        popular: most-interacted items added to every user's candidates.
+        newest: most recently added items added to every user's candidates.
+    """
+
+    kind: Literal["exact", "ann"] = "exact"
+    index: AnnConfig = field(default_factory=AnnConfig)
+    candidates: int = 200
+    popular: int = 50
+    newest: int = 50
+
+    def validate(self) -> None:
+        if self.kind not in ("exact", "ann"):
+            raise ValueError(f"retrieval.kind must be 'exact' or 'ann', got {self.kind!r}")
+        if self.candidates < 1 or self.popular < 0 or self.newest < 0:
+            raise ValueError(f"retrieval.candidates must be >= 1 and popular, newest >= 0, got "
+                             f"{self.candidates}, {self.popular}, {self.newest}")
+        self.index.validate()
+
+
+def retrieval_config(params: dict[str, Any] | RetrievalConfig | None) -> RetrievalConfig:
+    config = params if isinstance(params, RetrievalConfig) else from_dict(RetrievalConfig, params or {}, "retrieval")
+    config.validate()
+    return config
+
+
+class TwoStage(Recommender):
+    """``model`` ranked over stage-1 candidates (see the module docstring).
+
+    Args:
+        model: the ranker; fitted here by :meth:`fit`, or already fitted (then call :meth:`build`).
+        config: the retrieval settings.
+    """
+
+    def __init__(self, model: Recommender, config: RetrievalConfig | dict[str, Any] | None = None) -> None:
+        self.model = model
+        self.config = retrieval_config(config)
+
+    def fit(self, data: FitData) -> Self:
+        self.model.fit(data)
+        return self.build(data.train.item_counts())
+
+    def build(self, counts: np.ndarray) -> Self:
+        """Index the fitted model's item factors; ``counts`` (int [n_items]) rank the popular source."""
+        factors = self.model.item_factors()
+        if factors is None:
+            raise ValueError(f"{type(self.model).__name__} has no item vectors to index (item_factors() is None); "
+                             "use retrieval kind 'exact'")
+        self.index_ = AnnIndex(self.config.index).build(factors.detach().float().cpu().numpy())
+        self.n_items_ = factors.shape[0]
+        self.popular_ = np.argsort(-np.asarray(counts), kind="stable")[: self.config.popular]
+        return self
+
+    def chosen(self) -> dict[str, Any]:
+        return {**self.model.chosen(), "retrieval": asdict(self.config)}
+
+    def candidates(self, users: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
+        """int64 [b, m] stage-1 items per user; -1 pads a row (a duplicate, or nothing found)."""
+        queries = self.model.user_factors(users, history).detach().float().cpu().numpy()
+        extra = min(int(np.diff(history.indptr).max(initial=0)), MAX_EXTRA)
+        _, found = self.index_.search(queries, self.config.candidates + extra)
+        newest = np.arange(max(self.n_items_ - self.config.newest, 0), self.n_items_)
+        fixed = np.concatenate([self.popular_, newest])
+        union = np.concatenate([found, np.broadcast_to(fixed, (len(found), len(fixed)))], axis=1)
+        union = np.sort(union, axis=1)
+        union[:, 1:][union[:, 1:] == union[:, :-1]] = -1  # duplicates
+        return union
+
+    def score(self, users: np.ndarray, history: sp.csr_matrix) -> torch.Tensor:
+        """float32 [b, n_items]: the model's score on each row's candidates, -inf elsewhere."""
+        union = self.candidates(users, history)
+        valid = union >= 0
+        scores = self.model.score_candidates(users, history, np.where(valid, union, 0)).float()
+        out = torch.full((len(union), self.n_items_), -torch.inf, device=scores.device)
+        rows, cols = np.nonzero(valid)
+        out[torch.as_tensor(rows, device=out.device), torch.as_tensor(union[rows, cols], device=out.device)] = (
+            scores[torch.as_tensor(rows, device=scores.device), torch.as_tensor(cols, device=scores.device)])
+        return out
