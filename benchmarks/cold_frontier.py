@@ -5,7 +5,7 @@ On each cold-item config, in one run: ``lightgcn`` and ``content`` (the peers th
 content scales s (``b = α g + (1 − α) s c``, the calibrated τ kept) and the test set is ranked
 again. The row "calibrated" is the s the model chose on validation. Test metrics are printed
 for every s so the trade-off is visible, next to the warm recall the calibration expects each s
-to cost (:func:`~hybrid.calibration.cold_slot_loss` on the validation set, the price the model
+to cost (:func:`~hybrid.models.calibration.cold_slot_loss` on the validation set, the price the model
 chose by); nothing here feeds back into the model's choice. A last line ranks the new items in
 a list of their own (warm items never shown), for ``content`` and ``hybrid``: how well each
 orders new items when they do not have to compete with warm ones.
@@ -26,14 +26,14 @@ import torch
 from typing_extensions import Self
 
 import hybrid.models  # noqa: F401  (registers the models)
-from hybrid.calibration import cold_slot_loss
 from hybrid.config import load_config
-from hybrid.datasets import load_dataset
-from hybrid.evaluate import Prepared, evaluate_rankings, prepare
-from hybrid.metrics import hit_matrix
+from hybrid.data.datasets import load_dataset
+from hybrid.evaluation.evaluate import Prepared, evaluate_rankings, prepare
+from hybrid.evaluation.metrics import hit_matrix
 from hybrid.models.base import FitData, Recommender, make_model
+from hybrid.models.calibration import cold_slot_loss
 from hybrid.models.hybrid_model import HybridRecommenderModel
-from hybrid.ranking import mask_history, top_k
+from hybrid.retrieval.ranking import mask_history, top_k
 
 CONFIGS = ("configs/ml100k_cold_items.yaml", "configs/ml_latest_small_cold_items.yaml")
 SCALES = (0.7, 0.75, 0.8, 0.825, 0.85, 0.9, 1.0)

@@ -1,6 +1,6 @@
 """The cold-start comparison: the hybrid against its peers on every cold-item data set, one JSON.
 
-For each config (default: :data:`DEFAULT_CONFIGS`) this runs :func:`hybrid.evaluate.run_split`, the
+For each config (default: :data:`DEFAULT_CONFIGS`) this runs :func:`hybrid.evaluation.evaluate.run_split`, the
 code behind ``hybrid-eval``, with the models :data:`MODELS` and each config's own parameters for
 them; seeds follow ``hybrid-eval``'s rule (``eval.seeds``; None: 3 seeds on data sets of fewer
 than 5,000 users, else 1) unless ``--seeds`` overrides it. ``configs/default.yaml`` (bundled
@@ -45,8 +45,8 @@ import torch
 
 import hybrid.models  # noqa: F401  (registers the built-in models)
 from hybrid.config import ExperimentConfig, from_dict, load_config
-from hybrid.datasets import load_dataset
-from hybrid.evaluate import run_split
+from hybrid.data.datasets import load_dataset
+from hybrid.evaluation.evaluate import run_split
 from hybrid.models.base import MODELS, Recommender, register
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -3,10 +3,10 @@
 Issue target: users re-entered through ``recommend_for_history`` with their own training items
 reach at least 95% of the fitted users' Recall@20 on the ML-100K temporal test set.
 
-One split (``configs/ml100k_temporal.yaml`` through :func:`hybrid.evaluate.prepare`), each model
+One split (``configs/ml100k_temporal.yaml`` through :func:`hybrid.evaluation.evaluate.prepare`), each model
 fitted once. The test users who have training interactions are ranked several ways, always with
 the same known items (train + valid) masked and scored by the same
-:func:`hybrid.evaluate.evaluate_rankings`. The same ways are also scored on the validation set
+:func:`hybrid.evaluation.evaluate.evaluate_rankings`. The same ways are also scored on the validation set
 (every user with a held-out validation item: fold in from training items, mask them, rank the
 validation item), a second and larger sample (750 users against 109 test users on ML-100K):
 
@@ -14,7 +14,7 @@ validation item), a second and larger sample (750 users against 109 test users o
     fold-in (library)     the library's own fold-in code path, unchanged: the model is told these
                           users are untrained (``user_counts_`` = 0), so
                           ``EmbeddingRecommender.fold_in`` gives them the mean final item vector
-                          of their history refined by a few BPR steps (:mod:`hybrid.fold_in`;
+                          of their history refined by a few BPR steps (:mod:`hybrid.models.fold_in`;
                           ``fold_in_steps: 0`` in the model's params measures the mean alone).
                           For ``hybrid`` the result is checked against
                           ``HybridRecommender.recommend_for_history`` on raw ids (same top-20).
@@ -69,14 +69,14 @@ from typing_extensions import Self
 
 import hybrid.models  # noqa: F401  (registers the models now: the run uses one version of their code)
 from hybrid.config import load_config
-from hybrid.datasets import load_dataset
-from hybrid.evaluate import Prepared, evaluate_rankings, prepare
-from hybrid.graph import spmm
-from hybrid.metrics import hit_matrix, ranking_metrics
+from hybrid.data.datasets import load_dataset
+from hybrid.evaluation.evaluate import Prepared, evaluate_rankings, prepare
+from hybrid.evaluation.metrics import hit_matrix, ranking_metrics
+from hybrid.graph.adjacency import spmm
 from hybrid.models.base import FitData, Recommender, make_model
 from hybrid.models.embedding import EmbeddingRecommender
-from hybrid.ranking import top_k
 from hybrid.recommender import HybridRecommender
+from hybrid.retrieval.ranking import top_k
 
 K = 20
 # (Adam steps, learning rate) of the bpr fold-in; (0, ·) is the library fold-in it starts from.

@@ -32,11 +32,11 @@ import numpy as np
 import pandas as pd
 import torch
 
-from hybrid.data import Interactions
-from hybrid.datasets import load_dataset
+from hybrid.data.datasets import load_dataset
+from hybrid.data.interactions import Interactions
 from hybrid.models import FitData, make_model
 from hybrid.models.embedding import EmbeddingRecommender
-from hybrid.train import BPRModel, heldout_metrics
+from hybrid.models.train import BPRModel, heldout_metrics
 
 logger = logging.getLogger("gowalla_lightgcn")
 
@@ -49,7 +49,7 @@ def load_split(name: str, data: str | None, data_root: str | None) -> tuple[Inte
     """Train and test interactions over one id universe.
 
     Args:
-        name: ``gowalla`` (official LightGCN split) or another ``hybrid.datasets`` name; a set
+        name: ``gowalla`` (official LightGCN split) or another ``hybrid.data.datasets`` name; a set
             without its own test split is split per user (last 20% of each user's interactions
             by time) for benchmarking only.
         data: the data set's folder or zip, or None to use ``data_root``.
@@ -136,7 +136,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=None, help=f"zip or folder of the split (default: {DEFAULT_DATA})")
     parser.add_argument("--data-root", default=os.environ.get("HYBRID_DATA_ROOT"))
-    parser.add_argument("--dataset", default="gowalla", help="hybrid.datasets name (default gowalla)")
+    parser.add_argument("--dataset", default="gowalla", help="hybrid.data.datasets name (default gowalla)")
     parser.add_argument("--models", default="lightgcn", help="comma-separated: lightgcn, mf, ngcf")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--max-minutes", type=float, default=None, help="training budget per model")

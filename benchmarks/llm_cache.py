@@ -6,7 +6,7 @@ u.item give them) and 20 candidate titles. Three ways to score the same candidat
 - ``full prompt``: every candidate run after the whole prompt (:func:`score_full`), the naive way;
 - ``cached``: the user's prompt run once, after the template text shared by all users (encoded
   once per reranker, not counted), then the candidates packed into one row against its cache
-  (block-causal mask, no padding) -- what :class:`hybrid.reranker.LLMReranker` does;
+  (block-causal mask, no padding) -- what :class:`hybrid.llm.reranker.LLMReranker` does;
 - ``cached, no shared prefix``: the same, but the whole prompt run per user.
 
 Times are wall-clock per candidate (the user's prompt pass included), median of ``--repeats``
@@ -32,8 +32,8 @@ import torch
 import transformers
 
 import prompts
-from hybrid import llm_backend
-from hybrid.reranker import LLMReranker, UserProfile
+from hybrid.llm import backend as llm_backend
+from hybrid.llm.reranker import LLMReranker, UserProfile
 
 PROFILE = UserProfile(
     side_info="age 24, female, occupation: student",

@@ -25,10 +25,10 @@ import torch
 
 from hybrid import HybridRecommender
 from hybrid.config import load_config
-from hybrid.data import ITEM, TIMESTAMP, USER
-from hybrid.datasets import load_dataset
-from hybrid.evaluate import git_commit
-from hybrid.splits import make_split
+from hybrid.data.datasets import load_dataset
+from hybrid.data.interactions import ITEM, TIMESTAMP, USER
+from hybrid.data.splits import make_split
+from hybrid.evaluation.evaluate import git_commit
 
 ROOT = Path(__file__).resolve().parents[1]
 K = 20

@@ -3,10 +3,10 @@
 LightFM (Kula 2015) is the classic hybrid of collaborative and content signals: an item's vector is
 the sum of the embeddings of its features, so an item with text features but no interactions still
 gets a vector. Here it sees exactly what the library's models see: the split is built once per data
-set by :func:`hybrid.evaluate.prepare`, LightFM is fitted on ``prepared.fit_data.train`` (epochs
+set by :func:`hybrid.evaluation.evaluate.prepare`, LightFM is fitted on ``prepared.fit_data.train`` (epochs
 chosen on ``prepared.fit_data.valid``, as the BPR models' early stopping does), the same known
-items are masked by :func:`hybrid.ranking.top_k`, and everything is scored by
-:func:`hybrid.evaluate.evaluate_rankings`.
+items are masked by :func:`hybrid.retrieval.ranking.top_k`, and everything is scored by
+:func:`hybrid.evaluation.evaluate.evaluate_rankings`.
 
 Item features, two variants (both reported; LightFM is given whichever does better):
 
@@ -14,7 +14,7 @@ Item features, two variants (both reported; LightFM is given whichever does bett
              bag-of-words tokens of the item text (title, genres and, for ml-latest-small, tags;
              tokens in at least 2 items), each row L1-normalised as ``lightfm.data.Dataset`` does.
     minilm   identity (warm items) + the same all-MiniLM-L6-v2 vectors the ``hybrid`` and
-             ``content`` models use (:func:`hybrid.text_features.encode_texts`), projected on
+             ``content`` models use (:func:`hybrid.data.text_features.encode_texts`), projected on
              their top ``--minilm-dims`` principal components (default 32) and rescaled to unit
              length. Why not all 384 columns: LightFM updates every feature of an item in every
              WARP step, so 384 dense columns cost ~200 s per epoch on ML-100K on 2 shared CPU
@@ -46,12 +46,12 @@ from typing_extensions import Self
 
 import hybrid.models  # noqa: F401  (registers the models now: the run uses one version of their code)
 from hybrid.config import load_config
-from hybrid.datasets import load_dataset
-from hybrid.evaluate import Prepared, evaluate_rankings, prepare
+from hybrid.data.datasets import load_dataset
+from hybrid.data.text_features import EncoderConfig, encode_texts
+from hybrid.evaluation.evaluate import Prepared, evaluate_rankings, prepare
 from hybrid.models.base import FitData, Recommender, make_model
-from hybrid.ranking import top_k
-from hybrid.text_features import EncoderConfig, encode_texts
-from hybrid.train import BPRModel, validation_metrics
+from hybrid.models.train import BPRModel, validation_metrics
+from hybrid.retrieval.ranking import top_k
 
 try:
     from lightfm import LightFM
@@ -71,7 +71,7 @@ K = 20
 
 
 class _Fixed(BPRModel):
-    """Fixed final embeddings, so :func:`hybrid.train.validation_metrics` can score them."""
+    """Fixed final embeddings, so :func:`hybrid.models.train.validation_metrics` can score them."""
 
     def __init__(self, users: torch.Tensor, items: torch.Tensor) -> None:
         super().__init__()

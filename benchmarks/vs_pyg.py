@@ -11,7 +11,7 @@ of training edges, a uniform random negative item per edge, ``model(adj, edge_la
                    normalises it on every call, as it does an ``edge_index``);
     csr-prenorm    our normalised CSR with ``LGConv(normalize=False)``: PyG's fastest path.
 
-Ours: :class:`hybrid.models.graph_models.LightGCN` trained by :func:`hybrid.train.train_epoch`,
+Ours: :class:`hybrid.models.graph_models.LightGCN` trained by :func:`hybrid.models.train.train_epoch`,
 including its vectorised sampler (negatives that are never known positives, drawn for all the
 steps at once) and its timing.
 
@@ -33,11 +33,11 @@ import numpy as np
 import torch
 from torch_geometric.nn.models import LightGCN as PyGLightGCN
 
-from hybrid.data import Interactions
-from hybrid.graph import interaction_adjacency
+from hybrid.data.interactions import Interactions
+from hybrid.graph.adjacency import interaction_adjacency
+from hybrid.graph.samplers import NegativeSampler
 from hybrid.models.graph_models import LightGCN
-from hybrid.samplers import NegativeSampler
-from hybrid.train import TrainConfig, make_optimizer, train_epoch
+from hybrid.models.train import TrainConfig, make_optimizer, train_epoch
 
 logger = logging.getLogger("vs_pyg")
 PYG_VARIANTS = ("edge_index", "csr", "csr-prenorm")
@@ -110,7 +110,7 @@ def timed(run: Callable[[int], None], steps: int, device: torch.device) -> float
 
 def main(argv: list[str] | None = None) -> dict[str, float]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", default="gowalla", help="gowalla (default) or another hybrid.datasets name")
+    parser.add_argument("--dataset", default="gowalla", help="gowalla (default) or another hybrid.data.datasets name")
     parser.add_argument("--data", default=None, help="the data set's zip or folder")
     parser.add_argument("--data-root", default=os.environ.get("HYBRID_DATA_ROOT"))
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")

@@ -1,9 +1,10 @@
 """hybrid-coldstart: recommendations for users and items with little or no history."""
 
-from hybrid.data import Columns, Interactions, item_texts
+from hybrid.data.datasets import load_dataset
+from hybrid.data.interactions import Columns, Interactions, item_texts
 from hybrid.models.fusion_hybrid import FusionConfig
 from hybrid.models.hybrid_model import HybridConfig
 from hybrid.recommender import HybridRecommender
 
-__all__ = ["Columns", "FusionConfig", "HybridConfig", "HybridRecommender", "Interactions", "item_texts"]
+__all__ = ["Columns", "FusionConfig", "HybridConfig", "HybridRecommender", "Interactions", "item_texts", "load_dataset"]
 __version__ = "0.1.0"

@@ -25,7 +25,7 @@ from safetensors.numpy import load_file, save_file
 from typing_extensions import Self
 
 from hybrid.config import from_dict
-from hybrid.data import (
+from hybrid.data.interactions import (
     Columns,
     Interactions,
     UnknownIdError,
@@ -33,12 +33,12 @@ from hybrid.data import (
     item_texts,
     lookup_ids,
 )
+from hybrid.data.splits import _last_n
 from hybrid.device import resolve_device
 from hybrid.models.base import FitData
 from hybrid.models.fusion_hybrid import FusionConfig, FusionHybrid
 from hybrid.persistence import atomic_folder, verify_folder, write_manifest
-from hybrid.ranking import check_k, mask_history, top_k
-from hybrid.splits import _last_n
+from hybrid.retrieval.ranking import check_k, mask_history, top_k
 
 logger = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ mtime 0 (the same bytes on every run).
 
 Usage::
 
-    python scripts/build_online_retail.py [SOURCE.rda] [--out hybrid/_data/online_retail]
+    python scripts/build_online_retail.py [SOURCE.rda] [--out hybrid/data/_data/online_retail]
 
 Reading the ``.rda`` takes one to two minutes (``rdata`` is a pure-Python parser).
 """
@@ -30,7 +30,7 @@ logger = logging.getLogger("build_online_retail")
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_SOURCE = REPO.parent / "shared" / "opendata" / "uci_online_retail" / "source" / "onlineretail.rda"
-DEFAULT_OUT = REPO / "hybrid" / "_data" / "online_retail"
+DEFAULT_OUT = REPO / "hybrid" / "data" / "_data" / "online_retail"
 SOURCE_SHA256 = "d686c7ec387fdc64fde3a5b6f1c31d43751735f4053f34c92e677beacf5e0664"
 
 SERVICE_CODES = ("23444", "23702")  # "Next Day Carriage", "High Resolution Image" (PROVENANCE.md)

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from hybrid import HybridRecommender
 from hybrid.config import load_config
-from hybrid.data import Interactions, UnknownIdError
+from hybrid.data.interactions import Interactions, UnknownIdError
 
 BASE = pd.DataFrame({"user": ["a", "a", "b", "b"], "item": ["x", "y", "x", "z"], "timestamp": [1, 2, 3, 4]})
 
@@ -57,7 +57,7 @@ def test_a_source_of_the_wrong_type_and_a_missing_file() -> None:
      "look like Unix microseconds"),
 ])
 def test_float_and_subsecond_timestamps_are_converted_and_logged(stamps, expected, logged, caplog) -> None:
-    with caplog.at_level(logging.INFO, logger="hybrid.data"):
+    with caplog.at_level(logging.INFO, logger="hybrid.data.interactions"):
         data = Interactions.from_frame(BASE.assign(timestamp=stamps))
     assert sorted(data.timestamps.tolist()) == expected
     assert logged in caplog.text
@@ -65,7 +65,7 @@ def test_float_and_subsecond_timestamps_are_converted_and_logged(stamps, expecte
 
 def test_duplicates_are_merged_and_logged_unicode_ids_kept(caplog) -> None:
     frame = pd.DataFrame({"user": ["ü", "ü", "日本", "日本"], "item": ["🙂", "🙂", "x", "y"], "timestamp": [1, 2, 3, 4]})
-    with caplog.at_level(logging.INFO, logger="hybrid.data"):
+    with caplog.at_level(logging.INFO, logger="hybrid.data.interactions"):
         data = Interactions.from_frame(frame)
     assert len(data) == 3 and "ü" in data.user_ids and "🙂" in data.item_ids
     assert "merged" in caplog.text  # the duplicate (ü, 🙂) is summed, and the log says so

@@ -7,9 +7,9 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from hybrid.calibration import cold_slot_loss
-from hybrid.metrics import hit_matrix
-from hybrid.ranking import mask_history
+from hybrid.evaluation.metrics import hit_matrix
+from hybrid.models.calibration import cold_slot_loss
+from hybrid.retrieval.ranking import mask_history
 
 
 def recall_at_k(users: torch.Tensor, items: torch.Tensor, train: sp.csr_matrix, valid: sp.csr_matrix, k: int,

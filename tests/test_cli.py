@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from hybrid.evaluate import main, resolve_config
+from hybrid.evaluation.evaluate import main, resolve_config
 
 
 def run_cli(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
@@ -52,7 +52,7 @@ def test_debug_shows_the_traceback(capsys) -> None:
 
 
 def test_help_lists_models_data_sets_and_packaged_configs() -> None:
-    text = subprocess.run([sys.executable, "-m", "hybrid.evaluate", "--help"], capture_output=True, text=True,
+    text = subprocess.run([sys.executable, "-m", "hybrid.evaluation.evaluate", "--help"], capture_output=True, text=True,
                           check=True).stdout
     for name in ("gf_cf", "bspm", "hybrid", "lightgcn", "ml-1m", "lastfm", "default", "ml1m_cold_items"):
         assert name in text

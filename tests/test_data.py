@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hybrid.data import Columns, Interactions, item_texts
+from hybrid.data.interactions import Columns, Interactions, item_texts
 
 
 def frame() -> pd.DataFrame:
@@ -36,7 +36,7 @@ def test_from_frame_builds_maps_csr_and_counts() -> None:
 
 def test_duplicates_are_merged_and_logged(caplog: pytest.LogCaptureFixture) -> None:
     df = pd.concat([frame(), pd.DataFrame({"user": ["a"], "item": ["x"], "timestamp": [5], "weight": [4.0]})])
-    with caplog.at_level(logging.INFO, logger="hybrid.data"):
+    with caplog.at_level(logging.INFO, logger="hybrid.data.interactions"):
         inter = Interactions.from_frame(df)
     assert len(inter) == 5
     assert "merged 1 duplicate" in caplog.text
@@ -110,7 +110,7 @@ def test_item_text_from_mapping_series_and_frame(caplog: pytest.LogCaptureFixtur
     assert item_texts({"x": "X", "y": "Y", "z": "Z"}, ids) == ["X", "Y", "Z"]
     assert item_texts(pd.Series({"z": "Z", "x": "X"}), ids)[2] == "Z"
     table = pd.DataFrame({"id": ["x", "y", "z"], "title": ["Alien", "Heat", None], "genre": ["sci-fi", "crime", "doc"]})
-    with caplog.at_level(logging.WARNING, logger="hybrid.data"):
+    with caplog.at_level(logging.WARNING, logger="hybrid.data.interactions"):
         texts = item_texts(table, ids, text_columns=["title", "genre"], template="{title} ({genre})", id_column="id")
         assert texts == ["Alien (sci-fi)", "Heat (crime)", " (doc)".strip()]
         assert item_texts({"x": "X"}, ids) == ["X", "", ""]

@@ -9,8 +9,7 @@ import pandas as pd
 import pytest
 from conftest import DATA_ROOT
 
-from hybrid.data import Interactions
-from hybrid.datasets import (
+from hybrid.data.datasets import (
     DATA_ROOT_ENV,
     DataBundle,
     load_dataset,
@@ -18,6 +17,7 @@ from hybrid.datasets import (
     load_lightgcn,
     load_ml1m,
 )
+from hybrid.data.interactions import Interactions
 
 
 def _shared(folder: str) -> Path:

@@ -14,10 +14,10 @@ import torch
 from conftest import DATA_ROOT, data_folder
 
 from hybrid.config import EvalConfig, ExperimentConfig, SplitConfig
-from hybrid.datasets import DataBundle
-from hybrid.evaluate import main, resolve_seeds, run_split
+from hybrid.data.datasets import DataBundle
+from hybrid.evaluation.evaluate import main, resolve_seeds, run_split
 from hybrid.models.base import MODELS, FitData, Recommender
-from hybrid.ranking import ranked, top_k, top_k_masked
+from hybrid.retrieval.ranking import ranked, top_k, top_k_masked
 
 CONFIGS = Path(__file__).parents[1] / "configs"
 

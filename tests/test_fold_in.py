@@ -7,7 +7,7 @@ import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
-from hybrid.fold_in import refine_by_bpr
+from hybrid.models.fold_in import refine_by_bpr
 
 
 def planted() -> tuple[torch.Tensor, sp.csr_matrix, torch.Tensor]:

@@ -8,7 +8,7 @@ import pytest
 import scipy.sparse as sp
 import torch
 
-from hybrid.data import Interactions
+from hybrid.data.interactions import Interactions
 from hybrid.models import make_model
 from hybrid.models.base import FitData
 

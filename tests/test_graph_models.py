@@ -12,14 +12,14 @@ import pandas as pd
 import pytest
 import torch
 
-from hybrid import graph
-from hybrid.data import Interactions
-from hybrid.graph import normalized_adjacency, propagate, propagate_rows
+from hybrid.data.interactions import Interactions
+from hybrid.graph import adjacency as graph
+from hybrid.graph.adjacency import normalized_adjacency, propagate, propagate_rows
 from hybrid.models import FitData, make_model
 from hybrid.models.embedding import EmbeddingRecommender
 from hybrid.models.graph_models import MF, NGCF, LightGCNRecommender
-from hybrid.ranking import top_k
-from hybrid.train import TrainConfig, fit_bpr, heldout_metrics
+from hybrid.models.train import TrainConfig, fit_bpr, heldout_metrics
+from hybrid.retrieval.ranking import top_k
 
 MODELS = ["mf", "ngcf", "lightgcn"]
 DEVICES = [

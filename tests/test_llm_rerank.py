@@ -11,8 +11,8 @@ import torch
 from test_reranker import one_torch_thread, tiny_model_dir  # noqa: F401  (fixtures)
 
 from hybrid.config import ExperimentConfig
-from hybrid.data import Interactions
-from hybrid.evaluate import fingerprint, fitted_model
+from hybrid.data.interactions import Interactions
+from hybrid.evaluation.evaluate import fingerprint, fitted_model
 from hybrid.models import FitData, make_model
 
 

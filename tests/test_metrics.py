@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from hybrid.metrics import bucket_of, ranking_metrics, restrict_columns
+from hybrid.evaluation.metrics import bucket_of, ranking_metrics, restrict_columns
 
 
 def csr(rows: list[list[int]], n_items: int = 10) -> sp.csr_matrix:

@@ -129,7 +129,7 @@ def test_embedding_models_save_atomically_and_refuse_damaged_folders(name, tmp_p
     import pandas as pd
     import torch
 
-    from hybrid.data import Interactions
+    from hybrid.data.interactions import Interactions
     from hybrid.models import make_model
     from hybrid.models.base import FitData
 

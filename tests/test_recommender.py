@@ -13,9 +13,9 @@ from conftest import DATA_ROOT, data_folder
 
 from hybrid import HybridRecommender
 from hybrid.config import load_config
-from hybrid.data import Interactions
-from hybrid.datasets import load_dataset
-from hybrid.evaluate import prepare
+from hybrid.data.datasets import load_dataset
+from hybrid.data.interactions import Interactions
+from hybrid.evaluation.evaluate import prepare
 from hybrid.models import make_model
 from hybrid.models.base import FitData
 
@@ -233,7 +233,7 @@ def test_hybrid_cpu_fit_repeats_on_real_data() -> None:
 
 def test_the_recommend_contract(fitted, catalogue) -> None:
     """k is capped at what may be shown; unknown ids are KeyError and ValueError; unfitted says fit."""
-    from hybrid.data import UnknownIdError
+    from hybrid.data.interactions import UnknownIdError
     from hybrid.recommender import NotFittedError
 
     ids, scores = fitted.recommend(["u0", "u1"], k=10_000)

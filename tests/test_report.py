@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from hybrid.report import markdown_table
+from hybrid.evaluation.report import markdown_table
 
 
 def results(std: bool) -> dict[str, Any]:

@@ -15,8 +15,8 @@ import pytest
 import torch
 
 import prompts
-from hybrid import llm_backend
-from hybrid.reranker import LLMReranker, UserProfile, combine_rankings, parse_ranking
+from hybrid.llm import backend as llm_backend
+from hybrid.llm.reranker import LLMReranker, UserProfile, combine_rankings, parse_ranking
 
 TITLES = ["Heat (1995)", "Toy Story (1995)", "Casablanca (1942)", "Alien (1979)"]
 PROFILE = UserProfile(

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 import torch
 
-from hybrid.data import Interactions
-from hybrid.samplers import NegativeSampler
+from hybrid.data.interactions import Interactions
+from hybrid.graph.samplers import NegativeSampler
 
 
 def dense_interactions(n_users: int = 30, n_items: int = 12, density: float = 0.7, seed: int = 0) -> Interactions:

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from hybrid.config import SplitConfig
-from hybrid.splits import Split, cold_items, cold_users, leave_last, make_split, temporal
+from hybrid.data.splits import Split, cold_items, cold_users, leave_last, make_split, temporal
 
 
 def log(n_users: int = 20, n_items: int = 30, per_user: int = 8, seed: int = 0) -> pd.DataFrame:

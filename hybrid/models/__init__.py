@@ -1,12 +1,12 @@
 """Model registry: importing this package registers every built-in model."""
 
+from hybrid.llm import rerank_model  # noqa: F401  (registers llm and hybrid+llm)
 from hybrid.models import (  # noqa: F401
     content,
     fusion_hybrid,
     graph_filters,
     graph_models,
     hybrid_model,
-    llm_rerank,
     simple,
 )
 from hybrid.models.base import MODELS, FitData, Recommender, make_model, register

@@ -17,7 +17,7 @@ import scipy.sparse as sp
 import torch
 from typing_extensions import Self
 
-from hybrid.data import Interactions
+from hybrid.data.interactions import Interactions
 
 
 @dataclass

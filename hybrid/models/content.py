@@ -11,9 +11,9 @@ import torch
 from typing_extensions import Self
 
 from hybrid.config import from_dict
-from hybrid.graph import csr_tensor
+from hybrid.data.text_features import EncoderConfig, encode_texts
+from hybrid.graph.adjacency import csr_tensor
 from hybrid.models.base import FitData, Recommender, dot_candidates, register
-from hybrid.text_features import EncoderConfig, encode_texts
 
 
 @dataclass

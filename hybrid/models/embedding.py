@@ -6,7 +6,7 @@ User vectors at scoring time:
     warm user (≥ 1 training interaction)       its trained final embedding e_u.
     no training interactions, history given    fold-in, no refit: the mean final embedding of its
                                                history items, refined by a few BPR steps on the
-                                               user's vector alone (:mod:`hybrid.fold_in`).
+                                               user's vector alone (:mod:`hybrid.models.fold_in`).
     no training interactions, no history       the mean final embedding of the warm users: the
                                                population prior, which ranks items by their mean
                                                predicted preference (all zeros would tie every item).
@@ -29,11 +29,11 @@ from safetensors.torch import load_file, save_file
 from typing_extensions import Self
 
 from hybrid.config import from_dict
-from hybrid.fold_in import refine_by_bpr
-from hybrid.graph import csr_tensor
+from hybrid.graph.adjacency import csr_tensor
 from hybrid.models.base import FitData, Recommender, dot_candidates
+from hybrid.models.fold_in import refine_by_bpr
+from hybrid.models.train import BPRModel, TrainConfig, TrainResult, fit_bpr
 from hybrid.persistence import atomic_folder, check_shape, verify_folder, write_manifest
-from hybrid.train import BPRModel, TrainConfig, TrainResult, fit_bpr
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class EmbeddingRecommender(Recommender):
         user_counts_: int64 [n_users] training interactions per user (0: not trained on).
         fold_in_pool_: int64 items with training interactions (fold-in negatives).
         module_: the trained :class:`BPRModel` (``fit`` only).
-        result_: the trainer's :class:`~hybrid.train.TrainResult` (``fit`` only).
+        result_: the trainer's :class:`~hybrid.models.train.TrainResult` (``fit`` only).
     """
 
     name: ClassVar[str]
@@ -71,7 +71,7 @@ class EmbeddingRecommender(Recommender):
 
         Args:
             data: training data, device and seed.
-            on_epoch: passed to :func:`~hybrid.train.fit_bpr` (e.g. a benchmark's test curve).
+            on_epoch: passed to :func:`~hybrid.models.train.fit_bpr` (e.g. a benchmark's test curve).
         """
         self.config.validate()
         device = torch.device(data.device)
@@ -123,7 +123,7 @@ class EmbeddingRecommender(Recommender):
     def fold_in(self, history: sp.csr_matrix) -> torch.Tensor:
         """float32 [b, d'] vectors of users the model never trained on, from their known items
         (CSR [b, n_items]): the mean of those items' final embeddings refined by BPR steps
-        (:func:`~hybrid.fold_in.refine_by_bpr`); the population prior for a row with no items."""
+        (:func:`~hybrid.models.fold_in.refine_by_bpr`); the population prior for a row with no items."""
         device = self.user_embeddings_.device
         rows = sp.csr_matrix(history, dtype=np.float32)
         counts = np.diff(rows.indptr)

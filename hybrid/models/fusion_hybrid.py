@@ -2,7 +2,7 @@
 
     score(u, i) = b[β(n_i)] + Σ_f w_f[β(n_i)] · z_f(u, i)
 
-z_f are the standardised signals of :mod:`hybrid.fusion_features` (the warm scorer's graph score,
+z_f are the standardised signals of :mod:`hybrid.models.fusion_features` (the warm scorer's graph score,
 the user's text profile, text item-kNN, the graph scores of the item's text neighbours, and
 popularity); β(n_i) is the item's training-count bucket (0, 1–4, 5–19, 20–99, 100+), so a new
 item is ranked by its text alone, a sparse one by text and graph, a popular one mostly by graph,
@@ -14,7 +14,7 @@ warm recall hid new items; content kNN (the profile signal alone) beat that hybr
 items at once on held-out data, and a training-free graph filter (GF-CF) beat its LightGCN half on
 warm items. The fusion keeps each of those at its best and learns how to merge them.
 
-Fitting (every choice on training data only, see :mod:`hybrid.cold_validation`):
+Fitting (every choice on training data only, see :mod:`hybrid.models.cold_validation`):
 1. pseudo-new items and warm positives are carved out of the training data;
 2. the warm scorer is fitted on what is left, the signals computed for a seeded sample of
    validation users over a candidate set (each signal's top ``candidates``, random items and the
@@ -42,15 +42,22 @@ import torch
 from safetensors.torch import load_file, save_file
 from typing_extensions import Self
 
-from hybrid.cold_validation import ColdValidation, cold_validation
 from hybrid.config import from_dict
-from hybrid.data import Interactions
-from hybrid.fusion_features import FEATURES, FeatureBuilder, text_neighbours
-from hybrid.gate import BUCKET_EDGES, Gate, count_buckets, fit_gate, fuse, stratified_candidates
-from hybrid.metrics import ranking_metrics, restrict_columns
+from hybrid.data.interactions import Interactions
+from hybrid.data.text_features import EncoderConfig, encode_texts
+from hybrid.evaluation.metrics import ranking_metrics, restrict_columns
 from hybrid.models.base import FitData, Recommender, make_model, register
+from hybrid.models.cold_validation import ColdValidation, cold_validation
+from hybrid.models.fusion_features import FEATURES, FeatureBuilder, text_neighbours
+from hybrid.models.gate import (
+    BUCKET_EDGES,
+    Gate,
+    count_buckets,
+    fit_gate,
+    fuse,
+    stratified_candidates,
+)
 from hybrid.persistence import atomic_folder, check_shape, verify_folder, write_manifest
-from hybrid.text_features import EncoderConfig, encode_texts
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +78,7 @@ class FusionConfig:
     warm_model: str = "auto"
     warm_params: dict[str, Any] = field(default_factory=dict)
     neighbours: int = 50  # M: text neighbours per item
-    # Validation rehearsal of the cold start (hybrid.cold_validation): by time, the last share of
+    # Validation rehearsal of the cold start (hybrid.models.cold_validation): by time, the last share of
     # the interactions; at random, the share of warm items made pseudo-new.
     valid_new_share: float = 0.2
     # auto = as the evaluation's new items arise when it says so, else by time when there are

@@ -45,7 +45,7 @@ from safetensors.torch import load_file, save_file
 from typing_extensions import Self
 
 from hybrid.config import from_dict
-from hybrid.graph import csr_tensor
+from hybrid.graph.adjacency import csr_tensor
 from hybrid.models.base import FitData, Recommender, dot_candidates, register
 from hybrid.persistence import atomic_folder, check_shape, verify_folder, write_manifest
 

@@ -1,10 +1,10 @@
 """MF-BPR, NGCF and LightGCN, registered for ``hybrid-eval`` as ``mf``, ``ngcf`` and ``lightgcn``.
 
-Each model is two pieces: an ``nn.Module`` (:class:`~hybrid.train.BPRModel`: layer-0 embeddings
+Each model is two pieces: an ``nn.Module`` (:class:`~hybrid.models.train.BPRModel`: layer-0 embeddings
 and their propagation) and a :class:`~hybrid.models.embedding.EmbeddingRecommender` that builds it
 from :class:`~hybrid.models.base.FitData`, trains it with the shared BPR trainer and scores with its
 final embeddings. Graph models propagate over the symmetric-normalised adjacency of
-:func:`hybrid.graph.interaction_adjacency`, built once per fit on the training device.
+:func:`hybrid.graph.adjacency.interaction_adjacency`, built once per fit on the training device.
 
 Default epochs/learning rates are set so that a CPU fit of ML-100K takes seconds; the papers'
 settings (lr 1e-3, batch 2048, up to 1000 epochs) are a config away.
@@ -20,10 +20,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from hybrid.config import from_dict
-from hybrid.graph import interaction_adjacency, propagate, propagate_rows, spmm
+from hybrid.graph.adjacency import interaction_adjacency, propagate, propagate_rows, spmm
 from hybrid.models.base import FitData, Recommender, register
 from hybrid.models.embedding import EmbeddingRecommender
-from hybrid.train import BPRModel, TrainConfig
+from hybrid.models.train import BPRModel, TrainConfig
 
 
 class MF(BPRModel):
@@ -73,7 +73,7 @@ class LightGCN(MF):
     def batch_embeddings(
         self, users0: torch.Tensor, items0: torch.Tensor, users: torch.Tensor, items: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The batch's final rows via :func:`~hybrid.graph.propagate_rows` (exact, ~30% cheaper a step)."""
+        """The batch's final rows via :func:`~hybrid.graph.adjacency.propagate_rows` (exact, ~30% cheaper a step)."""
         rows = torch.cat([users, items + self.n_users])
         out = propagate_rows(self.adj, torch.cat([users0, items0]), self.layers, rows)
         return out[: len(users)], out[len(users) :]

@@ -19,7 +19,7 @@ are detached in that term by default, so the graph path (and warm quality) is Li
 
 After training, s and τ are chosen on the validation set (:meth:`HybridRecommenderModel._calibrate`):
 s by the validation recall that cold items cost when they take top-20 slots
-(:mod:`hybrid.calibration`), τ by validation Recall@20.
+(:mod:`hybrid.models.calibration`), τ by validation Recall@20.
 """
 
 from __future__ import annotations
@@ -39,14 +39,14 @@ from safetensors.torch import save_file
 from torch import nn
 from typing_extensions import Self
 
-from hybrid.calibration import cold_slot_loss
 from hybrid.config import from_dict
-from hybrid.graph import interaction_adjacency
+from hybrid.data.text_features import EncoderConfig, encode_texts
+from hybrid.graph.adjacency import interaction_adjacency
 from hybrid.models.base import FitData, Recommender, register
+from hybrid.models.calibration import cold_slot_loss
 from hybrid.models.embedding import CONFIG_FILE, WEIGHTS_FILE, EmbeddingRecommender
 from hybrid.models.graph_models import LightGCN, LightGCNConfig
-from hybrid.text_features import EncoderConfig, encode_texts
-from hybrid.train import BPRModel, validation_metrics
+from hybrid.models.train import BPRModel, validation_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -263,7 +263,7 @@ class HybridRecommenderModel(EmbeddingRecommender):
 
         s decides how many top-K slots cold items take from warm ones: the largest s of
         SCALE_GRID whose loss of validation Recall@20
-        (:func:`~hybrid.calibration.cold_slot_loss`) is at most ``warm_tolerance``. τ decides
+        (:func:`~hybrid.models.calibration.cold_slot_loss`) is at most ``warm_tolerance``. τ decides
         how much content the rarely seen warm items keep: the τ of TAU_GRID with the best
         validation Recall@20 at that s (ties: the smaller τ).
         """

@@ -11,7 +11,7 @@ Stage 2 scores the union with :meth:`~hybrid.models.base.Recommender.score_candi
 dot products for the embedding models and content; exact sparse columns for GF-CF) and ranks it.
 
 ``TwoStage`` is itself a :class:`~hybrid.models.base.Recommender`, so ``hybrid-eval`` and
-:func:`~hybrid.ranking.top_k` use it unchanged: its ``score`` is -inf outside the candidates.
+:func:`~hybrid.retrieval.ranking.top_k` use it unchanged: its ``score`` is -inf outside the candidates.
 With ``retrieval: {kind: ann, ...}`` in a model's ``params`` the evaluation wraps the model in it.
 """
 

@@ -27,7 +27,7 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from hybrid.data import UnknownIdError
+from hybrid.data.interactions import UnknownIdError
 from hybrid.recommender import HybridRecommender
 
 logger = logging.getLogger(__name__)

@@ -25,8 +25,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
-from hybrid.data import UnknownIdError, coerce_ids_like
-from hybrid.evaluate import peak_rss_bytes
+from hybrid.data.interactions import UnknownIdError, coerce_ids_like
+from hybrid.evaluation.evaluate import peak_rss_bytes
 from hybrid.recommender import HybridRecommender
 
 logger = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from hybrid.data import Interactions
+from hybrid.data.interactions import Interactions
 
 logger = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """Causal-LM plumbing for the reranker: loading, prompt encoding, cached scoring, generation.
 
-Kept apart from :mod:`hybrid.reranker` so that the ranking logic (prompts, parsing, position-bias
+Kept apart from :mod:`hybrid.llm.reranker` so that the ranking logic (prompts, parsing, position-bias
 control) reads without the tensor bookkeeping, and so the scoring paths can be benchmarked and
 tested on their own.
 

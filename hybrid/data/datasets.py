@@ -1,7 +1,7 @@
 """Data set loaders: the bundled Online Retail set and the real sets under a data root.
 
 Every loader returns a :class:`DataBundle` whose ``interactions`` frame goes straight into
-:meth:`hybrid.data.Interactions.from_frame` and whose text series feed the encoders and the
+:meth:`hybrid.data.interactions.Interactions.from_frame` and whose text series feed the encoders and the
 LLM prompts. The real data sets (MovieLens, Gowalla, Amazon, Last.fm) may not be
 redistributed, so they are read in place from a data root (``--data-root`` or
 ``HYBRID_DATA_ROOT``) or from ``data.path``; only Online Retail (CC BY 4.0) ships with the package.
@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from hybrid.config import DataConfig
-from hybrid.data import ITEM, USER, Columns, Interactions, coerce_ids_like, item_texts
+from hybrid.data.interactions import ITEM, USER, Columns, Interactions, coerce_ids_like, item_texts
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ DATA_ROOT_ENV = "HYBRID_DATA_ROOT"
 
 @dataclass
 class DataBundle:
-    """One data set, ready for :class:`~hybrid.data.Interactions` and the text encoders.
+    """One data set, ready for :class:`~hybrid.data.interactions.Interactions` and the text encoders.
 
     Attributes:
         name: the registry name.
@@ -63,7 +63,7 @@ def load_online_retail(path: str | Path | None = None) -> DataBundle:
     (string stock codes such as "85123A"). ``scripts/build_online_retail.py`` derives the
     files; ``path`` reads a folder it wrote instead of the bundled copy.
     """
-    folder = resources.files("hybrid") / "_data" / "online_retail" if path is None else Path(path)
+    folder = resources.files("hybrid.data") / "_data" / "online_retail" if path is None else Path(path)
     with (folder / "interactions.csv.gz").open("rb") as f:
         pairs = pd.read_csv(f, compression="gzip", dtype={"user_id": "int64", "item_id": str})
     with (folder / "items.csv.gz").open("rb") as f:
@@ -623,7 +623,7 @@ def _read_table(path: str | Path, role: str) -> pd.DataFrame:
 
 def load_files(data: DataConfig) -> DataBundle:
     """A data set from the config's own files (``data.interactions`` and friends, see
-    :class:`~hybrid.config.DataConfig`): validated through :class:`~hybrid.data.Interactions`
+    :class:`~hybrid.config.DataConfig`): validated through :class:`~hybrid.data.interactions.Interactions`
     (bad rows named, duplicates merged and logged), item text aligned by id."""
     unknown = sorted(set(data.columns) - {f.name for f in dataclasses.fields(Columns)})
     if unknown:

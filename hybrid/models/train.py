@@ -7,7 +7,7 @@ trainer owns everything else:
     loss = mean_b −log σ(ŷ_ui − ŷ_uj)  +  λ · ½ (‖e⁰_u‖² + ‖e⁰_i‖² + ‖e⁰_j‖²) / |b|
 
 with ŷ_ui = e_u · e_i on final embeddings and the L2 term on the batch's layer-0 rows (as the
-official LightGCN code), Adam, negatives from :mod:`hybrid.samplers`, early stopping on Recall@20
+official LightGCN code), Adam, negatives from :mod:`hybrid.graph.samplers`, early stopping on Recall@20
 of a validation set carved from the training data (never the test set), and a progress bar.
 
 The triples of a whole epoch are sampled in a few vectorised calls before it starts. Each step
@@ -33,10 +33,10 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
-from hybrid.data import Interactions
-from hybrid.metrics import hit_matrix, metrics_from_hits
-from hybrid.ranking import mask_history
-from hybrid.samplers import NegativeSampler, SamplerKind
+from hybrid.data.interactions import Interactions
+from hybrid.evaluation.metrics import hit_matrix, metrics_from_hits
+from hybrid.graph.samplers import NegativeSampler, SamplerKind
+from hybrid.retrieval.ranking import mask_history
 
 logger = logging.getLogger(__name__)
 
@@ -63,7 +63,7 @@ class TrainConfig:
     max_minutes: float | None = None  # wall-clock budget for training; None: no limit
     seed: int | None = None  # None: the experiment seed (FitData.seed)
     # Users the model never trained on but who name items: the mean of those items' vectors, then
-    # this many Adam steps of BPR on the user's vector alone (0: the mean alone; see hybrid.fold_in).
+    # this many Adam steps of BPR on the user's vector alone (0: the mean alone; see hybrid.models.fold_in).
     fold_in_steps: int = 25
     fold_in_lr: float = 0.05
     show_progress: bool | None = None  # None: show when logging is at INFO or lower

@@ -28,7 +28,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from hybrid.data import Interactions
+from hybrid.data.interactions import Interactions
 
 
 def normalized_adjacency(
@@ -91,7 +91,7 @@ def csr_tensor(matrix: sp.csr_matrix, device: torch.device | str = "cpu") -> tor
 
 
 def interaction_adjacency(interactions: Interactions, device: torch.device | str = "cpu") -> torch.Tensor:
-    """:func:`normalized_adjacency` of a training :class:`~hybrid.data.Interactions`."""
+    """:func:`normalized_adjacency` of a training :class:`~hybrid.data.interactions.Interactions`."""
     return normalized_adjacency(
         interactions.users, interactions.items, interactions.n_users, interactions.n_items, device
     )

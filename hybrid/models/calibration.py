@@ -26,8 +26,8 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from hybrid.metrics import hit_matrix
-from hybrid.ranking import mask_history
+from hybrid.evaluation.metrics import hit_matrix
+from hybrid.retrieval.ranking import mask_history
 
 
 def cold_slot_loss(

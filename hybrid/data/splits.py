@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from hybrid.config import SplitConfig
-from hybrid.data import ITEM, TIMESTAMP, USER
+from hybrid.data.interactions import ITEM, TIMESTAMP, USER
 
 logger = logging.getLogger(__name__)
 

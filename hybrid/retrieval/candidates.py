@@ -13,7 +13,7 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from hybrid.data import ITEM, TIMESTAMP, USER, Interactions
+from hybrid.data.interactions import ITEM, TIMESTAMP, USER, Interactions
 from hybrid.models.base import Recommender
 
 

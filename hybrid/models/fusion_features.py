@@ -18,7 +18,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from hybrid.graph import csr_tensor
+from hybrid.graph.adjacency import csr_tensor
 
 FEATURES = ("graph", "profile", "text_knn", "text_graph", "popularity")
 

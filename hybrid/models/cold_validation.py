@@ -29,7 +29,7 @@ from typing import Literal
 import numpy as np
 import scipy.sparse as sp
 
-from hybrid.data import Interactions
+from hybrid.data.interactions import Interactions
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hybrid.metrics import BUCKETS
+from hybrid.evaluation.metrics import BUCKETS
 
 # warm / cold: the test items of one kind in the full list; cold_only / warm_only: lists of that
 # kind of item only (the ALDI/GAR protocols), on splits with cold items.

@@ -2,7 +2,7 @@
 LLM alone) and ``hybrid+llm`` (hybrid candidates).
 
 For users with at most ``max_history`` known interactions (0: zero-history users only), the
-retriever's top ``top_n`` candidates are reordered by :class:`hybrid.reranker.LLMReranker` from
+retriever's top ``top_n`` candidates are reordered by :class:`hybrid.llm.reranker.LLMReranker` from
 the user's profile: their side information and the titles of the items they have. Everyone else,
 and every item below the top ``top_n``, keeps the retriever's order.
 """
@@ -18,9 +18,9 @@ import torch
 from typing_extensions import Self
 
 from hybrid.config import from_dict
+from hybrid.llm.reranker import LLMReranker, UserProfile
 from hybrid.models.base import FitData, Recommender, make_model, register
-from hybrid.ranking import mask_history
-from hybrid.reranker import LLMReranker, UserProfile
+from hybrid.retrieval.ranking import mask_history
 
 
 @dataclass

@@ -36,12 +36,12 @@ import scipy.sparse as sp
 import torch
 from tqdm.auto import tqdm
 
-from hybrid.candidates import candidate_metrics, draw_candidates
 from hybrid.config import EvalConfig, ExperimentConfig, SplitConfig, from_dict, load_config, to_dict
-from hybrid.data import ITEM, USER, Interactions, item_texts
-from hybrid.datasets import DataBundle, load_dataset, load_files
+from hybrid.data.datasets import DataBundle, load_dataset, load_files
+from hybrid.data.interactions import ITEM, USER, Interactions, item_texts
+from hybrid.data.splits import Split, make_split
 from hybrid.device import resolve_device
-from hybrid.metrics import (
+from hybrid.evaluation.metrics import (
     BUCKETS,
     bucket_of,
     hit_matrix,
@@ -49,11 +49,11 @@ from hybrid.metrics import (
     ranking_metrics,
     restrict_columns,
 )
+from hybrid.evaluation.report import markdown_report, markdown_table, plot_buckets
+from hybrid.llm.rerank_model import LLMReranked
 from hybrid.models.base import FitData, Recommender, make_model
-from hybrid.models.llm_rerank import LLMReranked
-from hybrid.ranking import top_k_masked
-from hybrid.report import markdown_report, markdown_table, plot_buckets
-from hybrid.splits import Split, make_split
+from hybrid.retrieval.candidates import candidate_metrics, draw_candidates
+from hybrid.retrieval.ranking import top_k_masked
 
 logger = logging.getLogger(__name__)
 
@@ -180,7 +180,7 @@ def _restricted(split: Split, train: Interactions) -> dict[str, np.ndarray]:
 
 
 def restricted_top(items: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
-    """int64 [n, k]: a restricted ranking from :func:`~hybrid.ranking.top_k_masked`, with -1 where
+    """int64 [n, k]: a restricted ranking from :func:`~hybrid.retrieval.ranking.top_k_masked`, with -1 where
     there is no item (scored -inf: seen or outside the restriction, or fewer items than ``k``)."""
     out = np.full((len(items), k), -1, np.int64)
     out[:, : items.shape[1]] = np.where(scores > -np.inf, items, -1)
@@ -188,7 +188,7 @@ def restricted_top(items: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
 
 
 def padded_metrics(top: np.ndarray, relevant: sp.csr_matrix, ks: list[int]) -> dict[str, float]:
-    """:func:`~hybrid.metrics.ranking_metrics` of lists that may end in -1 (no item, never a hit)."""
+    """:func:`~hybrid.evaluation.metrics.ranking_metrics` of lists that may end in -1 (no item, never a hit)."""
     top_t = torch.as_tensor(np.asarray(top), dtype=torch.int64)
     hits = hit_matrix(top_t.clamp(min=0), relevant) & (top_t >= 0)
     return metrics_from_hits(hits, torch.as_tensor(np.diff(relevant.indptr), dtype=torch.int64), ks)
@@ -509,7 +509,7 @@ def peak_rss_bytes() -> int:
 
 def main(argv: list[str] | None = None) -> None:
     import hybrid.models  # noqa: F401  (registers the models the help lists)
-    from hybrid.datasets import DATASET_NAMES
+    from hybrid.data.datasets import DATASET_NAMES
     from hybrid.models.base import MODELS
 
     parser = argparse.ArgumentParser(

@@ -7,7 +7,7 @@ content kNN, the graph model) proposed. Two scorers:
 - ``likelihood`` (pointwise): score = log p(title | prompt), averaged (or summed) over the title's
   tokens. The prompt is encoded once per user (after the template text shared by all users,
   encoded once per reranker) and its key/value cache shared by all candidates
-  (:func:`hybrid.llm_backend.score_cached`), which is what makes this affordable on a CPU.
+  (:func:`hybrid.llm.backend.score_cached`), which is what makes this affordable on a CPU.
 - ``listwise``: the LM sees the numbered candidates and writes an ordering (greedy decoding), which
   :func:`parse_ranking` reads robustly; whatever it cannot read keeps its retrieval order.
 
@@ -28,7 +28,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 import prompts
-from hybrid import llm_backend
+from hybrid.llm import backend as llm_backend
 
 logger = logging.getLogger(__name__)
 

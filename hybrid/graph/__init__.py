@@ -1,0 +1,2 @@
+"""The interaction graph: normalised adjacency and propagation (:mod:`.adjacency`), BPR triple
+sampling (:mod:`.samplers`)."""

@@ -1,0 +1,111 @@
+"""ANN index and two-stage ranking: exact where it must be, candidates scored as the full score
+would, new items reachable, settings checked, save/load."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from hybrid.data.interactions import Interactions
+from hybrid.models import make_model
+from hybrid.models.base import FitData
+from hybrid.retrieval.ann import AnnIndex
+from hybrid.retrieval.ranking import top_k
+from hybrid.retrieval.two_stage import TwoStage
+
+
+def clustered(n: int = 3000, d: int = 16, seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    centres = rng.standard_normal((30, d))
+    return (centres[rng.integers(0, 30, n)] + 0.3 * rng.standard_normal((n, d))).astype(np.float32)
+
+
+def exact(items: np.ndarray, queries: np.ndarray, k: int) -> np.ndarray:
+    return np.argsort(-(queries @ items.T), axis=1, kind="stable")[:, :k]
+
+
+def test_flat_is_exact_and_ivf_scanning_every_cell_is_too() -> None:
+    items, queries = clustered(), clustered(50, seed=1)
+    truth = exact(items, queries, 10)
+    assert np.array_equal(AnnIndex({"kind": "flat"}).build(items).search(queries, 10)[1], truth)
+    full_scan = AnnIndex({"kind": "ivf", "nlist": 16, "nprobe": 16}).build(items)
+    assert np.array_equal(full_scan.search(queries, 10)[1], truth)
+
+
+@pytest.mark.parametrize("setting", [{"kind": "ivf", "nlist": 30, "nprobe": 6}, {"kind": "hnsw"}])
+def test_approximate_indexes_find_most_of_the_exact_top(setting) -> None:
+    items, queries = clustered(), clustered(50, seed=1)
+    truth = exact(items, queries, 10)
+    found = AnnIndex(setting).build(items).search(queries, 10)[1]
+    recall = np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth, strict=True)])
+    assert recall > 0.8
+
+
+def test_an_index_survives_save_and_load_and_takes_new_items(tmp_path) -> None:
+    items, queries = clustered(), clustered(5, seed=1)
+    index = AnnIndex({"kind": "ivf", "nlist": 8, "nprobe": 8}).build(items)
+    index.save(tmp_path)
+    loaded = AnnIndex.load(tmp_path)
+    assert np.array_equal(loaded.search(queries, 5)[1], index.search(queries, 5)[1])
+    loaded.add(queries * 100)  # far out along each query: each becomes its query's best match
+    assert loaded.size == len(items) + 5
+    assert loaded.search(queries, 1)[1].ravel().tolist() == list(range(len(items), len(items) + 5))
+
+
+@pytest.mark.parametrize(("params", "match"), [
+    ({"retrieval": {"kind": "fuzzy"}}, "kind"),
+    ({"retrieval": {"kind": "ann", "candidates": 0}}, "candidates"),
+    ({"retrieval": {"kind": "ann", "index": {"nprobe": 0}}}, "nprobe"),
+    ({"retrieval": {"kind": "ann", "colour": 1}}, "colour"),
+])
+def test_bad_retrieval_settings_name_the_field(params, match) -> None:
+    with pytest.raises(ValueError, match=match):
+        make_model("gf_cf", params)
+
+
+def interactions(seed: int = 0, n_users: int = 60, n_items: int = 40) -> Interactions:
+    rng = np.random.default_rng(seed)
+    rows = [(u, i) for u in range(n_users) for i in rng.choice(n_items - 5, 6, replace=False) + (u % 2) * 0]
+    frame = pd.DataFrame(rows, columns=["user", "item"])
+    return Interactions.from_frame(frame, item_ids=pd.Index(range(n_items)))  # the last 5 items: no interactions
+
+
+@pytest.mark.parametrize("name", ["gf_cf", "mf", "popularity_free_content"])
+def test_candidate_scores_equal_the_full_scores_at_those_items(name) -> None:
+    data = interactions()
+    text = None
+    if name == "popularity_free_content":
+        name, text = "content", [f"item number {i} about topic {i % 4}" for i in range(data.n_items)]
+    params = {"epochs": 3} if name == "mf" else {}
+    model = make_model(name, params).fit(FitData(train=data, item_text=text))
+    users = np.arange(10)
+    history = data.matrix()[users]
+    candidates = np.random.default_rng(1).integers(0, data.n_items, (10, 7))
+    full = model.score(users, history)
+    got = model.score_candidates(users, history, candidates)
+    assert torch.allclose(got, full.gather(1, torch.as_tensor(candidates)), atol=1e-5)
+
+
+def test_two_stage_with_room_for_every_item_ranks_exactly_and_reaches_new_items() -> None:
+    data = interactions()
+    params = {"retrieval": {"kind": "ann", "index": {"kind": "flat"}, "candidates": data.n_items, "popular": 0,
+                            "newest": 0}}
+    two_stage = make_model("gf_cf", params).fit(FitData(train=data))
+    assert isinstance(two_stage, TwoStage)
+    exact_model = make_model("gf_cf").fit(FitData(train=data))
+    users = np.arange(data.n_users)
+    assert np.array_equal(top_k(two_stage, users, data.matrix(), 5)[0], top_k(exact_model, users, data.matrix(), 5)[0])
+
+    narrow = make_model("gf_cf+ann", {"retrieval": {"candidates": 3, "popular": 2, "newest": 5}}).fit(FitData(train=data))
+    scores = narrow.score(users[:4], data.matrix()[:4])
+    finite = torch.isfinite(scores)
+    assert finite[:, -5:].all()  # the five newest (interaction-free) items are always candidates
+    assert (finite.sum(1) <= 3 + data.matrix()[:4].getnnz(axis=1).max() + 2 + 5).all()
+    assert narrow.chosen()["retrieval"]["candidates"] == 3
+
+
+def test_a_model_without_item_vectors_refuses_ann_with_the_reason() -> None:
+    with pytest.raises(ValueError, match="no item vectors"):
+        make_model("ease+ann").fit(FitData(train=interactions()))
