@@ -93,6 +93,9 @@ class EvalConfig:
     # Split seeds to average over: split.seed + s and seed + s for s in range(seeds); results hold
     # the mean, the sample std and each seed's result. None: 3 below 5,000 users in the data, else 1.
     seeds: int | None = None
+    # With B > 0, a percentile bootstrap 95% interval over users beside every metric (``<m>_lo``,
+    # ``<m>_hi``; the same B seeded resamples of the users for every model). 0: none.
+    bootstrap: int = 0
 
 
 @dataclass

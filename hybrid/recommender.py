@@ -136,15 +136,36 @@ class HybridRecommender:
         return (ids[0], scores[0]) if single else (ids, scores)
 
     def recommend_for_history(self, items: Sequence[Any], k: int = 10) -> tuple[np.ndarray, np.ndarray]:
-        """A new user who names a few items: folded in from their item vectors, no refit."""
+        """A new user who names a few items: folded in by the graph half and read by the text
+        signals (with up to 4 items, through the new-user gate), no refit."""
+        if len(list(items)) == 0:
+            raise ValueError("items is empty; use recommend_for_text or recommend_for_user for a user with no history")
+        return self.recommend_for_user(items=items, k=k)
+
+    def recommend_for_user(self, profile: str | None = None, items: Sequence[Any] = (), k: int = 10,
+                           ) -> tuple[np.ndarray, np.ndarray]:
+        """A new user with side information and/or a few items, no refit.
+
+        ``profile`` is their side information as text, in the form the fitted users' was given
+        (e.g. "A 25-34-year-old female artist." or "age: 31, occupation: nurse"): it drives the
+        user-side content path and the text profile; ``items`` are items they named or used.
+        Both together get both signals (the new-user gates of ``hybrid.models.new_users``).
+        """
         self._check_fitted()
+        if profile is not None and (not isinstance(profile, str) or not profile.strip()):
+            raise ValueError("profile must be a non-empty string of side information, or None")
         index = lookup_ids(self.item_ids_, list(items), "item")
-        if len(index) == 0:
-            raise ValueError("items is empty; use recommend_for_text for a user with no history")
+        if profile is None and len(index) == 0:
+            raise ValueError("give a profile, items, or both: with neither there is nothing to go on "
+                             "(use recommend_for_text for a description of tastes)")
         history = sp.csr_matrix((np.ones(len(index), np.float32), (np.zeros(len(index), int), index)),
                                 shape=(1, len(self.item_ids_)))
+        side = profiles = None
+        if profile is not None:
+            side = self.model_.text_vectors([profile])
+            profiles = side if len(index) == 0 else None  # with items, the profile signal reads the items
         with torch.inference_mode():
-            scores = self.model_.score(np.array([-1]), history)
+            scores = self.model_.score_users(np.array([-1]), history, side=side, profiles=profiles)
         return self._rank(scores, history, k)
 
     def similar_items(self, items: Any, k: int = 10) -> tuple[np.ndarray, np.ndarray]:

@@ -48,12 +48,15 @@ def number(metrics: dict[str, Any] | None, key: str) -> float | None:
 
 
 def cell(metrics: dict[str, Any] | None, key: str) -> str:
-    """``metrics[key]`` to 4 decimals, with ``± <key>_std`` when the JSON has a finite one; — if absent."""
+    """``metrics[key]`` to 4 decimals, with ``± <key>_std`` when the JSON has a finite one and the
+    bootstrap interval ``[lo, hi]`` when it has one; — if absent."""
     value = number(metrics, key)
     if value is None:
         return "—"
     std = number(metrics, f"{key}_std")
-    return f"{value:.4f}" if std is None else f"{value:.4f} ± {std:.4f}"
+    text = f"{value:.4f}" if std is None else f"{value:.4f} ± {std:.4f}"
+    low, high = number(metrics, f"{key}_lo"), number(metrics, f"{key}_hi")
+    return text if low is None or high is None else f"{text} [{low:.4f}, {high:.4f}]"
 
 
 def pair(metrics: dict[str, Any] | None, k: int) -> str:
@@ -287,10 +290,59 @@ def render_file(path: Path) -> str:
     body = render(json.loads(path.read_text()), source) if path.exists() else render_missing(source)
     for extra in sorted(path.parent.glob("eval_*.json")):
         body += "\n" + render_eval(json.loads(extra.read_text()), f"{path.parent.name}/{extra.name}")
-    partial = path.parent / "partial_fit.json"
-    if partial.exists():
-        body += "\n" + render_partial_fit(json.loads(partial.read_text()), f"{path.parent.name}/{partial.name}")
+    for name, renderer in (("partial_fit.json", render_partial_fit), ("ann.json", render_ann),
+                           ("serving.json", render_serving)):
+        extra = path.parent / name
+        if extra.exists():
+            body += "\n" + renderer(json.loads(extra.read_text()), f"{path.parent.name}/{name}")
     return body
+
+
+def _commit(result: dict[str, Any]) -> str:
+    prov = result.get("provenance") or {}
+    return str(prov.get("git_commit") or result.get("git_commit") or "unknown")[:12]
+
+
+def render_ann(result: dict[str, Any], source: str) -> str:
+    """``benchmarks/ann.py``'s JSON: exact against ANN top-20 per catalogue and index setting."""
+    k = result["k"]
+    lines = [
+        f"#### ANN against exact top-{k} by inner product, from `{source}`", "",
+        f"    {result['command']}", "",
+        f"commit `{_commit(result)}`, torch threads {(result.get('provenance') or {}).get('torch_threads')}, wall "
+        f"{result['wall_seconds']} s, peak memory {result['peak_rss_bytes'] / 2**30:.2f} GiB. Recall: the share of the "
+        f"exact top-{k} the index returns; speed-up: exact scoring's time per query over the index's.", "",
+        f"| catalogue | items × dims | index | recall of exact top-{k} | ms/query, batch 1 | batch 64 | speed-up b1 | b64 | build s |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, entry in result["catalogues"].items():
+        size = f"{entry['items']:,} × {entry['dims']}"
+        lines.append(f"| {name} | {size} | exact | 1 | {entry['exact_ms_per_query_b1']:.3f} | "
+                     f"{entry['exact_ms_per_query_b64']:.3f} | 1 | 1 | — |")
+        for row in entry["settings"]:
+            setting = ", ".join(f"{key} {value}" for key, value in row["index"].items() if value is not None)
+            lines.append(f"| {name} | {size} | {setting} | {row['recall_of_exact@20']:.4f} | {row['ms_per_query_b1']:.3f} | "
+                         f"{row['ms_per_query_b64']:.3f} | {row['speedup_b1']:.1f} | {row['speedup_b64']:.1f} | "
+                         f"{row['build_seconds']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def render_serving(result: dict[str, Any], source: str) -> str:
+    """``benchmarks/serving.py``'s JSON: the batch export's resumed run and the loopback load test."""
+    export = result["batch_export"]
+    lines = [
+        f"#### Serving ({result['dataset']}): batch export and a load test on 127.0.0.1, from `{source}`", "",
+        f"    {result['command']}", "",
+        f"commit `{_commit(result)}`. Batch export (`{export['command']}`), killed after "
+        f"{export['chunks_kept_after_kill']} chunks and run again: {export['report']}.", "",
+        "| connections | requests/s | p50 ms | p99 ms | failed requests | hot reloads |", "|---|---|---|---|---|---|",
+    ]
+    for phase in result["load_test"]["phases"]:
+        lines.append(f"| {phase['connections']} | {phase['requests_per_second']:.1f} | {phase['p50_ms']:.1f} | "
+                     f"{phase['p99_ms']:.1f} | {phase['failed']} | {phase['reloads']} |")
+    lines += ["", f"Each phase {result['load_test']['phases'][0]['seconds']:.0f} s of `POST /recommend` (k=20, random known "
+              "users); client and server share the machine's cores."]
+    return "\n".join(lines) + "\n"
 
 
 def render_partial_fit(result: dict[str, Any], source: str) -> str:

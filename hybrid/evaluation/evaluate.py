@@ -195,16 +195,18 @@ def padded_metrics(top: np.ndarray, relevant: sp.csr_matrix, ks: list[int]) -> d
 
 
 def evaluate_rankings(
-    top: np.ndarray, prepared: Prepared, ks: list[int], restricted: dict[str, np.ndarray] | None = None
+    top: np.ndarray, prepared: Prepared, ks: list[int], restricted: dict[str, np.ndarray] | None = None,
+    bootstrap: int = 0, seed: int = 0,
 ) -> dict[str, Any]:
     """Metrics for every group from the ranked item indices of ``prepared.users``, and for every
     restricted ranking in ``restricted`` (name of ``prepared.restricted`` -> :func:`restricted_top`)
-    against the test items among its items; users with none of those are left out."""
+    against the test items among its items; users with none of those are left out. ``bootstrap``:
+    95% intervals over users for the groups (:func:`~hybrid.evaluation.metrics.metrics_from_hits`)."""
     relevant_all = prepared.test[prepared.users]
     result: dict[str, Any] = {"buckets": {}}
     for name, (rows, items) in prepared.groups.items():
         relevant = relevant_all if items is None else restrict_columns(relevant_all, items)
-        metrics = ranking_metrics(top[rows], relevant[rows], ks)
+        metrics = ranking_metrics(top[rows], relevant[rows], ks, bootstrap, seed)
         if name.startswith("bucket:"):
             result["buckets"][name.split(":", 1)[1]] = metrics
         else:
@@ -268,7 +270,7 @@ def run_model(name: str, config: ExperimentConfig, prepared: Prepared, out: Path
     restricted = {group: restricted_top(items, values, k_max) for group, (items, values) in ranked.items()}
     rank_seconds = time.perf_counter() - start
     bar.set_description(f"{name}: score")
-    result = evaluate_rankings(top, prepared, config.eval.k, restricted)
+    result = evaluate_rankings(top, prepared, config.eval.k, restricted, config.eval.bootstrap, config.seed)
     result.update(fit_seconds=round(fit_seconds, 3), rank_seconds=round(rank_seconds, 3), chosen=model.chosen())
     if prepared.candidates is not None:
         bar.set_description(f"{name}: candidates")
@@ -352,7 +354,7 @@ def mean_over_seeds(values: list[Any]) -> Any:
                 continue
             out[key] = mean_over_seeds(present)
             numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in present)
-            if numeric and key not in NO_STD:
+            if numeric and key not in NO_STD and not key.endswith(("_lo", "_hi")):
                 out[f"{key}_std"] = float(np.std(present, ddof=1)) if len(present) > 1 else float("nan")
         return out
     if all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):

@@ -50,13 +50,17 @@ def hit_matrix(top: torch.Tensor, relevant: sp.csr_matrix) -> torch.Tensor:
     return keys[pos] == query
 
 
-def metrics_from_hits(hits: torch.Tensor, n_relevant: torch.Tensor, ks: Sequence[int]) -> dict[str, float]:
+def metrics_from_hits(hits: torch.Tensor, n_relevant: torch.Tensor, ks: Sequence[int],
+                      bootstrap: int = 0, seed: int = 0) -> dict[str, float]:
     """Mean metrics over users with ``n_relevant > 0``.
 
     Args:
         hits: bool [n, K_max] from :func:`hit_matrix`.
         n_relevant: int [n] size of each user's test set.
         ks: cut-offs, each ≤ K_max.
+        bootstrap: with B > 0, also ``<metric>_lo`` / ``<metric>_hi``: the 2.5% and 97.5%
+            quantiles of the mean over B seeded resamples of the users (a percentile bootstrap
+            95% interval: how much the mean owes to which users were sampled).
     """
     keep = n_relevant > 0
     hits, n_rel = hits[keep].double(), n_relevant[keep].double()
@@ -74,21 +78,34 @@ def metrics_from_hits(hits: torch.Tensor, n_relevant: torch.Tensor, ks: Sequence
         dcg = (h * discounts[:k]).sum(1)
         idcg = ideal_cum[(torch.clamp(n_rel, max=k) - 1).long()]
         first = torch.where(h.any(1), 1.0 / ranks[h.float().argmax(1)], torch.zeros_like(n_hits))
-        out[f"recall@{k}"] = float((n_hits / n_rel).mean())
-        out[f"precision@{k}"] = float((n_hits / k).mean())
-        out[f"ndcg@{k}"] = float((dcg / idcg).mean())
-        out[f"mrr@{k}"] = float(first.mean())
-        out[f"hit_rate@{k}"] = float((n_hits > 0).double().mean())
+        per_user = {"recall": n_hits / n_rel, "precision": n_hits / k, "ndcg": dcg / idcg, "mrr": first,
+                    "hit_rate": (n_hits > 0).double()}
+        for name, values in per_user.items():
+            out[f"{name}@{k}"] = float(values.mean())
+            if bootstrap:
+                low, high = bootstrap_interval(values, bootstrap, seed)
+                out[f"{name}@{k}_lo"], out[f"{name}@{k}_hi"] = low, high
     out["users"] = len(n_rel)
     return out
 
 
-def ranking_metrics(top: np.ndarray | torch.Tensor, relevant: sp.csr_matrix, ks: Sequence[int]) -> dict[str, float]:
-    """Metrics of ranked lists ``top`` [n, K] against test items ``relevant`` (CSR [n, n_items])."""
+def bootstrap_interval(values: torch.Tensor, resamples: int, seed: int) -> tuple[float, float]:
+    """The percentile bootstrap 95% interval of the mean of ``values`` (float [n])."""
+    generator = torch.Generator().manual_seed(seed)
+    picks = torch.randint(0, len(values), (resamples, len(values)), generator=generator)
+    means = values.cpu()[picks].mean(1)
+    low, high = torch.quantile(means, torch.tensor([0.025, 0.975], dtype=means.dtype)).tolist()
+    return low, high
+
+
+def ranking_metrics(top: np.ndarray | torch.Tensor, relevant: sp.csr_matrix, ks: Sequence[int],
+                    bootstrap: int = 0, seed: int = 0) -> dict[str, float]:
+    """Metrics of ranked lists ``top`` [n, K] against test items ``relevant`` (CSR [n, n_items])
+    (``bootstrap``: intervals, see :func:`metrics_from_hits`)."""
     top_t = torch.as_tensor(np.asarray(top), dtype=torch.int64)
     hits = hit_matrix(top_t, relevant)
     n_rel = torch.as_tensor(np.diff(relevant.indptr), dtype=torch.int64)
-    return metrics_from_hits(hits, n_rel, ks)
+    return metrics_from_hits(hits, n_rel, ks, bootstrap, seed)
 
 
 def restrict_columns(relevant: sp.csr_matrix, keep: np.ndarray) -> sp.csr_matrix:

@@ -15,12 +15,17 @@ WITH_STD = ("recall", "ndcg")  # cells shown as mean ± std when results average
 
 
 def cell(metrics: dict[str, Any], key: str, with_std: bool = True) -> str:
-    """``metrics[key]`` to 4 decimals, ``± <key>_std`` after it when present; — when absent."""
+    """``metrics[key]`` to 4 decimals, ``± <key>_std`` after it when present and the bootstrap
+    interval ``[lo, hi]`` when there is one; — when absent."""
     value = metrics.get(key)
     if value is None:
         return "—"
     std = metrics.get(f"{key}_std") if with_std else None
-    return f"{value:.4f}" if std is None or std != std else f"{value:.4f} ± {std:.4f}"
+    text = f"{value:.4f}" if std is None or std != std else f"{value:.4f} ± {std:.4f}"
+    low, high = metrics.get(f"{key}_lo"), metrics.get(f"{key}_hi")
+    if with_std and low is not None and high is not None:
+        text += f" [{low:.4f}, {high:.4f}]"
+    return text
 
 
 def markdown_table(results: dict[str, Any]) -> str:
@@ -35,6 +40,9 @@ def markdown_table(results: dict[str, Any]) -> str:
     title = f"# {results['dataset']} — {results['split']} ({results['n_test_users']} test users, device {results['device']}"
     if "seeds" in results:
         title += f"; mean ± sample std over split seeds {', '.join(map(str, results['seeds']))}"
+    bootstrap = (results.get("config") or {}).get("eval", {}).get("bootstrap")
+    if bootstrap:
+        title += f"; [bootstrap 95% interval over users, {bootstrap} resamples]"
     lines = [
         title + ")",
         "",

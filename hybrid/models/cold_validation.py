@@ -53,7 +53,8 @@ class ColdValidation:
     pseudo_new: np.ndarray
 
 
-def _subset(data: Interactions, keep: np.ndarray) -> Interactions:
+def subset(data: Interactions, keep: np.ndarray) -> Interactions:
+    """The interactions where bool ``keep`` [n] is True, in the same id universe."""
     return Interactions(
         data.user_ids, data.item_ids, data.users[keep], data.items[keep], data.weights[keep],
         None if data.timestamps is None else data.timestamps[keep],
@@ -92,7 +93,7 @@ def temporal_validation(train: Interactions, valid: Interactions | None, share: 
     after = data.timestamps >= cut
     if after.all() or not after.any():
         raise ValueError(f"valid_new_by='time': every interaction falls on one side of the cut {cut}; use 'random'")
-    fit = _subset(data, ~after)
+    fit = subset(data, ~after)
     positives = sp.csr_matrix((np.ones(int(after.sum()), np.float32), (data.users[after], data.items[after])),
                               shape=(data.n_users, data.n_items))
     positives = ((positives - positives.multiply(fit.matrix())) > 0).astype(np.float32).tocsr()  # re-interactions are known
@@ -137,7 +138,7 @@ def cold_validation(
         raise ValueError(f"valid_new_by must be 'time' or 'random', got {by!r}")
     pseudo_new = choose_pseudo_new(train, share, seed)
     on_new = pseudo_new[train.items]
-    rest = _subset(train, ~on_new)
+    rest = subset(train, ~on_new)
     shape = (train.n_users, train.n_items)
     new_pos = sp.csr_matrix((np.ones(int(on_new.sum()), np.float32), (train.users[on_new], train.items[on_new])),
                             shape=shape)
@@ -148,7 +149,7 @@ def cold_validation(
         last = _last_per_user(rest, seed)
         warm_pos = sp.csr_matrix((np.ones(int(last.sum()), np.float32), (rest.users[last], rest.items[last])),
                                  shape=shape)
-        fit = _subset(rest, ~last)
+        fit = subset(rest, ~last)
     positives = ((new_pos + warm_pos) > 0).astype(np.float32).tocsr()
     logger.info(
         "cold validation (random): %d pseudo-new items (%.0f%% of warm) with %d interactions, %d warm positives, "

@@ -57,6 +57,14 @@ from hybrid.models.gate import (
     fuse,
     stratified_candidates,
 )
+from hybrid.models.new_users import (
+    NEW_USER_FEATURES,
+    USER_BUCKETS,
+    NewUserPath,
+    fit_new_user_path,
+    refit_side,
+)
+from hybrid.models.user_side import SideRegression
 from hybrid.persistence import atomic_folder, check_shape, verify_folder, write_manifest
 
 logger = logging.getLogger(__name__)
@@ -97,6 +105,9 @@ class FusionConfig:
     bucket_reg: float = 0.01  # L2 on each warm bucket's offset from the weights all warm buckets share
     refit: bool = True  # refit the warm scorer on all training interactions after the gate is fitted
     use_user_text: bool = True  # zero-history users with profile text: their text is their profile
+    # New users (never trained on, at most 4 known items) get gates of their own with the user-side
+    # content path (hybrid.models.new_users), fitted on users removed from the rehearsal graph.
+    new_users: bool = True
     batch_size: int = 512  # validation users scored at once
 
     def validate(self) -> None:
@@ -146,8 +157,14 @@ class FusionHybrid(Recommender):
         if by == "auto":
             by = data.new_items or ("time" if data.train.has_time else "random")
         split = cold_validation(data.train, data.valid, config.valid_new_share, by, data.seed)
+        self.user_text_ = data.user_text if config.use_user_text else None
         self.warm_name_, warm, warm_recall = self._choose_warm(split, data)
         gate, self.validation_ = self._fit_gate(warm, split, data)
+        user_vectors = self._side_vectors(data.user_text)
+        if config.new_users:
+            self.new_users_ = fit_new_user_path(self, split, data, user_vectors)
+        else:
+            self.new_users_ = NewUserPath(None, None, {}, data.train.user_counts(), {"skipped": "new_users: false"})
         with torch.no_grad():
             self.gate_weight_, self.gate_bias_ = gate.weight.detach().clone(), gate.bias.detach().clone()
         self.validation_["new_items_by"] = by
@@ -160,14 +177,25 @@ class FusionHybrid(Recommender):
                 counts = counts + data.valid.item_counts()
         else:
             self.warm_, counts = warm, split.fit.item_counts()
-        self.user_text_ = data.user_text if config.use_user_text else None
+        rows = data.train.matrix() if data.valid is None else ((data.train.matrix() + data.valid.matrix()) > 0).astype(np.float32).tocsr()
+        refit_side(self.new_users_, rows, data.seed)
         self._set_counts(counts)
         self.fit_seconds_ = time.perf_counter() - start
         return self
 
     def chosen(self) -> dict[str, Any]:
-        """The gate (weights per count bucket), the rehearsal it was fitted on, and the graph half's choices."""
-        return {**self.validation_, "warm": self.warm_.chosen()}
+        """The gate (weights per count bucket), the rehearsal it was fitted on, the new-user gates and
+        the graph half's choices."""
+        return {**self.validation_, "new users": self.new_users_.validation, "warm": self.warm_.chosen()}
+
+    def _side_vectors(self, user_text: list[str] | None) -> torch.Tensor | None:
+        """float32 [n_users, d] encoded side information (zero rows where a user has none), or None."""
+        if user_text is None or not any(t.strip() for t in user_text):
+            return None
+        present = [i for i, t in enumerate(user_text) if t.strip()]
+        vectors = torch.zeros(len(user_text), self.text_.shape[1], device=self.device_)
+        vectors[torch.as_tensor(present, device=self.device_)] = self.text_vectors([user_text[i] for i in present])
+        return vectors
 
     def _warm_params(self, name: str) -> dict[str, Any]:
         return self.config.warm_params if name == self.config.warm_model else {}
@@ -226,34 +254,10 @@ class FusionHybrid(Recommender):
         users = self._validation_users(split.positives, history, rng)
         if len(users) == 0:
             raise ValueError("hybrid: no user has both training history and a validation item; too little data")
-        columns: dict[str, list[torch.Tensor]] = {"feats": [], "labels": [], "new": [], "buckets": [], "log_w": []}
         new_items = torch.as_tensor(split.pseudo_new, device=self.device_)
-        with torch.no_grad():
-            for batch, signals, known in self._validation_batches(warm, builder, buckets, history, users):
-                cand, log_w = stratified_candidates(signals, known, split.positives[batch], rng,
-                                                    config.candidates, config.random_negatives)
-                safe = cand.clamp_min(0)
-                positive = torch.as_tensor(split.positives[batch].toarray() > 0, device=self.device_).gather(1, safe)
-                positive &= cand >= 0
-                positive[:, -config.random_negatives:] = False  # a random draw is never a positive (excluded)
-                if positive.sum(1).max() > config.max_positives:  # keep a seeded sample of each user's positives
-                    keys = torch.as_tensor(rng.random(positive.shape), device=self.device_).masked_fill(~positive, 2.0)
-                    rank = keys.argsort(1).argsort(1)
-                    positive &= rank < config.max_positives
-                columns["feats"].append(torch.stack([s.gather(1, safe) for s in signals], dim=-1))
-                columns["labels"].append(positive)
-                columns["new"].append(new_items[safe])
-                columns["buckets"].append(buckets[safe])
-                columns["log_w"].append(log_w.masked_fill(positive, -torch.inf))  # negatives only
-        width = max(t.shape[1] for t in columns["feats"])
-
-        def stacked(name: str, fill: Any) -> torch.Tensor:
-            parts = [torch.nn.functional.pad(t, (0, 0, 0, width - t.shape[1]) if t.dim() == 3 else (0, width - t.shape[1]),
-                                             value=fill) for t in columns[name]]
-            return torch.cat(parts)
-
-        feats, labels, is_new = stacked("feats", 0.0), stacked("labels", False), stacked("new", False)
-        bucket_ids, log_w = stacked("buckets", 0), stacked("log_w", -torch.inf)
+        batches = ((signals, known, split.positives[batch])
+                   for batch, signals, known in self._validation_batches(warm, builder, buckets, history, users))
+        feats, labels, is_new, bucket_ids, log_w = self._gate_examples(batches, new_items, buckets, rng)
         is_sparse = (bucket_ids == 1) | (bucket_ids == 2)
 
         def fit(sparse_weight: float) -> tuple[Gate, float]:
@@ -289,6 +293,42 @@ class FusionHybrid(Recommender):
         logger.info("hybrid: gate fitted on %d validation users: %s", len(users), info)
         self._signal_cache = None
         return gate, info
+
+    def _gate_examples(self, batches: Iterator[tuple[list[torch.Tensor], torch.Tensor, sp.csr_matrix]],
+                       new_items: torch.Tensor, buckets: torch.Tensor, rng: np.random.Generator,
+                       ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The gate's training tensors from (signals, known items, positives) per user batch: each
+        user's stratified candidates (:func:`~hybrid.models.gate.stratified_candidates`), their
+        signals [U, m, F], positive labels (a seeded sample of at most ``max_positives``), whether
+        each is new, its count bucket and its log-weight as a negative."""
+        config = self.config
+        columns: dict[str, list[torch.Tensor]] = {"feats": [], "labels": [], "new": [], "buckets": [], "log_w": []}
+        with torch.no_grad():
+            for signals, known, positives in batches:
+                cand, log_w = stratified_candidates(signals, known, positives, rng, config.candidates,
+                                                    config.random_negatives)
+                safe = cand.clamp_min(0)
+                positive = torch.as_tensor(positives.toarray() > 0, device=self.device_).gather(1, safe)
+                positive &= cand >= 0
+                positive[:, -config.random_negatives:] = False  # a random draw is never a positive (excluded)
+                if positive.sum(1).max() > config.max_positives:  # keep a seeded sample of each user's positives
+                    keys = torch.as_tensor(rng.random(positive.shape), device=self.device_).masked_fill(~positive, 2.0)
+                    rank = keys.argsort(1).argsort(1)
+                    positive &= rank < config.max_positives
+                columns["feats"].append(torch.stack([s.gather(1, safe) for s in signals], dim=-1))
+                columns["labels"].append(positive)
+                columns["new"].append(new_items[safe])
+                columns["buckets"].append(buckets[safe])
+                columns["log_w"].append(log_w.masked_fill(positive, -torch.inf))  # negatives only
+        width = max(t.shape[1] for t in columns["feats"])
+
+        def stacked(name: str, fill: Any) -> torch.Tensor:
+            parts = [torch.nn.functional.pad(t, (0, 0, 0, width - t.shape[1]) if t.dim() == 3 else (0, width - t.shape[1]),
+                                             value=fill) for t in columns[name]]
+            return torch.cat(parts)
+
+        return (stacked("feats", 0.0), stacked("labels", False), stacked("new", False), stacked("buckets", 0),
+                stacked("log_w", -torch.inf))
 
     def _validation_batches(self, warm: Recommender, builder: FeatureBuilder, buckets: torch.Tensor,
                             history: sp.csr_matrix, users: np.ndarray) -> Iterator[tuple[np.ndarray, list[torch.Tensor], torch.Tensor]]:
@@ -350,14 +390,32 @@ class FusionHybrid(Recommender):
 
     # ------------------------------------------------------------------ score
     def score(self, users: np.ndarray, history: sp.csr_matrix) -> torch.Tensor:
+        return self.score_users(users, history)
+
+    def score_users(self, users: np.ndarray, history: sp.csr_matrix, side: torch.Tensor | None = None,
+                    profiles: torch.Tensor | None = None) -> torch.Tensor:
+        """``score`` with a new user's side vectors [b, d] and text profiles [b, d] given directly
+        (the facade's users with no index); None: from the fitted users' side information."""
+        users = np.asarray(users)
         n_warm = self.warm_items_
         with torch.no_grad():
             graph = self._graph(users, history[:, :n_warm])
             if graph.shape[1] < history.shape[1]:  # items added after fit: no graph score
                 graph = torch.nn.functional.pad(graph, (0, history.shape[1] - graph.shape[1]))
             graph[:, self.buckets_ == 0] = 0
-            profiles = self._text_profiles(users, history)
-            return fuse(self.builder_.signals(graph, history, profiles), self.gate_weight_, self.gate_bias_, self.buckets_)
+            profiles = self._text_profiles(users, history) if profiles is None else profiles
+            signals = self.builder_.signals(graph, history, profiles)
+            fused = fuse(signals, self.gate_weight_, self.gate_bias_, self.buckets_)
+            rows = self.new_users_.rows(users, history)
+            if len(rows):
+                picked = torch.as_tensor(rows, device=self.device_)
+                features = self.new_users_.features(users[rows], None if side is None else side[picked], self.device_)
+                side_signal = self.new_users_.side_signal(features, len(rows), history.shape[1], self.device_)
+                part = fused[picked]
+                self.new_users_.fuse([sig[picked] for sig in signals], side_signal, np.diff(history.indptr)[rows],
+                                     self.buckets_, part)
+                fused[picked] = part
+            return fused
 
     def _graph(self, users: np.ndarray, history: sp.csr_matrix) -> torch.Tensor:
         """The warm scorer's scores; a user index < 0 (a new user of the facade) is folded in from ``history``."""
@@ -372,15 +430,17 @@ class FusionHybrid(Recommender):
     def warm_items_(self) -> int:
         return self.text_.shape[0] - self.added_ if hasattr(self, "added_") else self.text_.shape[0]
 
-    def _text_profiles(self, users: np.ndarray, history: sp.csr_matrix) -> torch.Tensor | None:
-        """Profile vectors where a zero-history user has profile text; None when no row needs one."""
+    def _text_profiles(self, users: np.ndarray, history: sp.csr_matrix,
+                       builder: FeatureBuilder | None = None) -> torch.Tensor | None:
+        """Profile vectors where a zero-history user has profile text; None when no row needs one
+        (``builder``: the one whose text vectors average the rows' items; default the fitted one)."""
         if self.user_text_ is None:
             return None
         empty = [r for r in np.flatnonzero(np.diff(history.indptr) == 0)
                  if 0 <= users[r] < len(self.user_text_) and self.user_text_[users[r]].strip()]
         if not empty:
             return None
-        profiles = self.builder_.profile_vectors(history)
+        profiles = (builder or self.builder_).profile_vectors(history)
         profiles[torch.as_tensor(empty, device=self.device_)] = self.text_vectors([self.user_text_[users[r]] for r in empty])
         return profiles
 
@@ -409,6 +469,7 @@ class FusionHybrid(Recommender):
         self.warm_ = make_model(self.warm_name_, self._warm_params(self.warm_name_)).fit(
             FitData(train=train, device=self.device_))
         self.added_ = 0
+        self.new_users_.user_counts = train.user_counts()
         self._set_counts(train.item_counts())
 
     def add_items(self, texts: list[str]) -> None:
@@ -437,7 +498,9 @@ class FusionHybrid(Recommender):
         self.warm_.save(folder / WARM_DIR)
         meta = {"model": self.name, "config": dataclasses.asdict(self.config), "warm_model": self.warm_name_,
                 "validation": self.validation_,
-                "added": getattr(self, "added_", 0), "user_text": self.user_text_}
+                "added": getattr(self, "added_", 0), "user_text": self.user_text_,
+                "new_users": self.new_users_.validation,
+                "side": None if self.new_users_.side is None else [self.new_users_.side.ridge_, self.new_users_.side.power_]}
         (folder / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
         n = self.neighbours_
         tensors = {
@@ -445,7 +508,15 @@ class FusionHybrid(Recommender):
             "neighbours.indptr": torch.as_tensor(n.indptr.astype(np.int64)),
             "neighbours.indices": torch.as_tensor(n.indices.astype(np.int64)),
             "neighbours.data": torch.as_tensor(n.data), "gate.weight": self.gate_weight_, "gate.bias": self.gate_bias_,
+            "user_counts": torch.as_tensor(self.new_users_.user_counts),
         }
+        path = self.new_users_
+        for name, (weight, bias) in path.gates.items():
+            tensors[f"new_users.{name}.weight"], tensors[f"new_users.{name}.bias"] = weight, bias
+        if path.user_vectors is not None:
+            tensors["new_users.vectors"] = path.user_vectors
+        if path.side is not None:
+            tensors["new_users.side"] = path.side.weights_
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(folder / WEIGHTS_FILE))
 
     @classmethod
@@ -485,8 +556,32 @@ class FusionHybrid(Recommender):
         if warm_items is not None and warm_items.shape[1] != model.warm_items_:
             raise ValueError(f"{folder / WARM_DIR}: the graph half has {warm_items.shape[1]} items, "
                              f"{where} has {model.warm_items_} (+{meta['added']} added); the folder is inconsistent")
+        model.new_users_ = cls._read_new_users(tensors, meta, where)
         model._set_counts(tensors["counts"].cpu().numpy())
         return model
+
+    @staticmethod
+    def _read_new_users(tensors: dict[str, torch.Tensor], meta: dict[str, Any], where: Path) -> NewUserPath:
+        """The new-user path's arrays, shapes checked (a model saved without them has none)."""
+        n_items = tensors["text"].shape[0] - meta["added"]
+        gates = {}
+        for name in USER_BUCKETS:
+            if f"new_users.{name}.weight" in tensors:
+                weight, bias = tensors[f"new_users.{name}.weight"], tensors[f"new_users.{name}.bias"]
+                check_shape(f"new_users.{name}.weight", weight.shape, (len(NEW_USER_FEATURES), len(BUCKET_EDGES) + 1), where)
+                gates[name] = (weight, bias)
+        vectors = tensors.get("new_users.vectors")
+        counts = tensors["user_counts"].cpu().numpy() if "user_counts" in tensors else np.zeros(0, np.int64)
+        if vectors is not None:
+            check_shape("new_users.vectors", vectors.shape[:1], (len(counts),), where)
+        side = None
+        if "new_users.side" in tensors:
+            side = SideRegression()
+            side.weights_ = tensors["new_users.side"]
+            side.ridge_, side.power_ = meta.get("side") or (None, None)
+            if vectors is not None:
+                check_shape("new_users.side", side.weights_.shape, (vectors.shape[1] + 1, n_items), where)
+        return NewUserPath(vectors, side, gates, counts, meta.get("new_users") or {})
 
 
 @register("hybrid")

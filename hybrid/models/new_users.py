@@ -1,0 +1,221 @@
+"""The hybrid's new-user path: users the graph never trained on, with side information and/or a few items.
+
+A new user (no training interactions) who brings at most ``COLD_USER_MAX`` known items is scored
+by a gate of their own, one per user bucket (0 items; 1–4 items), over the hybrid's signals plus
+``side``: the user-side content path of :mod:`hybrid.models.user_side` (their side information
+mapped into item preferences). With items, the graph half folds them in (a graph filter filters
+the few items; an embedding model folds in a vector) and the text signals read them; with side
+information, ``side`` and the text profile read it: both at once when a user gives both.
+
+The gates are fitted on a rehearsal carved from the hybrid's own fit graph: a seeded share of the
+users with at least ``MIN_HISTORY`` interactions are removed from it entirely (the graph half and
+the side regression are refitted without them, so they are as new as a real new user), then each
+reveals none, or 1–4 of their earliest items (uniformly), and the gate learns to rank the rest
+of their items (their validation positives included) from the signals, as the item gate does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from hybrid.data.interactions import Interactions
+from hybrid.evaluation.metrics import ranking_metrics
+from hybrid.models.base import FitData, Recommender, make_model
+from hybrid.models.cold_validation import ColdValidation, subset
+from hybrid.models.fusion_features import FEATURES, FeatureBuilder, standardise
+from hybrid.models.gate import count_buckets, fit_gate, fuse
+from hybrid.models.user_side import SideRegression
+
+if TYPE_CHECKING:
+    from hybrid.models.fusion_hybrid import FusionHybrid
+
+logger = logging.getLogger(__name__)
+
+COLD_USER_MAX = 4  # a new user with at most this many known items gets the new-user gates
+USER_BUCKETS = ("0", "1-4")
+NEW_USER_FEATURES = (*FEATURES[:-1], "side", FEATURES[-1])  # popularity stays last (no hard negatives of its own)
+MIN_HISTORY = 5  # rehearsal users need this many interactions (≥ 1 left after revealing 4)
+MIN_USERS = 20  # fewer eligible users than this: no new-user gates (logged)
+
+
+def user_bucket(known: np.ndarray) -> np.ndarray:
+    """Index into :data:`USER_BUCKETS` of each known-item count (only meaningful where ≤ COLD_USER_MAX)."""
+    return (np.asarray(known) > 0).astype(np.int64)
+
+
+class NewUserPath:
+    """Side vectors, the side regression and the new-user gates of one fitted hybrid.
+
+    Attributes:
+        user_vectors: float32 [n_users, d] encoded side information (zero rows: none), or None.
+        side: the fitted :class:`SideRegression`, or None without side information.
+        gates: bucket name -> (weight [F', B], bias [B]) for :data:`NEW_USER_FEATURES`.
+        user_counts: int64 [n_users] training interactions per user (0: a new user).
+        validation: what the rehearsal measured, for ``chosen()``.
+    """
+
+    def __init__(self, user_vectors: torch.Tensor | None, side: SideRegression | None,
+                 gates: dict[str, tuple[torch.Tensor, torch.Tensor]], user_counts: np.ndarray,
+                 validation: dict[str, Any]) -> None:
+        self.user_vectors, self.side, self.gates = user_vectors, side, gates
+        self.user_counts, self.validation = np.asarray(user_counts, dtype=np.int64), validation
+
+    # ------------------------------------------------------------------ scoring
+    def rows(self, users: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
+        """Positions of the rows scored by a new-user gate: users never trained on (index < 0: a
+        facade's new user) with at most COLD_USER_MAX known items."""
+        if not self.gates:
+            return np.zeros(0, np.int64)
+        users = np.asarray(users)
+        untrained = (users < 0) | (users >= len(self.user_counts))
+        inside = ~untrained
+        untrained[inside] = self.user_counts[users[inside]] == 0
+        return np.flatnonzero(untrained & (np.diff(history.indptr) <= COLD_USER_MAX))
+
+    def features(self, users: np.ndarray, override: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
+        """Side vectors [b, d] of ``users`` (``override`` when given; zero where none), or None."""
+        if override is not None:
+            return override
+        if self.user_vectors is None:
+            return None
+        out = torch.zeros(len(users), self.user_vectors.shape[1], device=device)
+        inside = (users >= 0) & (users < self.user_vectors.shape[0])
+        out[torch.as_tensor(inside, device=device)] = self.user_vectors[torch.as_tensor(users[inside], device=device)]
+        return out
+
+    def side_signal(self, features: torch.Tensor | None, rows: int, n_items: int, device: torch.device) -> torch.Tensor:
+        """The standardised ``side`` signal [rows, n_items] (zeros without a side regression)."""
+        if self.side is None or features is None:
+            return torch.zeros(rows, n_items, device=device)
+        scores = self.side.score(features)
+        if scores.shape[1] < n_items:  # items added after fit: no side score
+            scores = torch.nn.functional.pad(scores, (0, n_items - scores.shape[1]))
+        return standardise(scores)
+
+    def fuse(self, signals: list[torch.Tensor], side: torch.Tensor, known: np.ndarray, buckets: torch.Tensor,
+             out: torch.Tensor) -> None:
+        """Write the new-user gates' scores of these rows into ``out`` (the rows' fused scores, in place)."""
+        ordered = [*signals[:-1], side, signals[-1]]
+        for index, name in enumerate(USER_BUCKETS):
+            rows = np.flatnonzero(user_bucket(known) == index)
+            if len(rows) and name in self.gates:
+                picked = torch.as_tensor(rows, device=out.device)
+                weight, bias = self.gates[name]
+                out[picked] = fuse([s[picked] for s in ordered], weight, bias, buckets)
+
+
+def fit_new_user_path(model: FusionHybrid, split: ColdValidation, data: FitData,
+                      user_vectors: torch.Tensor | None) -> NewUserPath:
+    """Rehearse new users on ``split.fit`` and fit the gates (see the module docstring); the side
+    regression of the returned path is then refitted by :func:`refit_side` on every training user."""
+    config, device = model.config, model.device_
+    fit = split.fit
+    eligible = np.flatnonzero(fit.user_counts() >= MIN_HISTORY)
+    if len(eligible) < MIN_USERS:
+        logger.info("hybrid: only %d users have %d+ interactions; no new-user gates (new users get the item gate)",
+                    len(eligible), MIN_HISTORY)
+        return NewUserPath(user_vectors, None, {}, data.train.user_counts(), {"skipped": f"{len(eligible)} eligible users"})
+    rng = np.random.default_rng(data.seed + 1)
+    n = min(config.max_valid_users, max(MIN_USERS, round(len(eligible) * config.valid_new_share)))
+    users = np.sort(rng.choice(eligible, min(n, len(eligible)), replace=False))
+    held = np.isin(fit.users, users)
+    reduced = subset(fit, ~held)
+    warm = make_model(model.warm_name_, model._warm_params(model.warm_name_)).fit(
+        dataclasses.replace(data, train=reduced, valid=None))
+    side = None
+    if user_vectors is not None:
+        others = np.flatnonzero(reduced.user_counts() > 0)
+        side = SideRegression().fit(user_vectors[torch.as_tensor(others, device=device)], reduced.matrix()[others], data.seed)
+    counts = reduced.item_counts()
+    builder = FeatureBuilder(model.text_, model.neighbours_, counts, device)
+    buckets = torch.as_tensor(count_buckets(counts), device=device)
+    new_items = torch.as_tensor(counts == 0, device=device)
+    path = NewUserPath(user_vectors, side, {}, reduced.user_counts(), {})
+    everything = ((fit.matrix() + split.positives) > 0).astype(np.float32).tocsr()[users]
+    first = earliest(fit, users)
+    gates, validation = {}, {"users": len(users)}
+    for index, name in enumerate(USER_BUCKETS):
+        reveal = np.zeros(len(users), np.int64) if index == 0 else rng.integers(1, COLD_USER_MAX + 1, len(users))
+        revealed = first_items(first, reveal, fit.n_items)
+        positives = ((everything - revealed) > 0).astype(np.float32).tocsr()
+        keep = np.flatnonzero(positives.getnnz(axis=1) > 0)
+
+        def batches(keep: np.ndarray = keep, revealed: sp.csr_matrix = revealed,
+                    positives: sp.csr_matrix = positives) -> Iterator[tuple[list[torch.Tensor], torch.Tensor, sp.csr_matrix]]:
+            for start in range(0, len(keep), config.batch_size):
+                rows = keep[start:start + config.batch_size]
+                signals = rehearsal_signals(model, path, warm, builder, buckets, users[rows], revealed[rows])
+                known = torch.as_tensor((revealed[rows] > 0).toarray(), device=device)
+                yield signals, known, positives[rows]
+
+        feats, labels, is_new, bucket_ids, log_w = model._gate_examples(batches(), new_items, buckets, rng)
+        weights = torch.where(is_new, config.new_weight, 1.0)
+        gate, loss = fit_gate(feats, labels, weights, bucket_ids, log_w, config.reg, config.bucket_reg, config.steps)
+        gates[name] = (gate.weight.detach().clone(), gate.bias.detach().clone())
+        validation[name] = {"loss": round(loss, 4), **rehearsal_recall(gates[name], batches(), positives[keep], buckets),
+                            "weights": {f: [round(v, 4) for v in row]
+                                        for f, row in zip(NEW_USER_FEATURES, gate.weight.tolist(), strict=True)}}
+    if side is not None:
+        validation["side ridge, power"] = [side.ridge_, side.power_]
+        validation["side held-out recall@20 + ndcg@20 by 'ridge power'"] = side.valid_
+    logger.info("hybrid: new-user gates fitted on %d rehearsal users: %s", len(users), validation)
+    return NewUserPath(user_vectors, side, gates, data.train.user_counts(), validation)
+
+
+def refit_side(path: NewUserPath, rows: sp.csr_matrix, seed: int) -> None:
+    """The side regression refitted on every user with interactions in ``rows`` (CSR [n_users, n_items])."""
+    if path.user_vectors is None or not path.gates:
+        return
+    users = np.flatnonzero(rows.getnnz(axis=1) > 0)
+    device = path.user_vectors.device
+    path.side = SideRegression().fit(path.user_vectors[torch.as_tensor(users, device=device)], rows[users], seed)
+    path.user_counts = np.asarray(rows.getnnz(axis=1), dtype=np.int64)
+
+
+def earliest(data: Interactions, users: np.ndarray) -> list[np.ndarray]:
+    """Each of ``users``' items in time order (interaction order where there are no timestamps)."""
+    order = np.lexsort((np.arange(len(data.users)) if data.timestamps is None else data.timestamps, data.users))
+    sorted_users, sorted_items = data.users[order], data.items[order]
+    starts = np.searchsorted(sorted_users, users)
+    ends = np.searchsorted(sorted_users, users, side="right")
+    return [sorted_items[s:e] for s, e in zip(starts, ends, strict=True)]
+
+
+def first_items(items: list[np.ndarray], reveal: np.ndarray, n_items: int) -> sp.csr_matrix:
+    """Binary CSR [len(items), n_items] of each row's first ``reveal[r]`` items."""
+    rows = np.repeat(np.arange(len(items)), reveal)
+    cols = np.concatenate([i[:r] for i, r in zip(items, reveal, strict=True)] or [np.zeros(0, np.int64)])
+    return sp.csr_matrix((np.ones(len(cols), np.float32), (rows, cols.astype(np.int64))), shape=(len(items), n_items))
+
+
+def rehearsal_signals(model: FusionHybrid, path: NewUserPath, warm: Recommender, builder: FeatureBuilder,
+                      buckets: torch.Tensor, users: np.ndarray, revealed: sp.csr_matrix) -> list[torch.Tensor]:
+    """:data:`NEW_USER_FEATURES` of rehearsal users with their revealed items, as at scoring time."""
+    graph = warm.score(users, revealed)
+    graph[:, buckets == 0] = 0
+    profiles = model._text_profiles(users, revealed, builder)
+    signals = builder.signals(graph, revealed, profiles)
+    side = path.side_signal(path.features(users, None, model.device_), len(users), revealed.shape[1], model.device_)
+    return [*signals[:-1], side, signals[-1]]
+
+
+def rehearsal_recall(gate: tuple[torch.Tensor, torch.Tensor], batches: Iterator, positives: sp.csr_matrix,
+                     buckets: torch.Tensor, k: int = 20) -> dict[str, float]:
+    """Rehearsal Recall@k of the gate's list and of popularity and side alone, for the record."""
+    names = ("new-user gate", "side", "popularity")
+    tops: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    with torch.no_grad():
+        for signals, known, _ in batches:
+            fused = fuse(signals, gate[0], gate[1], buckets)
+            for name, scores in zip(names, (fused, signals[-2], signals[-1]), strict=True):
+                top = torch.topk(scores.masked_fill(known, -torch.inf), min(k, scores.shape[1]), dim=1).indices
+                tops[name].append(top.cpu().numpy())
+    return {f"valid_recall@{k} {name}": round(ranking_metrics(np.concatenate(t), positives, [k])[f"recall@{k}"], 4)
+            for name, t in tops.items()}
