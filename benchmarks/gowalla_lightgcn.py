@@ -192,7 +192,13 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         )
         print("  curve: " + " ".join(f"{p['epoch']}:{p['recall@20']:.4f}/{p['ndcg@20']:.4f}" for p in result["curve"]))
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=2))
+        import sys
+
+        from hybrid.evaluation.evaluate import peak_rss_bytes, provenance
+
+        record = {"command": "python " + " ".join(["benchmarks/gowalla_lightgcn.py", *sys.argv[1:]]),
+                  "provenance": provenance(device), "peak_rss_bytes": peak_rss_bytes(), "models": results}
+        Path(args.json).write_text(json.dumps(record, indent=2))
     return results
 
 

@@ -291,7 +291,7 @@ def render_file(path: Path) -> str:
     for extra in sorted(path.parent.glob("eval_*.json")):
         body += "\n" + render_eval(json.loads(extra.read_text()), f"{path.parent.name}/{extra.name}")
     for name, renderer in (("partial_fit.json", render_partial_fit), ("ann.json", render_ann),
-                           ("serving.json", render_serving)):
+                           ("serving.json", render_serving), ("gowalla_lightgcn.json", render_gowalla_lightgcn)):
         extra = path.parent / name
         if extra.exists():
             body += "\n" + renderer(json.loads(extra.read_text()), f"{path.parent.name}/{name}")
@@ -324,6 +324,23 @@ def render_ann(result: dict[str, Any], source: str) -> str:
             lines.append(f"| {name} | {size} | {setting} | {row['recall_of_exact@20']:.4f} | {row['ms_per_query_b1']:.3f} | "
                          f"{row['ms_per_query_b64']:.3f} | {row['speedup_b1']:.1f} | {row['speedup_b64']:.1f} | "
                          f"{row['build_seconds']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def render_gowalla_lightgcn(result: dict[str, Any], source: str) -> str:
+    """``benchmarks/gowalla_lightgcn.py --json``: each model's final metrics, time and curve."""
+    prov = result.get("provenance") or {}
+    lines = [f"#### LightGCN on the official Gowalla split, from `{source}`", "", f"    {result['command']}", "",
+             f"commit `{_commit(result)}`, device {prov.get('device')}, torch threads {prov.get('torch_threads')}. "
+             "The test set is reported along the way (the curve), never used to choose an epoch.", "",
+             "| model | epochs | s/epoch | wall s | Recall@20 | NDCG@20 | paper |", "|---|---|---|---|---|---|---|"]
+    for model in result["models"]:
+        paper = model.get("paper") or {}
+        lines.append(f"| {model['model']} | {model['epochs']} | {model['s_per_epoch']:.2f} | {model['wall_s']:.0f} | "
+                     f"{model['recall@20']:.4f} | {model['ndcg@20']:.4f} | {paper.get('recall@20')} / {paper.get('ndcg@20')} |")
+    for model in result["models"]:
+        curve = ", ".join(f"{p['epoch']}: {p['recall@20']:.4f} / {p['ndcg@20']:.4f}" for p in model["curve"])
+        lines += ["", f"{model['model']} curve (epoch: Recall@20 / NDCG@20): {curve}."]
     return "\n".join(lines) + "\n"
 
 
