@@ -80,10 +80,13 @@ class HybridRecommender:
         text_columns: Sequence[str] | None = None,
         template: str | None = None,
         id_column: str | None = None,
+        user_text: Mapping[Any, str] | pd.Series | None = None,
     ) -> Self:
         """Learn from an interaction table (DataFrame, CSV/Parquet path or ``datasets.Dataset``) and item text.
 
-        Items that have text but no interactions join the catalogue as cold items.
+        Items that have text but no interactions join the catalogue as cold items. ``user_text``
+        (user id -> side information as text, e.g. "A 25-34-year-old female artist.") trains the
+        user-side content path that :meth:`recommend_for_user` uses for new users' profiles.
         """
         config = self.config if isinstance(self.config, FusionConfig) else from_dict(FusionConfig, self.config, "config")
         data = Interactions.build(interactions, self.columns)
@@ -101,8 +104,13 @@ class HybridRecommender:
         if blank:
             raise ValueError(f"items {blank[:10]} have no interactions and empty text: nothing to rank them by")
         device = resolve_device(self.device)
+        profiles = None
+        if user_text is not None:
+            given = pd.Series(dict(user_text) if isinstance(user_text, Mapping) else user_text)
+            given.index = coerce_ids_like(pd.Index(given.index), data.user_ids)
+            profiles = given.reindex(data.user_ids).fillna("").astype(str).tolist()
         self.model_ = FusionHybrid(config).fit(
-            FitData(train=train, valid=valid, item_text=texts, device=device, seed=self.seed)
+            FitData(train=train, valid=valid, item_text=texts, user_text=profiles, device=device, seed=self.seed)
         )
         self.user_ids_ = data.user_ids
         self.item_ids_ = item_ids

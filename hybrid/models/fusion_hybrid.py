@@ -59,6 +59,7 @@ from hybrid.models.gate import (
 )
 from hybrid.models.new_users import (
     NEW_USER_FEATURES,
+    NO_SIDE,
     USER_BUCKETS,
     NewUserPath,
     fit_new_user_path,
@@ -412,8 +413,9 @@ class FusionHybrid(Recommender):
                 features = self.new_users_.features(users[rows], None if side is None else side[picked], self.device_)
                 side_signal = self.new_users_.side_signal(features, len(rows), history.shape[1], self.device_)
                 part = fused[picked]
+                has_side = np.zeros(len(rows), bool) if features is None else (features != 0).any(1).cpu().numpy()
                 self.new_users_.fuse([sig[picked] for sig in signals], side_signal, np.diff(history.indptr)[rows],
-                                     self.buckets_, part)
+                                     has_side, self.buckets_, part)
                 fused[picked] = part
             return fused
 
@@ -565,7 +567,7 @@ class FusionHybrid(Recommender):
         """The new-user path's arrays, shapes checked (a model saved without them has none)."""
         n_items = tensors["text"].shape[0] - meta["added"]
         gates = {}
-        for name in USER_BUCKETS:
+        for name in (*USER_BUCKETS, *(b + NO_SIDE for b in USER_BUCKETS)):
             if f"new_users.{name}.weight" in tensors:
                 weight, bias = tensors[f"new_users.{name}.weight"], tensors[f"new_users.{name}.bias"]
                 check_shape(f"new_users.{name}.weight", weight.shape, (len(NEW_USER_FEATURES), len(BUCKET_EDGES) + 1), where)

@@ -40,6 +40,7 @@ logger = logging.getLogger(__name__)
 
 COLD_USER_MAX = 4  # a new user with at most this many known items gets the new-user gates
 USER_BUCKETS = ("0", "1-4")
+NO_SIDE = " no side"  # suffix of the gate for users of a bucket who give no side information
 NEW_USER_FEATURES = (*FEATURES[:-1], "side", FEATURES[-1])  # popularity stays last (no hard negatives of its own)
 MIN_HISTORY = 5  # rehearsal users need this many interactions (≥ 1 left after revealing 4)
 MIN_USERS = 20  # fewer eligible users than this: no new-user gates (logged)
@@ -99,13 +100,18 @@ class NewUserPath:
             scores = torch.nn.functional.pad(scores, (0, n_items - scores.shape[1]))
         return standardise(scores)
 
-    def fuse(self, signals: list[torch.Tensor], side: torch.Tensor, known: np.ndarray, buckets: torch.Tensor,
-             out: torch.Tensor) -> None:
-        """Write the new-user gates' scores of these rows into ``out`` (the rows' fused scores, in place)."""
+    def fuse(self, signals: list[torch.Tensor], side: torch.Tensor, known: np.ndarray, has_side: np.ndarray,
+             buckets: torch.Tensor, out: torch.Tensor) -> None:
+        """Write the new-user gates' scores of these rows into ``out`` (the rows' fused scores, in
+        place): each row by its bucket's gate, the bucket's no-side gate where the row has no side
+        information and the path has one."""
         ordered = [*signals[:-1], side, signals[-1]]
-        for index, name in enumerate(USER_BUCKETS):
-            rows = np.flatnonzero(user_bucket(known) == index)
-            if len(rows) and name in self.gates:
+        names = np.asarray([USER_BUCKETS[b] for b in user_bucket(known)], dtype=object)
+        without = ~np.asarray(has_side, dtype=bool) & np.asarray([n + NO_SIDE in self.gates for n in names], dtype=bool)
+        names[without] = names[without] + NO_SIDE
+        for name in dict.fromkeys(names.tolist()):
+            rows = np.flatnonzero(names == name)
+            if name in self.gates:
                 picked = torch.as_tensor(rows, device=out.device)
                 weight, bias = self.gates[name]
                 out[picked] = fuse([s[picked] for s in ordered], weight, bias, buckets)
@@ -141,17 +147,20 @@ def fit_new_user_path(model: FusionHybrid, split: ColdValidation, data: FitData,
     everything = ((fit.matrix() + split.positives) > 0).astype(np.float32).tocsr()[users]
     first = earliest(fit, users)
     gates, validation = {}, {"users": len(users)}
-    for index, name in enumerate(USER_BUCKETS):
-        reveal = np.zeros(len(users), np.int64) if index == 0 else rng.integers(1, COLD_USER_MAX + 1, len(users))
-        revealed = first_items(first, reveal, fit.n_items)
+    reveals = {"0": np.zeros(len(users), np.int64), "1-4": rng.integers(1, COLD_USER_MAX + 1, len(users))}
+    variants = [("0", "0", True), ("1-4", "1-4", True)]
+    if side is not None:  # a user who brings items but no side information gets a gate fitted that way
+        variants.append(("1-4" + NO_SIDE, "1-4", False))
+    for name, bucket, with_side in variants:
+        revealed = first_items(first, reveals[bucket], fit.n_items)
         positives = ((everything - revealed) > 0).astype(np.float32).tocsr()
         keep = np.flatnonzero(positives.getnnz(axis=1) > 0)
 
-        def batches(keep: np.ndarray = keep, revealed: sp.csr_matrix = revealed,
-                    positives: sp.csr_matrix = positives) -> Iterator[tuple[list[torch.Tensor], torch.Tensor, sp.csr_matrix]]:
+        def batches(keep: np.ndarray = keep, revealed: sp.csr_matrix = revealed, positives: sp.csr_matrix = positives,
+                    with_side: bool = with_side) -> Iterator[tuple[list[torch.Tensor], torch.Tensor, sp.csr_matrix]]:
             for start in range(0, len(keep), config.batch_size):
                 rows = keep[start:start + config.batch_size]
-                signals = rehearsal_signals(model, path, warm, builder, buckets, users[rows], revealed[rows])
+                signals = rehearsal_signals(model, path, warm, builder, buckets, users[rows], revealed[rows], with_side)
                 known = torch.as_tensor((revealed[rows] > 0).toarray(), device=device)
                 yield signals, known, positives[rows]
 
@@ -196,13 +205,15 @@ def first_items(items: list[np.ndarray], reveal: np.ndarray, n_items: int) -> sp
 
 
 def rehearsal_signals(model: FusionHybrid, path: NewUserPath, warm: Recommender, builder: FeatureBuilder,
-                      buckets: torch.Tensor, users: np.ndarray, revealed: sp.csr_matrix) -> list[torch.Tensor]:
-    """:data:`NEW_USER_FEATURES` of rehearsal users with their revealed items, as at scoring time."""
+                      buckets: torch.Tensor, users: np.ndarray, revealed: sp.csr_matrix, with_side: bool) -> list[torch.Tensor]:
+    """:data:`NEW_USER_FEATURES` of rehearsal users with their revealed items, as at scoring time
+    (``with_side`` False: as for users who give no side information, profile text included)."""
     graph = warm.score(users, revealed)
     graph[:, buckets == 0] = 0
-    profiles = model._text_profiles(users, revealed, builder)
+    profiles = model._text_profiles(users, revealed, builder) if with_side else None
     signals = builder.signals(graph, revealed, profiles)
-    side = path.side_signal(path.features(users, None, model.device_), len(users), revealed.shape[1], model.device_)
+    features = path.features(users, None, model.device_) if with_side else None
+    side = path.side_signal(features, len(users), revealed.shape[1], model.device_)
     return [*signals[:-1], side, signals[-1]]
 
 
