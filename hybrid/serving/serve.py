@@ -28,6 +28,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--max-body-bytes", type=int, default=ServeConfig.max_body_bytes)
     p.add_argument("--api-key-env", default="HYBRID_API_KEY",
                    help="environment variable holding the key /items and /admin/reload require (unset: none)")
+    p.add_argument("--timeout-keep-alive", type=float, default=75.0,
+                   help="seconds an idle keep-alive connection stays open (uvicorn's 5 s default races clients "
+                        "that reuse a pooled connection just as it closes)")
     p.add_argument("--log-level", default="info")
     return p
 
@@ -54,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
         signal.signal(signal.SIGHUP, on_hangup)
     import uvicorn
 
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, timeout_keep_alive=args.timeout_keep_alive)
 
 
 if __name__ == "__main__":
