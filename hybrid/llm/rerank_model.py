@@ -9,12 +9,14 @@ and every item below the top ``top_n``, keeps the retriever's order.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
 import torch
+from tqdm.auto import tqdm
 from typing_extensions import Self
 
 from hybrid.config import from_dict
@@ -78,10 +80,16 @@ class LLMReranked(Recommender):
     def _needs_llm(self, history: sp.csr_matrix) -> np.ndarray:
         return np.flatnonzero(np.diff(history.indptr) <= self.config.max_history)
 
+    @staticmethod
+    def _progress(rows: np.ndarray) -> Iterable[int]:
+        """``rows`` with a progress bar and ETA over the batch's users (only on a terminal: tqdm's own
+        check, so a log file gets no bar lines)."""
+        return tqdm(rows, desc="LLM rerank", unit="user", disable=None, leave=False)
+
     def score(self, users: np.ndarray, history: sp.csr_matrix) -> torch.Tensor:
         scores = mask_history(self.retriever_.score(users, history).float(), history)
         n = min(self.config.top_n, scores.shape[1])
-        for row in self._needs_llm(history):
+        for row in self._progress(self._needs_llm(history)):
             candidates = torch.topk(scores[row], n).indices.cpu().numpy()
             known = history.indices[history.indptr[row] : history.indptr[row + 1]]
             ranked = self._rerank(int(users[row]), known, candidates)
@@ -95,7 +103,7 @@ class LLMReranked(Recommender):
         """The LLM reorders all given candidates (in the retriever's order) for users with little history."""
         scores = self.retriever_.score_candidates(users, history, candidates).float()
         m = candidates.shape[1]
-        for row in self._needs_llm(history):
+        for row in self._progress(self._needs_llm(history)):
             by_retriever = candidates[row][torch.argsort(scores[row], descending=True, stable=True).cpu().numpy()]
             known = history.indices[history.indptr[row] : history.indptr[row + 1]]
             ranked = self._rerank(int(users[row]), known, by_retriever)

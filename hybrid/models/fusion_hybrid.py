@@ -414,8 +414,8 @@ class FusionHybrid(Recommender):
                 side_signal = self.new_users_.side_signal(features, len(rows), history.shape[1], self.device_)
                 part = fused[picked]
                 has_side = np.zeros(len(rows), bool) if features is None else (features != 0).any(1).cpu().numpy()
-                self.new_users_.fuse([sig[picked] for sig in signals], side_signal, np.diff(history.indptr)[rows],
-                                     has_side, self.buckets_, part)
+                self.new_users_.fuse_rows([sig[picked] for sig in signals], side_signal, np.diff(history.indptr)[rows],
+                                          has_side, self.buckets_, part)
                 fused[picked] = part
             return fused
 

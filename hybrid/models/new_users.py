@@ -100,8 +100,8 @@ class NewUserPath:
             scores = torch.nn.functional.pad(scores, (0, n_items - scores.shape[1]))
         return standardise(scores)
 
-    def fuse(self, signals: list[torch.Tensor], side: torch.Tensor, known: np.ndarray, has_side: np.ndarray,
-             buckets: torch.Tensor, out: torch.Tensor) -> None:
+    def fuse_rows(self, signals: list[torch.Tensor], side: torch.Tensor, known: np.ndarray, has_side: np.ndarray,
+                  buckets: torch.Tensor, out: torch.Tensor) -> None:
         """Write the new-user gates' scores of these rows into ``out`` (the rows' fused scores, in
         place): each row by its bucket's gate, the bucket's no-side gate where the row has no side
         information and the path has one."""
