@@ -162,8 +162,12 @@ def main(argv: list[str] | None = None) -> None:
             items, queries = gf_cf_vectors(dataset, args.data_root, args.queries)
             results["catalogues"][dataset] = run_catalogue(dataset, items, queries, settings, queries_b1=200)
     millions = f"{args.items // 1_000_000}M" if args.items >= 1_000_000 else str(args.items)
-    nlist = 4096 if args.items >= 1_000_000 else None
-    settings = [{"kind": "ivf", "nlist": nlist, "nprobe": nprobe, "train_per_cell": 40} for nprobe in (16, 64, 256)]
+    # Cells about the size of the data's clusters (--items-per-cluster / 2 vectors each), found
+    # through an HNSW graph over the centroids (a flat scan of 20k centroids would cost more than
+    # the cells themselves).
+    nlist = max(1, 2 * args.items // args.items_per_cluster)
+    settings = [{"kind": "ivf", "nlist": nlist, "coarse": "hnsw", "nprobe": nprobe, "train_per_cell": 16}
+                for nprobe in (32, 128, 512)]
     for difficulty, spread in SPREADS.items():
         items, centres = synthetic(args.items, args.dims, max(1, args.items // args.items_per_cluster), spread, seed=0)
         queries = synthetic_queries(centres, args.queries, spread, seed=0)

@@ -34,7 +34,8 @@ def test_flat_is_exact_and_ivf_scanning_every_cell_is_too() -> None:
     assert np.array_equal(full_scan.search(queries, 10)[1], truth)
 
 
-@pytest.mark.parametrize("setting", [{"kind": "ivf", "nlist": 30, "nprobe": 6}, {"kind": "hnsw"}])
+@pytest.mark.parametrize("setting", [{"kind": "ivf", "nlist": 30, "nprobe": 6}, {"kind": "hnsw"},
+                                     {"kind": "ivf", "nlist": 30, "nprobe": 6, "coarse": "hnsw"}])
 def test_approximate_indexes_find_most_of_the_exact_top(setting) -> None:
     items, queries = clustered(), clustered(50, seed=1)
     truth = exact(items, queries, 10)

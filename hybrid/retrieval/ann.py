@@ -38,7 +38,10 @@ class AnnConfig:
         kind: "flat", "ivf" or "hnsw" (see the module docstring).
         nlist: IVF cells; None: 4·√n, the usual choice.
         nprobe: IVF cells scanned per query (more: higher recall, slower).
+        coarse: how IVF finds a query's nearest cells: "flat" (all centroids scanned) or "hnsw"
+            (a graph over the centroids: what makes tens of thousands of cells affordable).
         train_per_cell: k-means sees at most this many vectors per cell (a seeded sample).
+        kmeans_iterations: Lloyd iterations of the IVF k-means.
         hnsw_m: HNSW neighbours per node.
         ef_construction: HNSW build effort.
         ef_search: HNSW search effort (≥ the k asked for).
@@ -48,7 +51,9 @@ class AnnConfig:
     kind: Literal["flat", "ivf", "hnsw"] = "ivf"
     nlist: int | None = None
     nprobe: int = 32
+    coarse: Literal["flat", "hnsw"] = "flat"
     train_per_cell: int = 64
+    kmeans_iterations: int = 10
     hnsw_m: int = 32
     ef_construction: int = 80
     ef_search: int = 128
@@ -57,7 +62,9 @@ class AnnConfig:
     def validate(self) -> None:
         if self.kind not in ("flat", "ivf", "hnsw"):
             raise ValueError(f"retrieval.kind must be 'flat', 'ivf' or 'hnsw', got {self.kind!r}")
-        for name in ("nprobe", "train_per_cell", "hnsw_m", "ef_construction", "ef_search"):
+        if self.coarse not in ("flat", "hnsw"):
+            raise ValueError(f"retrieval.coarse must be 'flat' or 'hnsw', got {self.coarse!r}")
+        for name in ("nprobe", "train_per_cell", "kmeans_iterations", "hnsw_m", "ef_construction", "ef_search"):
             if getattr(self, name) < 1:
                 raise ValueError(f"retrieval.{name} must be >= 1, got {getattr(self, name)}")
         if self.nlist is not None and self.nlist < 1:
@@ -86,10 +93,12 @@ class AnnIndex:
             index.hnsw.efConstruction = config.ef_construction
         else:
             nlist = max(1, min(config.nlist or round(4 * math.sqrt(n)), n))
-            index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
+            quantizer = (faiss.IndexFlatIP(d) if config.coarse == "flat"
+                         else faiss.IndexHNSWFlat(d, config.hnsw_m, faiss.METRIC_INNER_PRODUCT))
+            index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
             size = min(n, nlist * config.train_per_cell)
             sample = np.random.default_rng(config.seed).choice(n, size, replace=False) if size < n else slice(None)
-            index.cp.seed = config.seed
+            index.cp.seed, index.cp.niter = config.seed, config.kmeans_iterations
             index.train(vectors[sample])
         index.add(vectors)
         self.index_ = _to_gpu(index)
@@ -109,7 +118,10 @@ class AnnIndex:
         queries = _float32(queries)
         config = self.config
         if config.kind == "ivf":
-            faiss.extract_index_ivf(self.index_).nprobe = config.nprobe
+            ivf = faiss.extract_index_ivf(self.index_)
+            ivf.nprobe = config.nprobe
+            if config.coarse == "hnsw":
+                faiss.downcast_index(ivf.quantizer).hnsw.efSearch = max(config.ef_search, config.nprobe)
         elif config.kind == "hnsw":
             self.index_.hnsw.efSearch = max(config.ef_search, k)
         return self.index_.search(queries, min(k, max(self.size, 1)))
@@ -140,7 +152,9 @@ def _float32(vectors: np.ndarray) -> np.ndarray:
 def _to_gpu(index: faiss.Index) -> faiss.Index:
     """The index on all GPUs where faiss has them (flat and IVF); unchanged otherwise."""
     gpus = faiss.get_num_gpus() if hasattr(faiss, "get_num_gpus") else 0
-    if gpus and not isinstance(index, faiss.IndexHNSWFlat):
+    hnsw = isinstance(index, faiss.IndexHNSWFlat) or (
+        isinstance(index, faiss.IndexIVF) and isinstance(faiss.downcast_index(index.quantizer), faiss.IndexHNSWFlat))
+    if gpus and not hnsw:
         return faiss.index_cpu_to_all_gpus(index)
     return index
 
