@@ -146,7 +146,8 @@ class HybridRecommender:
     def recommend_for_history(self, items: Sequence[Any], k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """A new user who names a few items: folded in by the graph half and read by the text
         signals (with up to 4 items, through the new-user gate), no refit."""
-        if len(list(items)) == 0:
+        items = list(items)
+        if not items:
             raise ValueError("items is empty; use recommend_for_text or recommend_for_user for a user with no history")
         return self.recommend_for_user(items=items, k=k)
 

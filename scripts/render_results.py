@@ -298,6 +298,11 @@ def render_file(path: Path) -> str:
     return body
 
 
+def _heading(title: str, source: str, command: str) -> list[str]:
+    """A benchmark section's first lines: its title with the JSON it comes from, then its command."""
+    return [f"#### {title}, from `{source}`", "", f"    {command}", ""]
+
+
 def _commit(result: dict[str, Any]) -> str:
     prov = result.get("provenance") or {}
     return str(prov.get("git_commit") or result.get("git_commit") or "unknown")[:12]
@@ -307,8 +312,7 @@ def render_ann(result: dict[str, Any], source: str) -> str:
     """``benchmarks/ann.py``'s JSON: exact against ANN top-20 per catalogue and index setting."""
     k = result["k"]
     lines = [
-        f"#### ANN against exact top-{k} by inner product, from `{source}`", "",
-        f"    {result['command']}", "",
+        *_heading(f"ANN against exact top-{k} by inner product", source, result["command"]),
         f"commit `{_commit(result)}`, torch threads {(result.get('provenance') or {}).get('torch_threads')}, wall "
         f"{result['wall_seconds']} s, peak memory {result['peak_rss_bytes'] / 2**30:.2f} GiB. Recall: the share of the "
         f"exact top-{k} the index returns; speed-up: exact scoring's time per query over the index's.", "",
@@ -330,7 +334,7 @@ def render_ann(result: dict[str, Any], source: str) -> str:
 def render_gowalla_lightgcn(result: dict[str, Any], source: str) -> str:
     """``benchmarks/gowalla_lightgcn.py --json``: each model's final metrics, time and curve."""
     prov = result.get("provenance") or {}
-    lines = [f"#### LightGCN on the official Gowalla split, from `{source}`", "", f"    {result['command']}", "",
+    lines = [*_heading("LightGCN on the official Gowalla split", source, result["command"]),
              f"commit `{_commit(result)}`, device {prov.get('device')}, torch threads {prov.get('torch_threads')}. "
              "The test set is reported along the way (the curve), never used to choose an epoch.", "",
              "| model | epochs | s/epoch | wall s | Recall@20 | NDCG@20 | paper |", "|---|---|---|---|---|---|---|"]
@@ -348,8 +352,7 @@ def render_serving(result: dict[str, Any], source: str) -> str:
     """``benchmarks/serving.py``'s JSON: the batch export's resumed run and the loopback load test."""
     export = result["batch_export"]
     lines = [
-        f"#### Serving ({result['dataset']}): batch export and a load test on 127.0.0.1, from `{source}`", "",
-        f"    {result['command']}", "",
+        *_heading(f"Serving ({result['dataset']}): batch export and a load test on 127.0.0.1", source, result["command"]),
         f"commit `{_commit(result)}`. Batch export (`{export['command']}`), killed after "
         f"{export['chunks_kept_after_kill']} chunks and run again: {export['report']}.", "",
         "| connections | requests/s | p50 ms | p99 ms | failed requests | hot reloads |", "|---|---|---|---|---|---|",
@@ -365,8 +368,7 @@ def render_serving(result: dict[str, Any], source: str) -> str:
 def render_partial_fit(result: dict[str, Any], source: str) -> str:
     """``benchmarks/partial_fit.py``'s JSON: partial_fit against a full refit."""
     lines = [
-        f"#### partial_fit against a full refit (ML-100K temporal), from `{source}`", "",
-        f"    {result['command']}", "",
+        *_heading("partial_fit against a full refit (ML-100K temporal)", source, result["command"]),
         f"commit `{str(result.get('git_commit') or 'unknown')[:12]}`; the last {result['late_share']:.0%} of the "
         f"training timeline ({result['late_interactions']} interactions) given to `partial_fit`.", "",
         "| model | Recall@20 | seconds | test users |", "|---|---|---|---|",
@@ -390,10 +392,8 @@ def render_eval(results: dict[str, Any], source: str) -> str:
     prov = results.get("provenance") or {}
     peak = results.get("peak_rss_bytes")
     lines = [
-        f"#### {results['dataset']} — {results['split']} ({results['n_test_users']} test users), from `{source}`",
-        "",
-        f"    {results.get('command', '?')}",
-        "",
+        *_heading(f"{results['dataset']} — {results['split']} ({results['n_test_users']} test users)", source,
+                  results.get("command", "?")),
         f"commit `{str(prov.get('git_commit') or 'unknown')[:12]}`, device {results.get('device')}, torch threads "
         f"{prov.get('torch_threads')}, wall {results.get('wall_seconds', '?')} s"
         + (f", peak memory {peak / 2**30:.2f} GiB" if peak else "") + ".",

@@ -68,17 +68,15 @@ def test_bad_retrieval_settings_name_the_field(params, match) -> None:
 
 def interactions(seed: int = 0, n_users: int = 60, n_items: int = 40) -> Interactions:
     rng = np.random.default_rng(seed)
-    rows = [(u, i) for u in range(n_users) for i in rng.choice(n_items - 5, 6, replace=False) + (u % 2) * 0]
+    rows = [(u, i) for u in range(n_users) for i in rng.choice(n_items - 5, 6, replace=False)]
     frame = pd.DataFrame(rows, columns=["user", "item"])
     return Interactions.from_frame(frame, item_ids=pd.Index(range(n_items)))  # the last 5 items: no interactions
 
 
-@pytest.mark.parametrize("name", ["gf_cf", "mf", "popularity_free_content"])
+@pytest.mark.parametrize("name", ["gf_cf", "mf", "content"])
 def test_candidate_scores_equal_the_full_scores_at_those_items(name) -> None:
     data = interactions()
-    text = None
-    if name == "popularity_free_content":
-        name, text = "content", [f"item number {i} about topic {i % 4}" for i in range(data.n_items)]
+    text = [f"item number {i} about topic {i % 4}" for i in range(data.n_items)] if name == "content" else None
     params = {"epochs": 3} if name == "mf" else {}
     model = make_model(name, params).fit(FitData(train=data, item_text=text))
     users = np.arange(10)

@@ -404,7 +404,8 @@ class FusionHybrid(Recommender):
             if graph.shape[1] < history.shape[1]:  # items added after fit: no graph score
                 graph = torch.nn.functional.pad(graph, (0, history.shape[1] - graph.shape[1]))
             graph[:, self.buckets_ == 0] = 0
-            profiles = self._text_profiles(users, history) if profiles is None else profiles
+            if profiles is None:
+                profiles = self._text_profiles(users, history, encoded=self.new_users_.user_vectors)
             signals = self.builder_.signals(graph, history, profiles)
             fused = fuse(signals, self.gate_weight_, self.gate_bias_, self.buckets_)
             rows = self.new_users_.rows(users, history)
@@ -432,10 +433,11 @@ class FusionHybrid(Recommender):
     def warm_items_(self) -> int:
         return self.text_.shape[0] - self.added_ if hasattr(self, "added_") else self.text_.shape[0]
 
-    def _text_profiles(self, users: np.ndarray, history: sp.csr_matrix,
-                       builder: FeatureBuilder | None = None) -> torch.Tensor | None:
+    def _text_profiles(self, users: np.ndarray, history: sp.csr_matrix, builder: FeatureBuilder | None = None,
+                       encoded: torch.Tensor | None = None) -> torch.Tensor | None:
         """Profile vectors where a zero-history user has profile text; None when no row needs one
-        (``builder``: the one whose text vectors average the rows' items; default the fitted one)."""
+        (``builder``: the one whose text vectors average the rows' items, default the fitted one;
+        ``encoded``: the users' profile texts already encoded [n_users, d], else encoded here)."""
         if self.user_text_ is None:
             return None
         empty = [r for r in np.flatnonzero(np.diff(history.indptr) == 0)
@@ -443,7 +445,11 @@ class FusionHybrid(Recommender):
         if not empty:
             return None
         profiles = (builder or self.builder_).profile_vectors(history)
-        profiles[torch.as_tensor(empty, device=self.device_)] = self.text_vectors([self.user_text_[users[r]] for r in empty])
+        rows = torch.as_tensor(empty, device=self.device_)
+        if encoded is not None:
+            profiles[rows] = encoded[torch.as_tensor(users[empty], device=self.device_)]
+        else:
+            profiles[rows] = self.text_vectors([self.user_text_[users[r]] for r in empty])
         return profiles
 
     def text_vectors(self, texts: list[str]) -> torch.Tensor:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -156,19 +156,17 @@ def fit_new_user_path(model: FusionHybrid, split: ColdValidation, data: FitData,
         positives = ((everything - revealed) > 0).astype(np.float32).tocsr()
         keep = np.flatnonzero(positives.getnnz(axis=1) > 0)
 
-        def batches(keep: np.ndarray = keep, revealed: sp.csr_matrix = revealed, positives: sp.csr_matrix = positives,
-                    with_side: bool = with_side) -> Iterator[tuple[list[torch.Tensor], torch.Tensor, sp.csr_matrix]]:
-            for start in range(0, len(keep), config.batch_size):
-                rows = keep[start:start + config.batch_size]
-                signals = rehearsal_signals(model, path, warm, builder, buckets, users[rows], revealed[rows], with_side)
-                known = torch.as_tensor((revealed[rows] > 0).toarray(), device=device)
-                yield signals, known, positives[rows]
-
-        feats, labels, is_new, bucket_ids, log_w = model._gate_examples(batches(), new_items, buckets, rng)
+        # Computed once: the gate's fit and its rehearsal recall read the same batches.
+        batches = []
+        for start in range(0, len(keep), config.batch_size):
+            rows = keep[start:start + config.batch_size]
+            signals = rehearsal_signals(model, path, warm, builder, buckets, users[rows], revealed[rows], with_side)
+            batches.append((signals, torch.as_tensor((revealed[rows] > 0).toarray(), device=device), positives[rows]))
+        feats, labels, is_new, bucket_ids, log_w = model._gate_examples(iter(batches), new_items, buckets, rng)
         weights = torch.where(is_new, config.new_weight, 1.0)
         gate, loss = fit_gate(feats, labels, weights, bucket_ids, log_w, config.reg, config.bucket_reg, config.steps)
         gates[name] = (gate.weight.detach().clone(), gate.bias.detach().clone())
-        validation[name] = {"loss": round(loss, 4), **rehearsal_recall(gates[name], batches(), positives[keep], buckets),
+        validation[name] = {"loss": round(loss, 4), **rehearsal_recall(gates[name], batches, positives[keep], buckets),
                             "weights": {f: [round(v, 4) for v in row]
                                         for f, row in zip(NEW_USER_FEATURES, gate.weight.tolist(), strict=True)}}
     if side is not None:
@@ -210,14 +208,14 @@ def rehearsal_signals(model: FusionHybrid, path: NewUserPath, warm: Recommender,
     (``with_side`` False: as for users who give no side information, profile text included)."""
     graph = warm.score(users, revealed)
     graph[:, buckets == 0] = 0
-    profiles = model._text_profiles(users, revealed, builder) if with_side else None
+    profiles = model._text_profiles(users, revealed, builder, path.user_vectors) if with_side else None
     signals = builder.signals(graph, revealed, profiles)
     features = path.features(users, None, model.device_) if with_side else None
     side = path.side_signal(features, len(users), revealed.shape[1], model.device_)
     return [*signals[:-1], side, signals[-1]]
 
 
-def rehearsal_recall(gate: tuple[torch.Tensor, torch.Tensor], batches: Iterator, positives: sp.csr_matrix,
+def rehearsal_recall(gate: tuple[torch.Tensor, torch.Tensor], batches: Iterable, positives: sp.csr_matrix,
                      buckets: torch.Tensor, k: int = 20) -> dict[str, float]:
     """Rehearsal Recall@k of the gate's list and of popularity and side alone, for the record."""
     names = ("new-user gate", "side", "popularity")
