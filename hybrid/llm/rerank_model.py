@@ -2,9 +2,11 @@
 LLM alone) and ``hybrid+llm`` (hybrid candidates).
 
 For users with at most ``max_history`` known interactions (0: zero-history users only), the
-retriever's top ``top_n`` candidates are reordered by :class:`hybrid.llm.reranker.LLMReranker` from
-the user's profile: their side information and the titles of the items they have. Everyone else,
-and every item below the top ``top_n``, keeps the retriever's order.
+retriever's top ``top_n`` candidates are reordered by the fusion of the retriever's scores and
+those of :class:`hybrid.llm.reranker.LLMReranker` from the user's profile (their side information
+and the titles of the items they have), with a weight chosen on rehearsed new users
+(:mod:`hybrid.llm.fusion`; 0, the retriever alone, is allowed). Everyone else, and every item
+below the top ``top_n``, keeps the retriever's order.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from tqdm.auto import tqdm
 from typing_extensions import Self
 
 from hybrid.config import from_dict
+from hybrid.llm.fusion import choose_weight, fused_order
 from hybrid.llm.reranker import LLMReranker, UserProfile
 from hybrid.models.base import FitData, Recommender, make_model, register
 from hybrid.retrieval.ranking import mask_history
@@ -38,6 +41,11 @@ class RerankConfig:
     n_shuffles: int = 1
     batch_size: int = 20
     max_liked: int = 10  # at most this many titles of known items go into the profile
+    # Fusion weight of the LLM's scores in [0, 1] (0: the retriever exactly; 1: the LLM's order);
+    # None: chosen from ``weights`` on ``valid_users`` rehearsed new users (hybrid.llm.fusion).
+    weight: float | None = None
+    weights: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
+    valid_users: int = 100
 
 
 class LLMReranked(Recommender):
@@ -48,8 +56,16 @@ class LLMReranked(Recommender):
 
     def fit(self, data: FitData, retriever: Recommender | None = None) -> Self:
         """Fit the retriever on ``data`` (or take ``retriever``, already fitted on it) and load the LLM."""
-        if self.config.top_n < 1 or self.config.max_history < 0:
-            raise ValueError(f"top_n must be >= 1 and max_history >= 0, got {self.config.top_n}, {self.config.max_history}")
+        config = self.config
+        if config.top_n < 1 or config.max_history < 0:
+            raise ValueError(f"top_n must be >= 1 and max_history >= 0, got {config.top_n}, {config.max_history}")
+        for name, values in (("weight", [] if config.weight is None else [config.weight]), ("weights", config.weights)):
+            if any(not 0 <= w <= 1 for w in values):
+                raise ValueError(f"{name} must lie in [0, 1], got {getattr(config, name)!r}")
+        if config.weight is None and 0 not in config.weights:
+            raise ValueError(f"weights must contain 0 (the retriever alone), got {config.weights!r}")
+        if config.valid_users < 1:
+            raise ValueError(f"valid_users must be >= 1, got {config.valid_users!r}")
         titles = data.item_titles or data.item_text
         if titles is None:
             raise ValueError("LLM reranking needs item titles or text; this data set has neither")
@@ -61,7 +77,15 @@ class LLMReranked(Recommender):
         self.titles_ = titles
         self.user_text_ = data.user_text
         self.reranked_users_ = 0
+        if config.weight is None:
+            self.weight_, self.rehearsal_ = choose_weight(self, data, self._llm_scores, config.weights, config.valid_users)
+        else:
+            self.weight_, self.rehearsal_ = float(config.weight), {}
         return self
+
+    def chosen(self) -> dict[str, Any]:
+        return {"weight": self.weight_, **({"rehearsal": self.rehearsal_} if self.rehearsal_ else {}),
+                "retriever": self.retriever_.chosen()}
 
     def profile(self, user: int, known: np.ndarray) -> UserProfile:
         """What the prompt says about ``user``: side information and the titles of known items."""
@@ -69,15 +93,24 @@ class LLMReranked(Recommender):
         liked = [self.titles_[i] for i in known[: self.config.max_liked] if self.titles_[i]]
         return UserProfile(side_info=side, liked_titles=liked)
 
-    def _rerank(self, user: int, known: np.ndarray, candidates: np.ndarray) -> np.ndarray:
-        """``candidates`` (retrieval order) reordered by the LLM for ``user``."""
-        order, _ = self.reranker_.rerank(
+    def _llm_scores(self, user: int, known: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+        """float64 [m] LLM scores of ``candidates`` for ``user`` (higher is better)."""
+        order, scores = self.reranker_.rerank(
             self.profile(user, known), [self.titles_[i] for i in candidates], list(range(len(candidates)))
         )
+        aligned = np.empty(len(candidates))
+        aligned[np.asarray(order, dtype=np.int64)] = scores
+        return aligned
+
+    def _fused(self, user: int, known: np.ndarray, candidates: np.ndarray, retriever: torch.Tensor) -> np.ndarray:
+        """``candidates`` (retriever order, scores ``retriever`` [m]) reordered by the fused score."""
+        llm = torch.as_tensor(self._llm_scores(user, known, candidates))
         self.reranked_users_ += 1
-        return candidates[np.asarray(order, dtype=np.int64)]
+        return candidates[fused_order(retriever.cpu(), llm, self.weight_).numpy()]
 
     def _needs_llm(self, history: sp.csr_matrix) -> np.ndarray:
+        if self.weight_ == 0:
+            return np.zeros(0, np.int64)  # the retriever alone: no LLM call at all
         return np.flatnonzero(np.diff(history.indptr) <= self.config.max_history)
 
     @staticmethod
@@ -90,23 +123,23 @@ class LLMReranked(Recommender):
         scores = mask_history(self.retriever_.score(users, history).float(), history)
         n = min(self.config.top_n, scores.shape[1])
         for row in self._progress(self._needs_llm(history)):
-            candidates = torch.topk(scores[row], n).indices.cpu().numpy()
+            top = torch.topk(scores[row], n)
             known = history.indices[history.indptr[row] : history.indptr[row + 1]]
-            ranked = self._rerank(int(users[row]), known, candidates)
-            # Reranked candidates go above everything else, in the LLM's order.
+            ranked = self._fused(int(users[row]), known, top.indices.cpu().numpy(), top.values)
+            # Reranked candidates go above everything else, in the fused order.
             scores[row, torch.as_tensor(ranked, device=scores.device)] = scores[row].max() + torch.arange(
                 n, 0, -1, device=scores.device, dtype=scores.dtype
             )
         return scores
 
     def score_candidates(self, users: np.ndarray, history: sp.csr_matrix, candidates: np.ndarray) -> torch.Tensor:
-        """The LLM reorders all given candidates (in the retriever's order) for users with little history."""
+        """All given candidates reordered by the fused score for users with little history."""
         scores = self.retriever_.score_candidates(users, history, candidates).float()
         m = candidates.shape[1]
         for row in self._progress(self._needs_llm(history)):
-            by_retriever = candidates[row][torch.argsort(scores[row], descending=True, stable=True).cpu().numpy()]
+            order = torch.argsort(scores[row], descending=True, stable=True)
             known = history.indices[history.indptr[row] : history.indptr[row + 1]]
-            ranked = self._rerank(int(users[row]), known, by_retriever)
+            ranked = self._fused(int(users[row]), known, candidates[row][order.cpu().numpy()], scores[row][order])
             position = {item: r for r, item in enumerate(ranked.tolist())}
             scores[row] = torch.as_tensor([float(m - position[i]) for i in candidates[row].tolist()], device=scores.device)
         return scores
