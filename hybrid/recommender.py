@@ -39,12 +39,14 @@ from hybrid.models.base import FitData
 from hybrid.models.fusion_hybrid import FusionConfig, FusionHybrid
 from hybrid.persistence import atomic_folder, verify_folder, write_manifest
 from hybrid.retrieval.ranking import check_k, mask_history, top_k
+from hybrid.retrieval.two_stage import RetrievalConfig, TwoStage, retrieval_config
 
 logger = logging.getLogger(__name__)
 
 IDS_FILE = "ids.json"
 MANIFEST_KIND = "HybridRecommender"
 HISTORY_FILE = "history.safetensors"
+RETRIEVAL_DIR = "retrieval"
 
 
 class HybridRecommender:
@@ -57,6 +59,11 @@ class HybridRecommender:
             fit the fusion gate; with ``refit`` (the default) the graph half then sees them all.
         device: "auto" (CUDA when present), "cpu" or "cuda".
         seed: makes a CPU fit repeatable.
+        retrieval: ``{"kind": "ann", "index": {...}, "candidates": 200, ...}``
+            (:class:`~hybrid.retrieval.two_stage.RetrievalConfig`): :meth:`recommend` ranks the
+            union of an ANN index's candidates (over the graph half's and the text vectors), the
+            most popular and the newest items by the hybrid's score on those items alone, as a
+            large catalogue needs; None or ``kind: exact`` scores every item. Saved with the model.
     """
 
     def __init__(
@@ -66,12 +73,14 @@ class HybridRecommender:
         valid_per_user: int = 1,
         device: str = "auto",
         seed: int = 0,
+        retrieval: RetrievalConfig | dict[str, Any] | None = None,
     ) -> None:
         self.config = config
         self.columns = columns
         self.valid_per_user = valid_per_user
         self.device = device
         self.seed = seed
+        self.retrieval = retrieval
 
     def fit(
         self,
@@ -89,6 +98,7 @@ class HybridRecommender:
         user-side content path that :meth:`recommend_for_user` uses for new users' profiles.
         """
         config = self.config if isinstance(self.config, FusionConfig) else from_dict(FusionConfig, self.config, "config")
+        retrieval = retrieval_config(self.retrieval)
         data = Interactions.build(interactions, self.columns)
         text_ids = _text_ids(item_text, id_column)
         extra = coerce_ids_like(text_ids, data.item_ids).difference(data.item_ids) if text_ids is not None else pd.Index([])
@@ -117,6 +127,7 @@ class HybridRecommender:
         self.history_ = sp.csr_matrix(
             (np.ones(len(data), np.float32), (data.users, data.items)), shape=(len(data.user_ids), len(item_ids))
         )
+        self.stage_ = None if retrieval.kind == "exact" else TwoStage(self.model_, retrieval).build(self.model_.counts_)
         return self
 
     # ------------------------------------------------------------------ recommending
@@ -137,7 +148,13 @@ class HybridRecommender:
             if len(candidates) == 0:
                 raise ValueError("items is empty; pass None to rank every item")
         k = min(check_k(k), self._room(index, candidates, filter_seen))
-        top, scores = top_k(self.model_, index, self.history_, k, filter_seen=filter_seen, candidates=candidates)
+        ranker = self.model_
+        if self.stage_ is not None and candidates is None:  # items= is a short list: scored exactly
+            ranker = self.stage_.bound(self.model_)
+            if k > self.stage_.config.candidates:
+                raise ValueError(f"k={k} exceeds retrieval.candidates={self.stage_.config.candidates}, what the "
+                                 "index proposes per user; ask for fewer or raise retrieval.candidates")
+        top, scores = top_k(ranker, index, self.history_, k, filter_seen=filter_seen, candidates=candidates)
         if not np.isfinite(scores).all():
             raise ValueError("the model returned non-finite scores; refusing to recommend from them")
         ids = self.item_ids_.to_numpy()[top]
@@ -214,6 +231,8 @@ class HybridRecommender:
                                 shape=(len(users), len(self.item_ids_)))
         history.data[:] = 1.0  # duplicates summed above: back to a binary history
         self.model_.refit_graph(history)
+        if self.stage_ is not None:  # new graph factors: the index is rebuilt
+            self.stage_ = TwoStage(self.model_, self.stage_.config).build(self.model_.counts_)
         self.user_ids_, self.history_ = users, history
         logger.info("partial_fit: %d interactions (%d new users); the graph half refitted on %d", len(new),
                     len(new_users), history.nnz)
@@ -271,6 +290,8 @@ class HybridRecommender:
         if empty:
             raise ValueError(f"items {empty[:5]} have empty text; a new item needs text to be scored")
         self.model_.add_items([item_text[i] for i in new])
+        if self.stage_ is not None:
+            self.stage_ = self.stage_.extended(self.model_)
         self.item_ids_ = self.item_ids_.append(new)
         self.history_ = sp.hstack([self.history_, sp.csr_matrix((self.history_.shape[0], len(new)))], format="csr")
         return self
@@ -286,6 +307,8 @@ class HybridRecommender:
             (folder / IDS_FILE).write_text(json.dumps(ids))
             save_file({"indptr": self.history_.indptr.astype(np.int64),
                        "indices": self.history_.indices.astype(np.int64)}, str(folder / HISTORY_FILE))
+            if self.stage_ is not None:
+                self.stage_.save(folder / RETRIEVAL_DIR)
             write_manifest(folder, MANIFEST_KIND, {"users": [len(self.user_ids_)], "items": [len(self.item_ids_)]})
 
     @classmethod
@@ -308,6 +331,10 @@ class HybridRecommender:
                              f"{path / IDS_FILE}; the folder is inconsistent")
         rec = cls(valid_per_user=ids["valid_per_user"], device=device, seed=ids["seed"])
         rec.model_, rec.config = model, model.config
+        rec.stage_ = None
+        if (path / RETRIEVAL_DIR).is_dir():
+            rec.stage_ = TwoStage.read(path / RETRIEVAL_DIR, model, model.counts_)
+            rec.retrieval = rec.stage_.config
         rec.user_ids_, rec.item_ids_ = users, items
         rec.history_ = sp.csr_matrix((np.ones(len(indices), np.float32), indices, indptr), shape=(len(users), len(items)))
         return rec

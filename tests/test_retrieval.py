@@ -3,6 +3,9 @@ would, new items reachable, settings checked, save/load."""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -108,3 +111,50 @@ def test_two_stage_with_room_for_every_item_ranks_exactly_and_reaches_new_items(
 def test_a_model_without_item_vectors_refuses_ann_with_the_reason() -> None:
     with pytest.raises(ValueError, match="no item vectors"):
         make_model("ease+ann").fit(FitData(train=interactions()))
+
+
+def test_the_hybrid_scores_candidates_as_its_full_rows_do(tiny_model) -> None:
+    """With every item in the reference sample (a small catalogue), the candidate path is exact:
+    for trained users and for a new user who names two items."""
+    model = tiny_model[0].model_
+    n = model.text_.shape[0]
+    history = tiny_model[0].history_
+    users = np.arange(6)
+    candidates = np.stack([np.random.default_rng(u).choice(n, 7, replace=False) for u in users])
+    full = model.score(users, history[users])
+    picked = full.gather(1, torch.as_tensor(candidates))
+    assert torch.allclose(model.score_candidates(users, history[users], candidates), picked, atol=1e-4)
+    named = history[[0]].copy()
+    named.data[:] = 1
+    new = np.array([-1])
+    fresh = model.score_users(new, named).gather(1, torch.as_tensor(candidates[:1]))
+    assert torch.allclose(model.score_candidates(new, named, candidates[:1]), fresh, atol=1e-4)
+
+
+def test_a_two_stage_hybrid_recommends_as_exact_saves_its_index_and_takes_new_items(tmp_path) -> None:
+    from conftest import two_tastes
+
+    from hybrid import HybridRecommender
+
+    frame, text = two_tastes()
+    exact = HybridRecommender({"neighbours": 5}, device="cpu").fit(frame, text)
+    staged = HybridRecommender({"neighbours": 5}, device="cpu",
+                               retrieval={"kind": "ann", "index": {"kind": "flat"}, "candidates": 30}).fit(frame, text)
+    users = ["u0", "u1", "u7"]
+    # An exact index with room for every item: the same lists as scoring every item.
+    assert (staged.recommend(users, k=5)[0] == exact.recommend(users, k=5)[0]).all()
+    staged.save(tmp_path / "m")
+    loaded = HybridRecommender.load(tmp_path / "m", device="cpu")
+    assert loaded.stage_ is not None and loaded.stage_.index_.size == staged.stage_.index_.size
+    assert (loaded.recommend(users, k=5)[0] == staged.recommend(users, k=5)[0]).all()
+    serving = loaded.copy()
+    serving.add_items({"s_new": "A documentary about a crewed mission to Mars and its rocket launch"})
+    assert serving.stage_.index_.size == loaded.stage_.index_.size + 1  # the original's index is untouched
+    new = serving.item_ids_.get_loc("s_new")
+    assert new in serving.stage_.bound(serving.model_).candidates(np.array([0]), serving.history_[[0]])[0]
+    assert "s_new" in serving.recommend("u0", k=16)[0]
+    narrow = staged.copy()
+    narrow.stage_ = copy.copy(staged.stage_)
+    narrow.stage_.config = dataclasses.replace(staged.stage_.config, candidates=2)
+    with pytest.raises(ValueError, match="retrieval.candidates"):
+        narrow.recommend("u0", k=3)

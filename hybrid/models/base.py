@@ -94,6 +94,12 @@ class Recommender(ABC):
         scores = self.score(users, history)
         return scores.gather(1, torch.as_tensor(candidates, dtype=torch.int64, device=scores.device))
 
+    def score_columns(self, users: np.ndarray, history: sp.csr_matrix, items: np.ndarray) -> torch.Tensor:
+        """float32 [b, m]: every user's scores of the same items (int64 [m]); this default scores
+        every item and keeps those, models with a cheaper form (dot products) override it."""
+        scores = self.score(users, history)
+        return scores[:, torch.as_tensor(items, dtype=torch.int64, device=scores.device)]
+
 
 def dot_candidates(queries: torch.Tensor, items: torch.Tensor, candidates: np.ndarray) -> torch.Tensor:
     """float32 [b, m]: each query [b, d] with its own candidates' rows of ``items`` [n_items, d]."""

@@ -150,6 +150,11 @@ class EmbeddingRecommender(Recommender):
         """The exact dot products for the candidates only: [b, m] from [b, d] and [b, m, d]."""
         return dot_candidates(self.user_vectors(users, history), self.item_embeddings_, candidates)
 
+    def score_columns(self, users: np.ndarray, history: sp.csr_matrix, items: np.ndarray) -> torch.Tensor:
+        """Dot products with the given items only: [b, d] @ [d, m]."""
+        rows = self.item_embeddings_[torch.as_tensor(items, dtype=torch.int64, device=self.item_embeddings_.device)]
+        return self.user_vectors(users, history) @ rows.T
+
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> None:
         """Write ``config.json`` and ``embeddings.safetensors`` (what scoring needs) into folder

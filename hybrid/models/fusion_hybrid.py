@@ -48,6 +48,12 @@ from hybrid.data.text_features import EncoderConfig, encode_texts
 from hybrid.evaluation.metrics import ranking_metrics, restrict_columns
 from hybrid.models.base import FitData, Recommender, make_model, register
 from hybrid.models.cold_validation import ColdValidation, cold_validation
+from hybrid.models.fusion_candidates import (
+    column_scores,
+    hybrid_item_factors,
+    hybrid_user_factors,
+    reference_items,
+)
 from hybrid.models.fusion_features import FEATURES, FeatureBuilder, text_neighbours
 from hybrid.models.gate import (
     BUCKET_EDGES,
@@ -242,6 +248,7 @@ class FusionHybrid(Recommender):
 
     def _set_counts(self, counts: np.ndarray) -> None:
         self.counts_ = np.asarray(counts, dtype=np.int64)
+        self.reference_ = reference_items(len(self.counts_), seed=0)
         self.builder_ = FeatureBuilder(self.text_, self.neighbours_, self.counts_, self.device_)
         self.buckets_ = torch.as_tensor(count_buckets(self.counts_), device=self.device_)
 
@@ -419,6 +426,20 @@ class FusionHybrid(Recommender):
                                           has_side, self.buckets_, part)
                 fused[picked] = part
             return fused
+
+    def score_candidates(self, users: np.ndarray, history: sp.csr_matrix, candidates: np.ndarray) -> torch.Tensor:
+        """The fused score of each row's candidates, computed on those items (and a fixed reference
+        sample that stands in for the catalogue's standardisation): :mod:`hybrid.models.fusion_candidates`."""
+        candidates = np.asarray(candidates, dtype=np.int64)
+        cols = np.unique(candidates)
+        scores = column_scores(self, users, history, cols)
+        return scores.gather(1, torch.as_tensor(np.searchsorted(cols, candidates), device=scores.device))
+
+    def item_factors(self) -> torch.Tensor:
+        return hybrid_item_factors(self)
+
+    def user_factors(self, users: np.ndarray, history: sp.csr_matrix) -> torch.Tensor:
+        return hybrid_user_factors(self, users, history)
 
     def _graph(self, users: np.ndarray, history: sp.csr_matrix) -> torch.Tensor:
         """The warm scorer's scores; a user index < 0 (a new user of the facade) is folded in from ``history``."""

@@ -63,9 +63,10 @@ class SideRegression:
                     self.valid_, self.ridge_, self.power_)
         return self
 
-    def score(self, features: torch.Tensor) -> torch.Tensor:
-        """float32 [b, n_items] predicted preferences of users with side vectors [b, d]."""
-        return self._predict(features, self.weights_)
+    def score(self, features: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
+        """float32 [b, n_items] predicted preferences of users with side vectors [b, d] (only
+        the columns ``items``, int64 [m], when given)."""
+        return self._predict(features, self.weights_ if items is None else self.weights_[:, items])
 
     @staticmethod
     def _design(features: torch.Tensor) -> torch.Tensor:

@@ -113,6 +113,13 @@ class AnnIndex:
         """Append items (positions continue from :attr:`size`); IVF places them in its trained cells."""
         self.index_.add(_float32(vectors))
 
+    def cloned(self) -> AnnIndex:
+        """An independent copy (adding to it leaves this index as it was)."""
+        index = faiss.index_gpu_to_cpu(self.index_) if _on_gpu(self.index_) else self.index_
+        copy = type(self)(self.config)
+        copy.index_ = _to_gpu(faiss.clone_index(index))
+        return copy
+
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(scores float32 [b, k], item positions int64 [b, k]), best first; -1 where fewer than k exist."""
         queries = _float32(queries)

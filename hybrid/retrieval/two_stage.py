@@ -17,7 +17,10 @@ With ``retrieval: {kind: ann, ...}`` in a model's ``params`` the evaluation wrap
 
 from __future__ import annotations
 
+import copy
+import json
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -29,6 +32,7 @@ from hybrid.config import from_dict
 from hybrid.models.base import FitData, Recommender
 from hybrid.retrieval.ann import AnnConfig, AnnIndex
 
+CONFIG_FILE = "retrieval.json"
 MAX_EXTRA = 1000  # at most this many extra index results for a user who has seen many items
 
 
@@ -91,6 +95,41 @@ class TwoStage(Recommender):
         self.n_items_ = factors.shape[0]
         self.popular_ = np.argsort(-np.asarray(counts), kind="stable")[: self.config.popular]
         return self
+
+    def bound(self, model: Recommender) -> TwoStage:
+        """This index in front of ``model`` (a copy of the model it was built from, say): shares the index."""
+        stage = copy.copy(self)
+        stage.model = model
+        return stage
+
+    def extended(self, model: Recommender) -> TwoStage:
+        """A new stage for ``model``, which has more items than this index (added with no refit):
+        the index cloned and given the new items' factors, so this stage is left as it was."""
+        factors = model.item_factors()
+        stage = self.bound(model)
+        stage.index_ = self.index_.cloned()
+        stage.index_.add(factors[self.n_items_:].detach().float().cpu().numpy())
+        stage.n_items_ = factors.shape[0]
+        return stage
+
+    def save(self, folder: Path) -> None:
+        """The index and the retrieval settings in ``folder`` (inside a model's atomic save)."""
+        folder.mkdir(parents=True, exist_ok=True)
+        self.index_.save(folder)
+        (folder / CONFIG_FILE).write_text(json.dumps({"retrieval": asdict(self.config), "n_items": self.n_items_}))
+
+    @classmethod
+    def read(cls, folder: Path, model: Recommender, counts: np.ndarray) -> TwoStage:
+        """The stage saved in ``folder`` in front of ``model`` (``counts`` rank the popular source)."""
+        meta = json.loads((folder / CONFIG_FILE).read_text())
+        stage = cls(model, meta["retrieval"])
+        stage.index_ = AnnIndex.load(folder)
+        if stage.index_.size != meta["n_items"] or meta["n_items"] != len(counts):
+            raise ValueError(f"{folder}: the index holds {stage.index_.size} items, {CONFIG_FILE} says "
+                             f"{meta['n_items']} and the model has {len(counts)}; the folder is inconsistent")
+        stage.n_items_ = meta["n_items"]
+        stage.popular_ = np.argsort(-np.asarray(counts), kind="stable")[: stage.config.popular]
+        return stage
 
     def chosen(self) -> dict[str, Any]:
         return {**self.model.chosen(), "retrieval": asdict(self.config)}

@@ -1,0 +1,162 @@
+"""The hybrid's score on a few items: exact signals, standardised against a fixed reference sample.
+
+:meth:`FusionHybrid.score_users` standardises every signal per user over the whole catalogue, so
+scoring a candidate needs the user's mean and spread of each signal, which a full row gives for
+free and a two-stage ranker cannot afford. Here they are estimated on ``reference``: a seeded
+sample of items drawn once per fitted model (``REFERENCE_ITEMS``; all items in a smaller
+catalogue, which makes this path exact there). Each signal is then computed only where needed:
+
+    graph       the warm scorer on the candidates, the reference and their text neighbours
+                (``Recommender.score_columns``: dot products for the embedding models);
+    text_graph  the text neighbours' graph scores, from those columns;
+    profile, text_knn, popularity, side   on the candidates and the reference only.
+
+The two-stage path (:class:`hybrid.retrieval.two_stage.TwoStage`) finds candidates through
+:func:`hybrid_item_factors` / :func:`hybrid_user_factors`: the concatenation of the graph half's
+factor vectors (where it has them) and the text vectors, weighted by the gate's mean graph and
+profile weights and scaled by each user's reference spread, so an inner product approximates the
+linear part of the fused score.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from hybrid.models.gate import fuse
+
+if TYPE_CHECKING:
+    from hybrid.models.fusion_hybrid import FusionHybrid
+
+REFERENCE_ITEMS = 2048
+
+
+def reference_items(n_items: int, seed: int) -> np.ndarray:
+    """int64 sorted item indices: all of them up to ``REFERENCE_ITEMS``, else a seeded sample."""
+    if n_items <= REFERENCE_ITEMS:
+        return np.arange(n_items)
+    return np.sort(np.random.default_rng(seed).choice(n_items, REFERENCE_ITEMS, replace=False))
+
+
+def _standardised(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """``x`` [b, c] z-scored per row by the mean and spread of its ``reference`` columns."""
+    ref = x[:, reference]
+    mean, std = ref.mean(1, keepdim=True), ref.std(1, keepdim=True)
+    return (x - mean) / torch.where(std > 0, std, torch.ones_like(std))
+
+
+def column_scores(model: FusionHybrid, users: np.ndarray, history: sp.csr_matrix, cols: np.ndarray) -> torch.Tensor:
+    """float32 [b, len(cols)] fused scores of items ``cols`` (int64, any order) for ``users``, each
+    signal standardised on ``model.reference_`` (which ``cols`` need not contain)."""
+    device = model.device_
+    users = np.asarray(users)
+    wanted = np.asarray(cols, dtype=np.int64)
+    cols = np.union1d(wanted, model.reference_)
+    at = lambda items: torch.as_tensor(np.searchsorted(cols, items), device=device)  # noqa: E731
+    reference = at(model.reference_)
+    near = sp.csr_matrix(model.neighbours_[cols])
+    graph_cols = np.union1d(cols, near.indices)
+    with torch.no_grad():
+        graph = _graph_columns(model, users, history, graph_cols)
+        mean_rows = sp.csr_matrix(sp.diags(_inverse_sums(near)) @ near)[:, graph_cols]
+        text_graph = torch.as_tensor((mean_rows @ graph.cpu().numpy().T).T, device=device, dtype=torch.float32)
+        own = graph[:, torch.as_tensor(np.searchsorted(graph_cols, cols), device=device)]
+        profiles = model._text_profiles(users, history, encoded=model.new_users_.user_vectors)
+        if profiles is None:
+            profiles = model.builder_.profile_vectors(history)
+        index = torch.as_tensor(cols, device=device)
+        profile = torch.nn.functional.normalize(profiles, dim=1) @ model.text_[index].T
+        binary = (history > 0).astype(np.float32)
+        text_knn = torch.as_tensor((near @ binary.T).T.toarray(), device=device, dtype=torch.float32)
+        popularity = model.builder_.popularity[index].expand(len(users), -1)
+        signals = [_standardised(s, reference) for s in (own, profile, text_knn, text_graph)] + [popularity]
+        buckets = model.buckets_[index]
+        fused = fuse(signals, model.gate_weight_, model.gate_bias_, buckets)
+        rows = model.new_users_.rows(users, history)
+        if len(rows):
+            _new_user_rows(model, users, history, rows, cols, signals, reference, buckets, fused)
+        return fused[:, at(wanted)]
+
+
+def _graph_columns(model: FusionHybrid, users: np.ndarray, history: sp.csr_matrix, cols: np.ndarray) -> torch.Tensor:
+    """float32 [b, len(cols)] the warm scorer's scores of items ``cols`` (sorted), 0 on new items
+    and on items added after fit, as in ``score_users``."""
+    device = model.device_
+    n_warm = model.warm_items_
+    graph = torch.zeros(len(users), len(cols), device=device)
+    warm = np.flatnonzero(cols < n_warm)
+    if len(warm):
+        if (users >= 0).all():
+            part = model.warm_.score_columns(users, history[:, :n_warm], cols[warm])
+        else:  # a facade's new user: folded in as score_users does
+            part = model._graph(users, history[:, :n_warm])[:, torch.as_tensor(cols[warm], device=device)]
+        graph[:, torch.as_tensor(warm, device=device)] = part.float()
+    graph[:, model.buckets_[torch.as_tensor(cols, device=device)] == 0] = 0
+    return graph
+
+
+def _new_user_rows(model: FusionHybrid, users: np.ndarray, history: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray,
+                   signals: list[torch.Tensor], reference: torch.Tensor, buckets: torch.Tensor, fused: torch.Tensor) -> None:
+    """The new-user gates' scores of ``rows`` written into ``fused`` (as ``NewUserPath.fuse_rows``)."""
+    path, device = model.new_users_, model.device_
+    picked = torch.as_tensor(rows, device=device)
+    features = path.features(users[rows], None, device)
+    side = torch.zeros(len(rows), len(cols), device=device)
+    if path.side is not None and features is not None:
+        inside = np.flatnonzero(cols < path.side.weights_.shape[1])  # items added after fit: no side score
+        side[:, torch.as_tensor(inside, device=device)] = path.side.score(
+            features, torch.as_tensor(cols[inside], device=device))
+        side = _standardised(side, reference)
+    has_side = np.zeros(len(rows), bool) if features is None else (features != 0).any(1).cpu().numpy()
+    part = fused[picked]
+    path.fuse_rows([s[picked] for s in signals], side, np.diff(history.indptr)[rows], has_side, buckets, part)
+    fused[picked] = part
+
+
+def _inverse_sums(matrix: sp.csr_matrix) -> np.ndarray:
+    sums = np.asarray(matrix.sum(1)).ravel()
+    return np.divide(1.0, sums, out=np.zeros_like(sums), where=sums > 0)
+
+
+def _mean_weights(model: FusionHybrid) -> tuple[float, float]:
+    """The gate's graph and profile weights, averaged over the count buckets by their item counts."""
+    share = torch.bincount(model.buckets_, minlength=model.gate_weight_.shape[1]).float()
+    share = share / share.sum()
+    graph, profile = (float(model.gate_weight_[f] @ share) for f in (0, 1))
+    return graph, profile
+
+
+def hybrid_item_factors(model: FusionHybrid) -> torch.Tensor:
+    """float32 [n_items, d_graph + d_text]: the graph half's item factors (zero for new items and
+    items added after fit; absent where the graph half has no factor form) beside the text vectors."""
+    warm = model.warm_.item_factors()
+    if warm is None:
+        return model.text_
+    rows = torch.zeros(model.text_.shape[0], warm.shape[1], device=model.device_)
+    rows[: warm.shape[0]] = warm.float()
+    rows[model.buckets_ == 0] = 0
+    return torch.cat([rows, model.text_], dim=1)
+
+
+def hybrid_user_factors(model: FusionHybrid, users: np.ndarray, history: sp.csr_matrix) -> torch.Tensor:
+    """float32 [b, d_graph + d_text] queries for :func:`hybrid_item_factors`: each part weighted by
+    the gate's mean weight of its signal over the user's spread of it on the reference items."""
+    device = model.device_
+    users = np.asarray(users)
+    reference = np.asarray(model.reference_)
+    w_graph, w_profile = _mean_weights(model)
+    with torch.no_grad():
+        profiles = model._text_profiles(users, history, encoded=model.new_users_.user_vectors)
+        if profiles is None:
+            profiles = model.builder_.profile_vectors(history)
+        profiles = torch.nn.functional.normalize(profiles, dim=1)
+        spread = (profiles @ model.text_[torch.as_tensor(reference, device=device)].T).std(1, keepdim=True)
+        parts = [profiles * (w_profile / spread.clamp_min(1e-12))]
+        if model.warm_.item_factors() is not None:
+            queries = model.warm_.user_factors(users, history[:, : model.warm_items_]).float()
+            graph = _graph_columns(model, users, history, reference)
+            parts.insert(0, queries * (w_graph / graph.std(1, keepdim=True).clamp_min(1e-12)))
+        return torch.cat(parts, dim=1)
