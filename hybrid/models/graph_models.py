@@ -1,4 +1,5 @@
-"""MF-BPR, NGCF and LightGCN, registered for ``hybrid-eval`` as ``mf``, ``ngcf`` and ``lightgcn``.
+"""MF-BPR, NGCF and LightGCN, registered for ``hybrid-eval`` as ``mf``, ``ngcf`` and ``lightgcn``
+(and ``lightgcn_sampled``: LightGCN with ``propagation: sampled``, PinSage neighbourhoods).
 
 Each model is two pieces: an ``nn.Module`` (:class:`~hybrid.models.train.BPRModel`: layer-0 embeddings
 and their propagation) and a :class:`~hybrid.models.embedding.EmbeddingRecommender` that builds it
@@ -21,6 +22,7 @@ from torch import nn
 
 from hybrid.config import from_dict
 from hybrid.graph.adjacency import interaction_adjacency, propagate, propagate_rows, spmm
+from hybrid.graph.sampled import importance_adjacency, propagate_frontier
 from hybrid.models.base import FitData, Recommender, register
 from hybrid.models.embedding import EmbeddingRecommender
 from hybrid.models.train import BPRModel, TrainConfig
@@ -76,6 +78,32 @@ class LightGCN(MF):
         """The batch's final rows via :func:`~hybrid.graph.adjacency.propagate_rows` (exact, ~30% cheaper a step)."""
         rows = torch.cat([users, items + self.n_users])
         out = propagate_rows(self.adj, torch.cat([users0, items0]), self.layers, rows)
+        return out[: len(users)], out[len(users) :]
+
+
+class SampledLightGCN(LightGCN):
+    """LightGCN over PinSage importance neighbourhoods (:mod:`hybrid.graph.sampled`): a training
+    step propagates only the batch's L-hop frontier in Ã, each node aggregating its T most visited
+    neighbours by their normalised visit counts.
+
+    Args:
+        adj: Ã [n_users + n_items]², sparse CSR (:func:`hybrid.graph.sampled.importance_adjacency`).
+        Others as :class:`LightGCN`.
+    """
+
+    def propagate(self, users0: torch.Tensor, items0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.cat([users0, items0])
+        if torch.is_grad_enabled() and x.requires_grad:  # Ã is not symmetric: spmm's shortcut backward is not for it
+            out = propagate_frontier(self.adj, x, self.layers, torch.arange(len(x), device=x.device))
+        else:
+            out = propagate(self.adj, x, self.layers)
+        return out[: self.n_users], out[self.n_users :]
+
+    def batch_embeddings(
+        self, users0: torch.Tensor, items0: torch.Tensor, users: torch.Tensor, items: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        rows = torch.cat([users, items + self.n_users])
+        out = propagate_frontier(self.adj, torch.cat([users0, items0]), self.layers, rows)
         return out[: len(users)], out[len(users) :]
 
 
@@ -150,6 +178,23 @@ class LightGCNConfig(MFConfig):
     lr: float = 0.05
     lr_schedule: Literal["constant", "cosine"] = "cosine"
     layers: int = 3  # propagation steps L
+    # full: the normalised adjacency; sampled: PinSage importance neighbourhoods (hybrid.graph.sampled):
+    # each node's top_t most visited of `walks` random walks of `walk_length` steps with restart.
+    propagation: Literal["full", "sampled"] = "full"
+    top_t: int = 10
+    walks: int = 20
+    walk_length: int = 10
+    restart_prob: float = 0.5
+
+    def validate(self) -> None:
+        super().validate()
+        if self.propagation not in ("full", "sampled"):
+            raise ValueError(f"propagation must be 'full' or 'sampled', got {self.propagation!r}")
+        for name in ("top_t", "walks", "walk_length"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if not 0 <= self.restart_prob <= 1:
+            raise ValueError(f"restart_prob must be in [0, 1], got {self.restart_prob!r}")
 
 
 @dataclass
@@ -176,8 +221,13 @@ class LightGCNRecommender(EmbeddingRecommender):
     config: LightGCNConfig
 
     def build_module(self, data: FitData) -> BPRModel:
+        config = self.config
+        if config.propagation == "sampled":
+            adj = importance_adjacency(data.train, config.top_t, config.walks, config.walk_length, config.restart_prob,
+                                       data.seed if config.seed is None else config.seed, data.device)
+            return SampledLightGCN(data.train.n_users, data.train.n_items, config.dim, config.layers, adj)
         adj = interaction_adjacency(data.train, data.device)
-        return LightGCN(data.train.n_users, data.train.n_items, self.config.dim, self.config.layers, adj)
+        return LightGCN(data.train.n_users, data.train.n_items, config.dim, config.layers, adj)
 
 
 class NGCFRecommender(EmbeddingRecommender):
@@ -204,6 +254,11 @@ def _mf(params: dict[str, Any]) -> Recommender:
 @register("lightgcn")
 def _lightgcn(params: dict[str, Any]) -> Recommender:
     return LightGCNRecommender(from_dict(LightGCNConfig, params, "lightgcn"))
+
+
+@register("lightgcn_sampled")
+def _lightgcn_sampled(params: dict[str, Any]) -> Recommender:
+    return LightGCNRecommender(from_dict(LightGCNConfig, {"propagation": "sampled", **params}, "lightgcn_sampled"))
 
 
 @register("ngcf")
