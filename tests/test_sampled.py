@@ -9,7 +9,12 @@ import torch
 
 from hybrid.data.interactions import Interactions
 from hybrid.graph.adjacency import interaction_adjacency, propagate
-from hybrid.graph.sampled import importance_adjacency, propagate_chunked, propagate_frontier
+from hybrid.graph.sampled import (
+    importance_adjacency,
+    propagate_chunked,
+    propagate_frontier,
+    transposed,
+)
 from hybrid.models import FitData, make_model
 
 
@@ -43,16 +48,16 @@ def test_frontier_propagation_equals_the_full_one_in_value_and_gradient() -> Non
         x = torch.randn(adj.shape[0], 8, dtype=torch.float64, requires_grad=True)
         rows = torch.tensor([0, 3, 3, 45, 69, 12])
         part = propagate_frontier(adj, x, 3, rows)
+        whole = propagate_frontier(adj, x, 3, rows, transposed(adj))  # the frontier covers the graph: one pass
         layer, total = x, x
         for _ in range(3):
             layer = adj.to_dense() @ layer
             total = total + layer
         full = (total / 4)[rows]
-        assert torch.allclose(part, full)
+        assert torch.allclose(part, full) and torch.allclose(whole, full)
         weights = torch.randn_like(part)
-        (grad_part,) = torch.autograd.grad((part * weights).sum(), x)
-        (grad_full,) = torch.autograd.grad((full * weights).sum(), x)
-        assert torch.allclose(grad_part, grad_full)
+        grads = [torch.autograd.grad((out * weights).sum(), x)[0] for out in (part, whole, full)]
+        assert torch.allclose(grads[0], grads[2]) and torch.allclose(grads[1], grads[2])
 
 
 def test_chunked_inference_through_memory_maps_equals_the_full_propagation(tmp_path) -> None:

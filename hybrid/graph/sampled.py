@@ -59,7 +59,38 @@ def importance_adjacency(train: Interactions, top_t: int = 10, n_walks: int = 20
     return _csr(crow, index[keep], weight[keep], (n_users + n_items, n_users + n_items))
 
 
-def propagate_frontier(adj: torch.Tensor, x: torch.Tensor, num_layers: int, rows: torch.Tensor) -> torch.Tensor:
+FRONTIER_MAX_SHARE = 0.5  # a frontier wider than this share of the nodes: one pass over the whole of Ã is cheaper
+
+
+class _Spmm(torch.autograd.Function):
+    """``adj @ x`` differentiable in ``x`` for a sparse ``adj`` that is not symmetric (backward: adjᵀ @ grad)."""
+
+    @staticmethod
+    def forward(ctx, adj: torch.Tensor, adj_t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        ctx.adj_t = adj_t
+        return adj @ x
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[None, None, torch.Tensor]:  # type: ignore[override]
+        return None, None, ctx.adj_t @ grad
+
+
+def transposed(adj: torch.Tensor) -> torch.Tensor:
+    """``adj``ᵀ as sparse CSR (what the backward of a pass over all of ``adj`` reads)."""
+    return adj.t().to_sparse_csr()
+
+
+def propagate_all(adj: torch.Tensor, adj_t: torch.Tensor, x: torch.Tensor, num_layers: int) -> torch.Tensor:
+    """``propagate(adj, x, num_layers)`` with the right gradient for a non-symmetric ``adj`` (``adj_t`` its transpose)."""
+    out = layer = x
+    for _ in range(num_layers):
+        layer = _Spmm.apply(adj, adj_t, layer) if torch.is_grad_enabled() and layer.requires_grad else adj @ layer
+        out = out + layer
+    return out / (num_layers + 1)
+
+
+def propagate_frontier(adj: torch.Tensor, x: torch.Tensor, num_layers: int, rows: torch.Tensor,
+                       adj_t: torch.Tensor | None = None) -> torch.Tensor:
     """``propagate(adj, x, num_layers)[rows]`` computing each layer only where the rows need it.
 
     Layer l is computed on the nodes within L - l hops of ``rows`` (the frontier), so a step over
@@ -71,6 +102,9 @@ def propagate_frontier(adj: torch.Tensor, x: torch.Tensor, num_layers: int, rows
         x: layer-0 node embeddings [n, d].
         num_layers: L ≥ 0.
         rows: int64 [k] node indices, repeats allowed.
+        adj_t: ``adj``ᵀ (:func:`transposed`); with it, a frontier that grows past
+            ``FRONTIER_MAX_SHARE`` of the nodes (a small graph, or a deep L) becomes one pass over
+            all of ``adj`` (:func:`propagate_all`), the cheaper way to the same values there.
 
     Returns:
         float [k, d].
@@ -82,6 +116,8 @@ def propagate_frontier(adj: torch.Tensor, x: torch.Tensor, num_layers: int, rows
     for _ in range(num_layers):
         _, _, cols, _ = _row_block(adj, fronts[-1])
         fronts.append(torch.unique(torch.cat([fronts[-1], cols])))
+        if adj_t is not None and len(fronts[-1]) > FRONTIER_MAX_SHARE * adj.shape[0]:
+            return propagate_all(adj, adj_t, x, num_layers).index_select(0, rows)
     h = x.index_select(0, fronts[-1])  # e^{(0)} on the widest frontier
     total = h.index_select(0, torch.searchsorted(fronts[-1], unique))
     for level in range(num_layers - 1, -1, -1):

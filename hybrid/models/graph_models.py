@@ -22,7 +22,7 @@ from torch import nn
 
 from hybrid.config import from_dict
 from hybrid.graph.adjacency import interaction_adjacency, propagate, propagate_rows, spmm
-from hybrid.graph.sampled import importance_adjacency, propagate_frontier
+from hybrid.graph.sampled import importance_adjacency, propagate_all, propagate_frontier, transposed
 from hybrid.models.base import FitData, Recommender, register
 from hybrid.models.embedding import EmbeddingRecommender
 from hybrid.models.train import BPRModel, TrainConfig
@@ -91,19 +91,19 @@ class SampledLightGCN(LightGCN):
         Others as :class:`LightGCN`.
     """
 
+    def __init__(self, n_users: int, n_items: int, dim: int, layers: int, adj: torch.Tensor) -> None:
+        super().__init__(n_users, n_items, dim, layers, adj)
+        self.adj_t = transposed(adj)  # Ã is not symmetric: its backward reads Ãᵀ
+
     def propagate(self, users0: torch.Tensor, items0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = torch.cat([users0, items0])
-        if torch.is_grad_enabled() and x.requires_grad:  # Ã is not symmetric: spmm's shortcut backward is not for it
-            out = propagate_frontier(self.adj, x, self.layers, torch.arange(len(x), device=x.device))
-        else:
-            out = propagate(self.adj, x, self.layers)
+        out = propagate_all(self.adj, self.adj_t, torch.cat([users0, items0]), self.layers)
         return out[: self.n_users], out[self.n_users :]
 
     def batch_embeddings(
         self, users0: torch.Tensor, items0: torch.Tensor, users: torch.Tensor, items: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         rows = torch.cat([users, items + self.n_users])
-        out = propagate_frontier(self.adj, torch.cat([users0, items0]), self.layers, rows)
+        out = propagate_frontier(self.adj, torch.cat([users0, items0]), self.layers, rows, self.adj_t)
         return out[: len(users)], out[len(users) :]
 
 
