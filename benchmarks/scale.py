@@ -40,7 +40,7 @@ def worker(edges: int, mode: str, steps: int, batch_size: int) -> dict[str, Any]
     """One configuration, measured in this process (see the module docstring)."""
     from hybrid.data.synthetic import power_law_interactions
     from hybrid.graph.adjacency import interaction_adjacency
-    from hybrid.graph.sampled import importance_adjacency
+    from hybrid.graph.sampled import frontier_sizes, importance_adjacency
     from hybrid.graph.samplers import NegativeSampler
     from hybrid.models.graph_models import LightGCN, SampledLightGCN
     from hybrid.models.train import TrainConfig, make_optimizer, train_epoch
@@ -67,13 +67,16 @@ def worker(edges: int, mode: str, steps: int, batch_size: int) -> dict[str, Any]
     start = time.perf_counter()
     train_epoch(model, sampler, optimizer, 1, steps * batch_size, config)
     step_s = (time.perf_counter() - start) / steps
+    batch = sampler.sample_epoch(batch_size, 2)
+    rows = torch.cat([batch.users, batch.positives + train.n_users, batch.candidates[:, 0] + train.n_users])
+    fronts = frontier_sizes(adj, rows, LAYERS)
     return {
         "edges": len(train), "users": train.n_users, "items": train.n_items, "mode": mode,
         "generate_s": round(generate_s, 2), "build_s": round(build_s, 2), "adjacency_nnz": int(adj.values().numel()),
         "adjacency_bytes": int(adj_bytes), "step_s": round(step_s, 4),
         "s_per_million_triples": round(step_s / batch_size * 1e6, 2),
         "peak_rss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
-        "steps": steps, "batch_size": batch_size, "dim": DIM, "layers": LAYERS,
+        "steps": steps, "batch_size": batch_size, "dim": DIM, "layers": LAYERS, "frontier_nodes": fronts,
         **({"top_t": TOP_T, "walks": WALKS, "walk_length": WALK_LENGTH} if mode == "sampled" else {}),
     }
 
@@ -81,8 +84,9 @@ def worker(edges: int, mode: str, steps: int, batch_size: int) -> dict[str, Any]
 def projection(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """100M × 10M × 1B from the largest measured run of each mode: the propagation matrix per edge
     (full) or per node (sampled) as measured; embeddings, gradients and Adam's two moments at 4
-    float32 tables of d per node; the step time scaled by the work it does (edges for full, the
-    batch's frontier, bounded by the nodes, for sampled: taken as per node here, an upper bound)."""
+    float32 tables of d per node; the step time scaled by the work a step does: every edge for
+    full, the batch's frontier for sampled (measured, and at the target bounded by both the nodes
+    and the batch's rows times 1 + T + ... + T^L)."""
     out: dict[str, Any] = {"target": TARGET, "dim": DIM}
     nodes = TARGET["users"] + TARGET["items"]
     tables = 4 * nodes * DIM * 4  # weights, gradients, Adam's m and v (float32)
@@ -94,7 +98,12 @@ def projection(runs: list[dict[str, Any]]) -> dict[str, Any]:
         measured_nodes = big["users"] + big["items"]
         per_unit = big["adjacency_bytes"] / (big["edges"] if mode == "full" else measured_nodes)
         adjacency = per_unit * (TARGET["edges"] if mode == "full" else nodes)
-        scale = TARGET["edges"] / big["edges"] if mode == "full" else nodes / measured_nodes
+        if mode == "full":
+            scale = TARGET["edges"] / big["edges"]
+        else:
+            rows = big["frontier_nodes"][0]
+            reach = min(nodes, rows * sum(TOP_T**level for level in range(LAYERS + 1)))
+            scale = reach / big["frontier_nodes"][-1]
         epoch_hours = big["s_per_million_triples"] * scale * TARGET["edges"] / 1e6 / 3600
         total = adjacency + tables
         out[mode] = {

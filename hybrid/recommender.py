@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
 from collections.abc import Mapping, Sequence
@@ -99,6 +100,10 @@ class HybridRecommender:
         """
         config = self.config if isinstance(self.config, FusionConfig) else from_dict(FusionConfig, self.config, "config")
         retrieval = retrieval_config(self.retrieval)
+        if retrieval.kind == "ann" and config.warm_model == "auto" and "ease" in config.auto_warm:
+            config = dataclasses.replace(config, auto_warm=tuple(n for n in config.auto_warm if n != "ease") or ("gf_cf",))
+            logger.info("retrieval: ann: the graph half is chosen among %s (EASE has no item vectors to index)",
+                        list(config.auto_warm))
         data = Interactions.build(interactions, self.columns)
         text_ids = _text_ids(item_text, id_column)
         extra = coerce_ids_like(text_ids, data.item_ids).difference(data.item_ids) if text_ids is not None else pd.Index([])

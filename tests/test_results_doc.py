@@ -153,3 +153,14 @@ def test_check_and_rewrite(tmp_path: Path) -> None:
     assert render_results.main(["--json", str(missing), "--readme", str(readme), "--check"]) == 1
     render_results.main(["--json", str(missing), "--readme", str(readme)])
     assert "Not generated yet" in render_results.section_of(readme.read_text())
+
+
+def test_the_scale_page_matches_its_json() -> None:
+    scale = ROOT / "benchmarks" / "results" / "scale.json"
+    doc = ROOT / "docs" / "scale.md"
+    if not scale.exists():
+        pytest.skip("benchmarks/results/scale.json not generated yet (python benchmarks/scale.py)")
+    import json
+
+    expected = render_results.render_scale(json.loads(scale.read_text()), "results/scale.json")
+    assert render_results.section_of(doc.read_text()) == expected, "docs/scale.md is out of date; " + render_results.FIX

@@ -130,6 +130,17 @@ def propagate_frontier(adj: torch.Tensor, x: torch.Tensor, num_layers: int, rows
     return (total / (num_layers + 1)).index_select(0, inverse)
 
 
+def frontier_sizes(adj: torch.Tensor, rows: torch.Tensor, num_layers: int) -> list[int]:
+    """Distinct nodes within 0, 1, ..., L hops of ``rows`` in ``adj``: the rows a frontier step computes."""
+    front = torch.unique(rows)
+    sizes = [len(front)]
+    for _ in range(num_layers):
+        _, _, cols, _ = _row_block(adj, front)
+        front = torch.unique(torch.cat([front, cols]))
+        sizes.append(len(front))
+    return sizes
+
+
 def propagate_chunked(adj: torch.Tensor, x: torch.Tensor, num_layers: int, folder: str | Path,
                       chunk: int = 1 << 18) -> np.memmap:
     """``propagate(adj, x, num_layers)`` layer by layer in row chunks, through memory-mapped files.

@@ -92,6 +92,9 @@ class FusionConfig:
     # training-free filter (gf_cf, bspm, ease) that ranks warm items best on the rehearsal.
     warm_model: str = "auto"
     warm_params: dict[str, Any] = field(default_factory=dict)
+    # The filters "auto" chooses among (EASE only up to EASE_MAX_ITEMS items); two-stage retrieval
+    # needs a graph half with item vectors to index: gf_cf and bspm have them, EASE has not.
+    auto_warm: tuple[str, ...] = AUTO_WARM
     neighbours: int = 50  # M: text neighbours per item
     # Validation rehearsal of the cold start (hybrid.models.cold_validation): by time, the last share of
     # the interactions; at random, the share of warm items made pseudo-new.
@@ -130,6 +133,8 @@ class FusionConfig:
         for name in ("reg", "bucket_reg", "random_negatives"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
+        if not self.auto_warm or set(self.auto_warm) - set(AUTO_WARM):
+            raise ValueError(f"auto_warm must be a non-empty subset of {list(AUTO_WARM)}, got {list(self.auto_warm)!r}")
         if self.warm_model in ("hybrid", "hybrid_lightgcn", "content", "llm", "hybrid+llm"):
             raise ValueError(f"warm_model must be a graph model (gf_cf, bspm, ease, lightgcn, mf), got {self.warm_model!r}")
 
@@ -212,7 +217,7 @@ class FusionHybrid(Recommender):
         catalogue allows its dense inverse) that ranks the rehearsal's warm positives best among
         warm items; each fitted on the rehearsal graph."""
         names = [self.config.warm_model] if self.config.warm_model != "auto" else [
-            n for n in AUTO_WARM if n != "ease" or data.train.n_items <= EASE_MAX_ITEMS]
+            n for n in self.config.auto_warm if n != "ease" or data.train.n_items <= EASE_MAX_ITEMS]
         fit_data = dataclasses.replace(data, train=split.fit, valid=None)
         if len(names) == 1:
             return names[0], make_model(names[0], self._warm_params(names[0])).fit(fit_data), {}
