@@ -156,5 +156,5 @@ def test_a_two_stage_hybrid_recommends_as_exact_saves_its_index_and_takes_new_it
     narrow = staged.copy()
     narrow.stage_ = copy.copy(staged.stage_)
     narrow.stage_.config = dataclasses.replace(staged.stage_.config, candidates=2)
-    with pytest.raises(ValueError, match="retrieval.candidates"):
+    with pytest.raises(ValueError, match=r"retrieval\.candidates"):
         narrow.recommend("u0", k=3)

@@ -478,6 +478,13 @@ def git_commit() -> str | None:
     return commit.stdout.strip() + ("+dirty" if dirty else "")
 
 
+def load_bundle(config: ExperimentConfig, data_root: str | None) -> DataBundle:
+    """The config's data: its own files (``data.interactions``) or a named data set under ``data_root``."""
+    if config.data.interactions is not None:
+        return load_files(config.data)
+    return load_dataset(config.data.name, data_root, config.data.path)
+
+
 def run(config: ExperimentConfig, data_root: str | None, out: Path, device: str | None = None,
         models: list[str] | None = None) -> dict[str, Any]:
     """Run an experiment (each of its scenarios in turn, into ``out/<scenario>``); returns the results."""
@@ -486,10 +493,7 @@ def run(config: ExperimentConfig, data_root: str | None, out: Path, device: str 
     if device:
         config.device = device
     check_experiment(config)
-    if config.data.interactions is not None:
-        bundle = load_files(config.data)
-    else:
-        bundle = load_dataset(config.data.name, data_root, config.data.path)
+    bundle = load_bundle(config, data_root)
     if not config.scenarios:
         return run_split(config, bundle, out)
     results: dict[str, Any] = {"scenarios": {}}

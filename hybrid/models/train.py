@@ -14,6 +14,10 @@ The triples of a whole epoch are sampled in a few vectorised calls before it sta
 propagates once, for the rows of its users, positives and negative candidates only
 (:meth:`BPRModel.batch_embeddings`); hard negatives are scored with that same step's embeddings,
 so they cost no extra pass. The loss is read back once an epoch (no per-step device sync).
+
+Under a distributed launch (a process group of more than one rank) each rank trains on its shard
+of every epoch with gradients averaged over ranks, and only rank 0 validates; see
+:mod:`hybrid.models.distributed`. A single process takes none of that path.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ from tqdm.auto import tqdm
 from hybrid.data.interactions import Interactions
 from hybrid.evaluation.metrics import hit_matrix, metrics_from_hits
 from hybrid.graph.samplers import NegativeSampler, SamplerKind
+from hybrid.models import distributed
+from hybrid.models.distributed import World
 from hybrid.retrieval.ranking import mask_history
 
 logger = logging.getLogger(__name__)
@@ -50,7 +56,7 @@ class TrainConfig:
     # constant, or cosine: annealed from lr to 0 over `epochs` (high lr early, settled at the end).
     lr_schedule: Literal["constant", "cosine"] = "constant"
     reg: float = 1e-4  # λ of the L2 term on the batch's layer-0 embeddings
-    batch_size: int = 2048  # BPR triples per step
+    batch_size: int = 2048  # BPR triples per step (per rank: W data-parallel ranks step on W x this)
     epochs: int = 100  # upper bound; early stopping may end sooner
     # Negatives: uniform | hard (best of hard_pool uniform draws) | curriculum (uniform -> hard).
     sampler: SamplerKind = "uniform"
@@ -230,6 +236,9 @@ def heldout_metrics(
     return {f"recall@{k}": out[f"recall@{cut}"], f"ndcg@{k}": out[f"ndcg@{cut}"]}
 
 
+VALID_KEYS = ("valid_recall@20", "valid_ndcg@20")  # what validation_metrics returns
+
+
 def validation_metrics(model: BPRModel, train: sp.csr_matrix, valid: sp.csr_matrix) -> dict[str, float]:
     """``valid_recall@20`` and ``valid_ndcg@20``: :func:`heldout_metrics` on the validation set."""
     return {f"valid_{name}": value for name, value in heldout_metrics(model, train, valid).items()}
@@ -257,11 +266,18 @@ def fit_bpr(
         on_epoch: called with each epoch's record and the model (e.g. for a benchmark's curve);
             it may add keys to the record.
 
+    With a process group of more than one rank initialised (a distributed launch), every rank must
+    call this with the same arguments: each trains on its shard of every epoch, gradients are
+    averaged over ranks, and rank 0's validation decides for all (:mod:`hybrid.models.distributed`).
+
     Raises:
         FloatingPointError: the loss became NaN or infinite.
     """
     config.validate()
     device = torch.device(device)
+    world = distributed.current()
+    if world is not None:
+        distributed.broadcast_parameters(model)
     generator = torch.Generator(device=device).manual_seed(seed)
     sampler = NegativeSampler(
         train, config.sampler, config.hard_pool, config.curriculum_warmup, device=device, generator=generator
@@ -273,6 +289,7 @@ def fit_bpr(
     train_csr = train.matrix()
     valid_csr = None if valid is None or len(valid) == 0 else valid.matrix()
     show = config.show_progress if config.show_progress is not None else logger.isEnabledFor(logging.INFO)
+    show = show and (world is None or world.is_main)
     history: list[dict[str, float]] = []
     best_recall, best_epoch, best_state = -math.inf, 0, None
     checks_without_gain, stopped = 0, "epochs"
@@ -281,7 +298,9 @@ def fit_bpr(
     for epoch in bar:
         model.train()
         tick = time.perf_counter()
-        loss = train_epoch(model, sampler, optimizer, epoch, len(train), config)
+        loss = train_epoch(model, sampler, optimizer, epoch, len(train), config, world)
+        if world is not None:
+            loss = distributed.mean_over_ranks(loss, world, device)
         if not math.isfinite(loss):
             raise FloatingPointError(
                 f"BPR loss became {loss} in epoch {epoch + 1} of {type(model).__name__}; lower lr "
@@ -293,7 +312,11 @@ def fit_bpr(
         last = epoch + 1 == config.epochs
         if valid_csr is not None and ((epoch + 1) % config.eval_every == 0 or last):
             model.eval()
-            record.update(validation_metrics(model, train_csr, valid_csr))
+            if world is None:
+                record.update(validation_metrics(model, train_csr, valid_csr))
+            else:  # rank 0 validates, every rank gets its numbers
+                record.update(distributed.computed_on_main(
+                    lambda: validation_metrics(model, train_csr, valid_csr), VALID_KEYS, device))
             if record["valid_recall@20"] > best_recall:
                 best_recall, best_epoch = record["valid_recall@20"], epoch + 1
                 best_state = copy.deepcopy(model.state_dict())
@@ -308,9 +331,13 @@ def fit_bpr(
         if checks_without_gain >= config.patience:
             stopped = "early_stopping"
             break
-        if config.max_minutes is not None and time.perf_counter() - started > 60 * config.max_minutes:
-            stopped = "time_budget"
-            break
+        if config.max_minutes is not None:
+            over = time.perf_counter() - started > 60 * config.max_minutes
+            if world is not None:  # rank 0's clock decides, or the ranks could part ways
+                over = bool(distributed.from_main([float(over)], device)[0])
+            if over:
+                stopped = "time_budget"
+                break
     bar.close()
     if best_state is None:
         best_epoch = len(history)
@@ -337,9 +364,18 @@ def train_epoch(
     epoch: int,
     n_triples: int,
     config: TrainConfig,
+    world: World | None = None,
 ) -> float:
-    """One pass of ``n_triples`` BPR triples; returns the mean loss (one device sync per epoch)."""
-    sample = sampler.sample_epoch(n_triples, epoch)
+    """One pass of ``n_triples`` BPR triples; returns the mean loss (one device sync per epoch).
+
+    With a ``world`` of several ranks: this rank's shard of the epoch, gradients averaged over the
+    ranks at every step, the mean loss of the shard (:mod:`hybrid.models.distributed`).
+    """
+    if world is None:
+        sample = sampler.sample_epoch(n_triples, epoch)
+    else:
+        full = sampler.sample_epoch(distributed.epoch_triples(n_triples, world), epoch)
+        sample = distributed.take_shard(full, world)
     hard_any = sampler.hard_share(epoch) > 0
     total = torch.zeros((), device=sample.users.device)
     for start in range(0, len(sample), config.batch_size):
@@ -364,6 +400,8 @@ def train_epoch(
             loss = loss + config.reg * model.regularization(users0, items0, users, positives, negatives)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if world is not None:
+            distributed.average_gradients(model, world)
         optimizer.step()
         total += loss.detach() * len(users)
     return float(total) / len(sample)
