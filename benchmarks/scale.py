@@ -31,7 +31,7 @@ import torch  # noqa: E402
 
 from hybrid.evaluation.evaluate import provenance  # noqa: E402
 
-DIM, LAYERS, TOP_T, WALKS, WALK_LENGTH = 64, 3, 10, 10, 10
+DIM, LAYERS, TOP_T, WALKS, WALK_LENGTH = 64, 3, 20, 10, 10
 TARGET = {"users": 100e6, "items": 10e6, "edges": 1e9}
 GPU_BYTES = 141e9 * 0.9  # an H200's memory, 10% kept free
 

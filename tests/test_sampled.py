@@ -30,14 +30,23 @@ def blocks(n_users: int = 40, n_items: int = 30, seed: int = 0) -> Interactions:
 
 def test_importance_rows_are_weighted_means_over_the_other_side_within_the_community() -> None:
     train = blocks()
-    adj = importance_adjacency(train, top_t=5, seed=0).to_dense()
+    adj = importance_adjacency(train, top_t=5, seed=0, weighting="visits").to_dense()
     n_users = train.n_users
     assert torch.allclose(adj.sum(1), torch.ones(adj.shape[0]), atol=1e-5)
     assert (adj[:n_users, :n_users] == 0).all() and (adj[n_users:, n_users:] == 0).all()  # bipartite
     assert ((adj > 0).sum(1) <= 5).all()
     first_users, first_items = slice(0, 20), slice(n_users, n_users + 15)
     assert adj[first_users, n_users + 15:].sum() == 0 and adj[first_items, 20:n_users].sum() == 0  # no crossing
-    assert torch.equal(adj, importance_adjacency(train, top_t=5, seed=0).to_dense())  # seeded
+    assert torch.equal(adj, importance_adjacency(train, top_t=5, seed=0, weighting="visits").to_dense())  # seeded
+
+
+def test_symmetric_weighting_is_lightgcns_normalisation_on_direct_neighbourhoods() -> None:
+    """One-step walks keeping every neighbour: Ã approaches Â = D^-1/2 A D^-1/2 as walks grow."""
+    train = blocks()
+    sampled = importance_adjacency(train, top_t=30, n_walks=400, walk_length=10, restart_prob=1.0).to_dense()
+    exact = interaction_adjacency(train, "cpu").to_dense()
+    assert ((sampled > 0) == (exact > 0)).all()
+    assert (sampled - exact).abs().max() < 0.25 * exact.max()
 
 
 def test_frontier_propagation_equals_the_full_one_in_value_and_gradient() -> None:

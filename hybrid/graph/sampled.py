@@ -6,7 +6,7 @@ neighbours (random walks with restart, :mod:`hybrid.graph.walks`) weighted by th
 visit counts, and computes only the L-hop neighbourhood a mini-batch needs. Here that is
 
     Ã [n_users + n_items]²   row u: T items around user u; row n_users + i: T users around item i,
-                             each row's weights summing to 1 (LightGCN's weighted mean);
+                             weighted by visit share (optionally degree-corrected as LightGCN's Â);
     e^{(l+1)}_v = Σ_w Ã_vw e^{(l)}_w,   final e_v = Σ_{l=0..L} e^{(l)}_v / (L + 1)
 
 with a training step computing e^{(l)} only on the batch's frontier: the nodes within L - l hops
@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import time
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -31,8 +32,9 @@ from hybrid.graph.walks import bipartite_csr, bipartite_neighbourhoods
 logger = logging.getLogger(__name__)
 
 
-def importance_adjacency(train: Interactions, top_t: int = 10, n_walks: int = 20, walk_length: int = 10,
-                         restart_prob: float = 0.5, seed: int = 0, device: torch.device | str = "cpu") -> torch.Tensor:
+def importance_adjacency(train: Interactions, top_t: int = 20, n_walks: int = 20, walk_length: int = 10,
+                         restart_prob: float = 0.5, seed: int = 0, device: torch.device | str = "cpu",
+                         weighting: Literal["visits", "symmetric"] = "symmetric") -> torch.Tensor:
     """Ã (see the module docstring) as a sparse CSR tensor [n, n], n = n_users + n_items, on ``device``.
 
     Args:
@@ -40,6 +42,9 @@ def importance_adjacency(train: Interactions, top_t: int = 10, n_walks: int = 20
         top_t: T, neighbours kept per node.
         n_walks, walk_length, restart_prob: the walks of :func:`hybrid.graph.walks.importance_neighbourhoods`.
         seed: the walks' seed (same seed, same Ã on any device).
+        weighting: "visits": each row's normalised visit counts (PinSage's importance pooling, rows
+            summing to 1); "symmetric": those times sqrt(deg v / deg w), which is LightGCN's
+            1 / sqrt(deg v deg w) when a node's neighbourhood is its direct one, visited uniformly.
     """
     start = time.perf_counter()
     n_users, n_items = train.n_users, train.n_items
@@ -52,6 +57,9 @@ def importance_adjacency(train: Interactions, top_t: int = 10, n_walks: int = 20
     index[torch.cat([around_users.index, around_items.index]) < 0] = -1
     weight = torch.cat([around_users.weight, around_items.weight])
     keep = index >= 0
+    if weighting == "symmetric":
+        degree = (graph[0][1:] - graph[0][:-1]).to(weight.dtype).clamp_min(1)
+        weight = torch.where(keep, weight * (degree.unsqueeze(1) / degree[index.clamp_min(0)]).sqrt(), weight)
     crow = torch.zeros(n_users + n_items + 1, dtype=torch.int64, device=index.device)
     torch.cumsum(keep.sum(1), 0, out=crow[1:])
     logger.info("importance adjacency: %d nodes, top %d of %d walks x %d steps each, %d entries in %.1f s",
