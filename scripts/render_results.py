@@ -293,7 +293,8 @@ def render_file(path: Path) -> str:
     for extra in sorted(path.parent.glob("eval_*.json")):
         body += "\n" + render_eval(json.loads(extra.read_text()), f"{path.parent.name}/{extra.name}")
     for name, renderer in (("partial_fit.json", render_partial_fit), ("ann.json", render_ann),
-                           ("serving.json", render_serving), ("gowalla_lightgcn.json", render_gowalla_lightgcn)):
+                           ("serving.json", render_serving), ("gowalla_lightgcn.json", render_gowalla_lightgcn),
+                           ("distributed_train.json", render_distributed)):
         extra = path.parent / name
         if extra.exists():
             body += "\n" + renderer(json.loads(extra.read_text()), f"{path.parent.name}/{name}")
@@ -380,6 +381,19 @@ def render_partial_fit(result: dict[str, Any], source: str) -> str:
         lines.append(f"| {name} | {r['recall@20']:.4f} | {r['seconds']:.1f} | {r['users']} |")
     lines += ["", f"partial_fit: {result['recall_ratio']:.1%} of the full refit's Recall@20 in "
               f"{result['time_ratio']:.1%} of its time."]
+    return "\n".join(lines) + "\n"
+
+
+def render_distributed(result: dict[str, Any], source: str) -> str:
+    """``benchmarks/distributed_train.py``'s JSON: one process against N data-parallel ones."""
+    lines = [*_heading(f"Data-parallel training: {result['model']} on {result['config']}", source, result["command"]),
+             "Each process with one torch thread; valid Recall@20 is the trainer's early-stopping metric.", "",
+             "| processes | valid Recall@20 | epochs | triples/s | seconds |", "|---|---|---|---|---|"]
+    for record in (result["one_process"], result["processes"]):
+        lines.append(f"| {record['world_size']} | {record['valid_recall@20']:.4f} | {record['epochs']} | "
+                     f"{record['triples_per_second']:,.0f} | {record['seconds']:.1f} |")
+    lines += ["", f"{result['processes']['world_size']} processes: {result['recall_ratio']:.1%} of one process's valid "
+              f"Recall@20 at {result['throughput_ratio']:.2f}x its throughput."]
     return "\n".join(lines) + "\n"
 
 
