@@ -294,6 +294,7 @@ def render_file(path: Path) -> str:
         body += "\n" + render_eval(json.loads(extra.read_text()), f"{path.parent.name}/{extra.name}")
     for name, renderer in (("partial_fit.json", render_partial_fit), ("ann.json", render_ann),
                            ("serving.json", render_serving), ("gowalla_lightgcn.json", render_gowalla_lightgcn),
+                           ("gowalla_sampled.json", render_gowalla_lightgcn),
                            ("distributed_train.json", render_distributed)):
         extra = path.parent / name
         if extra.exists():

@@ -120,12 +120,9 @@ def propagate_frontier(adj: torch.Tensor, x: torch.Tensor, num_layers: int, rows
     if num_layers < 0:
         raise ValueError(f"num_layers must be >= 0, got {num_layers}")
     unique, inverse = torch.unique(rows, return_inverse=True)
-    fronts = [unique]
-    for _ in range(num_layers):
-        _, _, cols, _ = _row_block(adj, fronts[-1])
-        fronts.append(torch.unique(torch.cat([fronts[-1], cols])))
-        if adj_t is not None and len(fronts[-1]) > FRONTIER_MAX_SHARE * adj.shape[0]:
-            return propagate_all(adj, adj_t, x, num_layers).index_select(0, rows)
+    fronts = _frontiers(adj, unique, num_layers, None if adj_t is None else FRONTIER_MAX_SHARE * adj.shape[0])
+    if fronts is None:
+        return propagate_all(adj, adj_t, x, num_layers).index_select(0, rows)
     h = x.index_select(0, fronts[-1])  # e^{(0)} on the widest frontier
     total = h.index_select(0, torch.searchsorted(fronts[-1], unique))
     for level in range(num_layers - 1, -1, -1):
@@ -138,15 +135,25 @@ def propagate_frontier(adj: torch.Tensor, x: torch.Tensor, num_layers: int, rows
     return (total / (num_layers + 1)).index_select(0, inverse)
 
 
+def _frontiers(adj: torch.Tensor, start: torch.Tensor, num_layers: int, limit: float | None) -> list[torch.Tensor] | None:
+    """The sorted nodes within 0, 1, ..., L hops of ``start`` (sorted unique) in ``adj``, grown in a
+    node mask (no sort of the neighbour lists); None as soon as one is wider than ``limit`` nodes."""
+    mask = torch.zeros(adj.shape[0], dtype=torch.bool, device=adj.device)
+    mask[start] = True
+    fronts = [start]
+    for _ in range(num_layers):
+        _, _, cols, _ = _row_block(adj, fronts[-1])
+        mask[cols] = True
+        fronts.append(mask.nonzero().squeeze(1))
+        if limit is not None and len(fronts[-1]) > limit:
+            return None
+    return fronts
+
+
 def frontier_sizes(adj: torch.Tensor, rows: torch.Tensor, num_layers: int) -> list[int]:
     """Distinct nodes within 0, 1, ..., L hops of ``rows`` in ``adj``: the rows a frontier step computes."""
-    front = torch.unique(rows)
-    sizes = [len(front)]
-    for _ in range(num_layers):
-        _, _, cols, _ = _row_block(adj, front)
-        front = torch.unique(torch.cat([front, cols]))
-        sizes.append(len(front))
-    return sizes
+    fronts = _frontiers(adj, torch.unique(rows), num_layers, None)
+    return [len(front) for front in fronts or []]
 
 
 def propagate_chunked(adj: torch.Tensor, x: torch.Tensor, num_layers: int, folder: str | Path,
