@@ -313,7 +313,7 @@ class HybridRecommender:
             save_file({"indptr": self.history_.indptr.astype(np.int64),
                        "indices": self.history_.indices.astype(np.int64)}, str(folder / HISTORY_FILE))
             if self.stage_ is not None:
-                self.stage_.save(folder / RETRIEVAL_DIR)
+                self.stage_.write_index(folder / RETRIEVAL_DIR)
             write_manifest(folder, MANIFEST_KIND, {"users": [len(self.user_ids_)], "items": [len(self.item_ids_)]})
 
     @classmethod
@@ -338,7 +338,7 @@ class HybridRecommender:
         rec.model_, rec.config = model, model.config
         rec.stage_ = None
         if (path / RETRIEVAL_DIR).is_dir():
-            rec.stage_ = TwoStage.read(path / RETRIEVAL_DIR, model, model.counts_)
+            rec.stage_ = TwoStage.read_index(path / RETRIEVAL_DIR, model, model.counts_)
             rec.retrieval = rec.stage_.config
         rec.user_ids_, rec.item_ids_ = users, items
         rec.history_ = sp.csr_matrix((np.ones(len(indices), np.float32), indices, indptr), shape=(len(users), len(items)))

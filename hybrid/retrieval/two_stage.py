@@ -112,15 +112,17 @@ class TwoStage(Recommender):
         stage.n_items_ = factors.shape[0]
         return stage
 
-    def save(self, folder: Path) -> None:
-        """The index and the retrieval settings in ``folder`` (inside a model's atomic save)."""
+    def write_index(self, folder: Path) -> None:
+        """The index and the retrieval settings in ``folder`` (inside the facade's atomic save; the
+        ranker itself is saved by its owner, so a bare TwoStage has no ``save`` of its own)."""
         folder.mkdir(parents=True, exist_ok=True)
         self.index_.save(folder)
         (folder / CONFIG_FILE).write_text(json.dumps({"retrieval": asdict(self.config), "n_items": self.n_items_}))
 
     @classmethod
-    def read(cls, folder: Path, model: Recommender, counts: np.ndarray) -> TwoStage:
-        """The stage saved in ``folder`` in front of ``model`` (``counts`` rank the popular source)."""
+    def read_index(cls, folder: Path, model: Recommender, counts: np.ndarray) -> TwoStage:
+        """The stage written to ``folder`` by :meth:`write_index` in front of ``model`` (``counts``
+        rank the popular source)."""
         meta = json.loads((folder / CONFIG_FILE).read_text())
         stage = cls(model, meta["retrieval"])
         stage.index_ = AnnIndex.load(folder)
