@@ -11,6 +11,7 @@ from hybrid.data.interactions import Interactions
 from hybrid.graph.adjacency import interaction_adjacency, propagate
 from hybrid.graph.sampled import (
     importance_adjacency,
+    propagate_all,
     propagate_chunked,
     propagate_frontier,
     transposed,
@@ -92,3 +93,33 @@ def test_bad_sampling_settings_name_the_field() -> None:
         make_model("lightgcn", {"propagation": "partial"})
     with pytest.raises(ValueError, match="top_t must be"):
         make_model("lightgcn_sampled", {"top_t": 0}).fit(FitData(train=blocks()))
+
+
+def test_a_learned_aggregation_gives_the_same_layers_on_the_frontier_as_over_the_graph() -> None:
+    """PinSage's CONVOLVE through the frontier path equals it over the whole of Ã, values and gradients."""
+    train = blocks()
+    adj = importance_adjacency(train, top_t=4).to(torch.float64)
+    layers = torch.nn.ModuleList(torch.nn.Linear(16, 8).double() for _ in range(3))
+
+    def combine(level: int, own: torch.Tensor, agg: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(layers[level - 1](torch.cat([own, agg], dim=1)))
+
+    x = torch.randn(adj.shape[0], 8, dtype=torch.float64, requires_grad=True)
+    rows = torch.tensor([0, 3, 45, 69])
+    part = propagate_frontier(adj, x, 3, rows, combine=combine)
+    whole = propagate_all(adj, transposed(adj), x, 3, combine)[rows]
+    assert torch.allclose(part, whole)
+    weights = torch.randn_like(part)
+    grads = [torch.autograd.grad((out * weights).sum(), [x, layers[0].weight]) for out in (part, whole)]
+    assert all(torch.allclose(a, b) for a, b in zip(*grads, strict=True))
+
+
+def test_lightgcn_sampled_with_pinsage_aggregation_learns_the_communities() -> None:
+    train = blocks()
+    model = make_model("lightgcn_sampled", {"aggregation": "learned", "epochs": 30, "dim": 16, "lr": 0.02})
+    model.fit(FitData(train=train))
+    history = train.matrix()
+    scores = model.score(np.arange(train.n_users), history)
+    top = torch.topk(scores.masked_fill(torch.as_tensor(history.toarray() > 0), -torch.inf), 3, dim=1).indices
+    own = torch.where(torch.arange(train.n_users).unsqueeze(1) < 20, top < 15, top >= 15)
+    assert own.float().mean() > 0.9

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -88,17 +89,24 @@ def transposed(adj: torch.Tensor) -> torch.Tensor:
     return adj.t().to_sparse_csr()
 
 
-def propagate_all(adj: torch.Tensor, adj_t: torch.Tensor, x: torch.Tensor, num_layers: int) -> torch.Tensor:
+Combine = Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor]
+"""``(layer l, nodes' own e^{(l-1)} [m, d], their aggregated neighbours Ã e^{(l-1)} [m, d]) -> e^{(l)}``:
+how a layer is formed from the aggregation (None: the aggregation itself, LightGCN)."""
+
+
+def propagate_all(adj: torch.Tensor, adj_t: torch.Tensor, x: torch.Tensor, num_layers: int,
+                  combine: Combine | None = None) -> torch.Tensor:
     """``propagate(adj, x, num_layers)`` with the right gradient for a non-symmetric ``adj`` (``adj_t`` its transpose)."""
     out = layer = x
-    for _ in range(num_layers):
-        layer = _Spmm.apply(adj, adj_t, layer) if torch.is_grad_enabled() and layer.requires_grad else adj @ layer
+    for level in range(1, num_layers + 1):
+        agg = _Spmm.apply(adj, adj_t, layer) if torch.is_grad_enabled() and layer.requires_grad else adj @ layer
+        layer = agg if combine is None else combine(level, layer, agg)
         out = out + layer
     return out / (num_layers + 1)
 
 
 def propagate_frontier(adj: torch.Tensor, x: torch.Tensor, num_layers: int, rows: torch.Tensor,
-                       adj_t: torch.Tensor | None = None) -> torch.Tensor:
+                       adj_t: torch.Tensor | None = None, combine: Combine | None = None) -> torch.Tensor:
     """``propagate(adj, x, num_layers)[rows]`` computing each layer only where the rows need it.
 
     Layer l is computed on the nodes within L - l hops of ``rows`` (the frontier), so a step over
@@ -113,6 +121,7 @@ def propagate_frontier(adj: torch.Tensor, x: torch.Tensor, num_layers: int, rows
         adj_t: ``adj``ᵀ (:func:`transposed`); with it, a frontier that grows past
             ``FRONTIER_MAX_SHARE`` of the nodes (a small graph, or a deep L) becomes one pass over
             all of ``adj`` (:func:`propagate_all`), the cheaper way to the same values there.
+        combine: how a layer is formed (:data:`Combine`; PinSage's learned aggregation), or None.
 
     Returns:
         float [k, d].
@@ -122,7 +131,7 @@ def propagate_frontier(adj: torch.Tensor, x: torch.Tensor, num_layers: int, rows
     unique, inverse = torch.unique(rows, return_inverse=True)
     fronts = _frontiers(adj, unique, num_layers, None if adj_t is None else FRONTIER_MAX_SHARE * adj.shape[0])
     if fronts is None:
-        return propagate_all(adj, adj_t, x, num_layers).index_select(0, rows)
+        return propagate_all(adj, adj_t, x, num_layers, combine).index_select(0, rows)
     h = x.index_select(0, fronts[-1])  # e^{(0)} on the widest frontier
     total = h.index_select(0, torch.searchsorted(fronts[-1], unique))
     for level in range(num_layers - 1, -1, -1):
@@ -130,7 +139,8 @@ def propagate_frontier(adj: torch.Tensor, x: torch.Tensor, num_layers: int, rows
         _, owner, cols, values = _row_block(adj, here)
         block = torch.sparse_coo_tensor(torch.stack([owner, torch.searchsorted(below, cols)]), values,
                                         (len(here), len(below)), is_coalesced=True, check_invariants=False)
-        h = torch.sparse.mm(block, h)  # the next layer, on this frontier
+        agg = torch.sparse.mm(block, h)  # the next layer, on this frontier
+        h = agg if combine is None else combine(num_layers - level, h.index_select(0, torch.searchsorted(below, here)), agg)
         total = total + h.index_select(0, torch.searchsorted(here, unique))
     return (total / (num_layers + 1)).index_select(0, inverse)
 

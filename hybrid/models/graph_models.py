@@ -13,6 +13,7 @@ settings (lr 1e-3, batch 2048, up to 1000 epochs) are a config away.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -86,24 +87,38 @@ class SampledLightGCN(LightGCN):
     step propagates only the batch's L-hop frontier in Ã, each node aggregating its T most visited
     neighbours by their normalised visit counts.
 
+    With ``aggregation="learned"`` a layer is PinSage's CONVOLVE instead of the weighted mean:
+    e^{(l)}_v = normalise(ReLU(W_l [e^{(l-1)}_v ‖ Σ_w Ã_vw e^{(l-1)}_w] + b_l)), with the final
+    embedding still the mean over layers.
+
     Args:
         adj: Ã [n_users + n_items]², sparse CSR (:func:`hybrid.graph.sampled.importance_adjacency`).
+        aggregation: "mean" (LightGCN's, parameter-free) or "learned" (PinSage's).
         Others as :class:`LightGCN`.
     """
 
-    def __init__(self, n_users: int, n_items: int, dim: int, layers: int, adj: torch.Tensor) -> None:
+    def __init__(self, n_users: int, n_items: int, dim: int, layers: int, adj: torch.Tensor,
+                 aggregation: Literal["mean", "learned"] = "mean") -> None:
         super().__init__(n_users, n_items, dim, layers, adj)
         self.adj_t = transposed(adj)  # Ã is not symmetric: its backward reads Ãᵀ
+        self.convolve = nn.ModuleList(nn.Linear(2 * dim, dim) for _ in range(layers)) if aggregation == "learned" else None
+
+    def _combine(self, level: int, own: torch.Tensor, agg: torch.Tensor) -> torch.Tensor:
+        return F.normalize(F.relu(self.convolve[level - 1](torch.cat([own, agg], dim=1))), dim=1)
+
+    @property
+    def combine(self) -> Callable[[int, torch.Tensor, torch.Tensor], torch.Tensor] | None:
+        return None if self.convolve is None else self._combine
 
     def propagate(self, users0: torch.Tensor, items0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        out = propagate_all(self.adj, self.adj_t, torch.cat([users0, items0]), self.layers)
+        out = propagate_all(self.adj, self.adj_t, torch.cat([users0, items0]), self.layers, self.combine)
         return out[: self.n_users], out[self.n_users :]
 
     def batch_embeddings(
         self, users0: torch.Tensor, items0: torch.Tensor, users: torch.Tensor, items: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         rows = torch.cat([users, items + self.n_users])
-        out = propagate_frontier(self.adj, torch.cat([users0, items0]), self.layers, rows, self.adj_t)
+        out = propagate_frontier(self.adj, torch.cat([users0, items0]), self.layers, rows, self.adj_t, self.combine)
         return out[: len(users)], out[len(users) :]
 
 
@@ -191,6 +206,9 @@ class LightGCNConfig(MFConfig):
     walk_length: int = 10
     restart_prob: float = 0.5
     weighting: Literal["visits", "symmetric"] = "symmetric"
+    # Sampled only: LightGCN's weighted mean, or PinSage's CONVOLVE (valid Recall@20 with the other
+    # defaults: 0.1627 against 0.1827 on ML-100K temporal, 0.0955 against 0.1938 on Amazon Scientific).
+    aggregation: Literal["mean", "learned"] = "mean"
 
     def validate(self) -> None:
         super().validate()
@@ -231,7 +249,8 @@ class LightGCNRecommender(EmbeddingRecommender):
         if config.propagation == "sampled":
             adj = importance_adjacency(data.train, config.top_t, config.walks, config.walk_length, config.restart_prob,
                                        data.seed if config.seed is None else config.seed, data.device, config.weighting)
-            return SampledLightGCN(data.train.n_users, data.train.n_items, config.dim, config.layers, adj)
+            return SampledLightGCN(data.train.n_users, data.train.n_items, config.dim, config.layers, adj,
+                                   config.aggregation)
         adj = interaction_adjacency(data.train, data.device)
         return LightGCN(data.train.n_users, data.train.n_items, config.dim, config.layers, adj)
 
