@@ -88,6 +88,8 @@ def test_candidate_scores_equal_the_full_scores_at_those_items(name) -> None:
     full = model.score(users, history)
     got = model.score_candidates(users, history, candidates)
     assert torch.allclose(got, full.gather(1, torch.as_tensor(candidates)), atol=1e-5)
+    shared = np.array([3, 0, 17, 38])  # the same items for every row (score_columns)
+    assert torch.allclose(model.score_columns(users, history, shared), full[:, shared], atol=1e-5)
 
 
 def test_two_stage_with_room_for_every_item_ranks_exactly_and_reaches_new_items() -> None:

@@ -140,7 +140,7 @@ def propagate(adj: torch.Tensor, x: torch.Tensor, num_layers: int) -> torch.Tens
     return out / (num_layers + 1)
 
 
-def _row_block(adj: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def row_block(adj: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The non-zeros of ``adj[rows, :]``: (crow [len(rows) + 1], row of each [nnz'], cols, values)."""
     crow = adj.crow_indices().long()
     start = crow[rows]
@@ -152,7 +152,7 @@ def _row_block(adj: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, tor
     return sub_crow, owner, adj.col_indices()[positions], adj.values()[positions]
 
 
-def _csr(crow: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
+def csr_from_parts(crow: torch.Tensor, cols: torch.Tensor, values: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
         return torch.sparse_csr_tensor(crow, cols, values, size=shape, check_invariants=False)
@@ -175,12 +175,12 @@ class _PropagateRows(torch.autograd.Function):
         out = x[rows]
         block = None
         if num_layers:
-            crow, owner, cols, values = _row_block(adj, rows)
+            crow, owner, cols, values = row_block(adj, rows)
             layer = x
             for _ in range(num_layers - 1):
                 layer = adj @ layer
                 out = out + layer[rows]
-            out = out + _csr(crow.to(adj.crow_indices().dtype), cols, values, (len(rows), len(x))) @ layer
+            out = out + csr_from_parts(crow.to(adj.crow_indices().dtype), cols, values, (len(rows), len(x))) @ layer
             block = (owner, cols, values)
         ctx.state = (adj, num_layers, len(x), block)
         ctx.save_for_backward(rows)
@@ -199,7 +199,7 @@ class _PropagateRows(torch.autograd.Function):
         crow = torch.zeros(n + 1, dtype=torch.int64, device=grad.device)
         torch.cumsum(torch.bincount(cols, minlength=n), 0, out=crow[1:])
         dtype = adj.crow_indices().dtype
-        transposed = _csr(crow.to(dtype), owner[order].to(dtype), values[order], (n, len(rows)))
+        transposed = csr_from_parts(crow.to(dtype), owner[order].to(dtype), values[order], (n, len(rows)))
         acc = scattered + transposed @ grad
         for _ in range(num_layers - 1):
             acc = scattered + adj @ acc

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 
 from hybrid.data.interactions import Interactions
-from hybrid.graph.adjacency import _csr, _row_block
+from hybrid.graph.adjacency import csr_from_parts, row_block
 from hybrid.graph.walks import bipartite_csr, bipartite_neighbourhoods
 
 logger = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ def importance_adjacency(train: Interactions, top_t: int = 20, n_walks: int = 20
     torch.cumsum(keep.sum(1), 0, out=crow[1:])
     logger.info("importance adjacency: %d nodes, top %d of %d walks x %d steps each, %d entries in %.1f s",
                 n_users + n_items, top_t, n_walks, walk_length, int(keep.sum()), time.perf_counter() - start)
-    return _csr(crow, index[keep], weight[keep], (n_users + n_items, n_users + n_items))
+    return csr_from_parts(crow, index[keep], weight[keep], (n_users + n_items, n_users + n_items))
 
 
 FRONTIER_MAX_SHARE = 0.5  # a frontier wider than this share of the nodes: one pass over the whole of Ã is cheaper
@@ -136,7 +136,7 @@ def propagate_frontier(adj: torch.Tensor, x: torch.Tensor, num_layers: int, rows
     total = h.index_select(0, torch.searchsorted(fronts[-1], unique))
     for level in range(num_layers - 1, -1, -1):
         here, below = fronts[level], fronts[level + 1]
-        _, owner, cols, values = _row_block(adj, here)
+        _, owner, cols, values = row_block(adj, here)
         block = torch.sparse_coo_tensor(torch.stack([owner, torch.searchsorted(below, cols)]), values,
                                         (len(here), len(below)), is_coalesced=True, check_invariants=False)
         agg = torch.sparse.mm(block, h)  # the next layer, on this frontier
@@ -152,7 +152,7 @@ def _frontiers(adj: torch.Tensor, start: torch.Tensor, num_layers: int, limit: f
     mask[start] = True
     fronts = [start]
     for _ in range(num_layers):
-        _, _, cols, _ = _row_block(adj, fronts[-1])
+        _, _, cols, _ = row_block(adj, fronts[-1])
         mask[cols] = True
         fronts.append(mask.nonzero().squeeze(1))
         if limit is not None and len(fronts[-1]) > limit:
@@ -188,7 +188,7 @@ def propagate_chunked(adj: torch.Tensor, x: torch.Tensor, num_layers: int, folde
             source = torch.from_numpy(np.asarray(layer))  # read through the page cache, chunk by chunk below
             for begin in range(0, n, chunk):
                 rows = torch.arange(begin, min(begin + chunk, n), device=adj.device)
-                _, owner, cols, values = _row_block(adj, rows)
+                _, owner, cols, values = row_block(adj, rows)
                 part = torch.zeros(len(rows), d)
                 part.index_add_(0, owner.cpu(), source[cols.cpu()] * values.cpu().unsqueeze(1))
                 nxt[begin:begin + len(rows)] = part.numpy()

@@ -45,7 +45,7 @@ from safetensors.torch import load_file, save_file
 from typing_extensions import Self
 
 from hybrid.config import from_dict
-from hybrid.graph.adjacency import csr_tensor
+from hybrid.graph.adjacency import csr_from_parts, csr_tensor, row_block
 from hybrid.models.base import FitData, Recommender, dot_candidates, register
 from hybrid.persistence import atomic_folder, check_shape, verify_folder, write_manifest
 
@@ -158,10 +158,21 @@ class NormalizedGraph:
         columns = csr_tensor(binary(history).T.tocsr(), self.device)
         return self.norm_t @ (self.norm @ columns).to_dense()
 
+    def _users_side(self, history: sp.csr_matrix) -> torch.Tensor:
+        """R̃ rᵀ for a binary CSR batch [b, n_items] -> dense [n_users, b]."""
+        return (self.norm @ csr_tensor(binary(history).T.tocsr(), self.device)).to_dense()
+
+    def linear_columns(self, history: sp.csr_matrix, items: np.ndarray) -> torch.Tensor:
+        """(r P)[:, items] for the same items (int64 [m]) in every row -> [b, m], from those columns
+        of R̃ only: R̃[:, items]ᵀ (R̃ rᵀ)."""
+        crow, _, cols, values = row_block(self.norm_t, torch.as_tensor(items, dtype=torch.int64, device=self.device))
+        block = csr_from_parts(crow, cols, values, (len(items), self.norm_t.shape[1]))
+        return (block @ self._users_side(history)).T
+
     def linear_candidates(self, history: sp.csr_matrix, candidates: np.ndarray) -> torch.Tensor:
         """(r P)[c] for each row's own candidates c (int64 [b, m]) -> [b, m], reading only the
         candidates' columns of R̃: Σ_u R̃[u, c] (R̃ rᵀ)[u], in chunks of at most ``GATHER_LIMIT`` entries."""
-        x = (self.norm @ csr_tensor(binary(history).T.tocsr(), self.device)).to_dense()  # [n_users, b]
+        x = self._users_side(history)  # [n_users, b]
         crow, col, val = self.norm_t.crow_indices(), self.norm_t.col_indices(), self.norm_t.values()
         flat = torch.as_tensor(candidates, dtype=torch.int64, device=self.device).reshape(-1)
         lengths = crow[flat + 1] - crow[flat]
@@ -294,6 +305,15 @@ class GFCF(_GraphFilter):
             out = self.graph_.linear_candidates(history, candidates)
             if self.config.alpha and self.graph_.vectors is not None:
                 out += dot_candidates(self.user_factors(users, history), self.graph_.ideal_items(), candidates)
+            return out
+
+    def score_columns(self, users: np.ndarray, history: sp.csr_matrix, items: np.ndarray) -> torch.Tensor:
+        """Exact GF-CF scores of the same items in every row, from their columns only."""
+        with torch.no_grad():
+            out = self.graph_.linear_columns(history, items)
+            if self.config.alpha and self.graph_.vectors is not None:
+                index = torch.as_tensor(items, dtype=torch.int64, device=self.graph_.device)
+                out += self.user_factors(users, history) @ self.graph_.ideal_items()[index].T
             return out
 
     def filter(self, history: sp.csr_matrix) -> torch.Tensor:
