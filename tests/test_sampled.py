@@ -10,12 +10,14 @@ import torch
 from hybrid.data.interactions import Interactions
 from hybrid.graph.adjacency import interaction_adjacency, propagate
 from hybrid.graph.sampled import (
+    edge_adjacency,
     importance_adjacency,
     propagate_all,
     propagate_chunked,
     propagate_frontier,
     transposed,
 )
+from hybrid.graph.walks import bipartite_csr, edge_visit_counts, importance_neighbourhoods
 from hybrid.models import FitData, make_model
 
 
@@ -50,6 +52,48 @@ def test_symmetric_weighting_is_lightgcns_normalisation_on_direct_neighbourhoods
     assert (sampled - exact).abs().max() < 0.25 * exact.max()
 
 
+def test_edge_neighbourhoods_are_lightgcns_rows_cut_to_the_most_visited_edges() -> None:
+    train = blocks()
+    exact = interaction_adjacency(train, "cpu").to_dense()
+    indptr, indices = bipartite_csr(train)
+    degree = indptr[1:] - indptr[:-1]
+    assert torch.allclose(edge_adjacency(train, top_t=int(degree.max())).to_dense(), exact, atol=1e-6)  # Ã = Â
+    cut = importance_adjacency(train, top_t=5, seed=3, neighbourhood="edges").to_dense()
+    assert ((cut != 0) <= (exact != 0)).all() and ((cut != 0).sum(1) == degree.clamp(max=5)).all()
+    assert torch.allclose(cut.sum(1), exact.sum(1), atol=1e-5)  # a hub's aggregation keeps its scale
+    heavy = (degree > 5).nonzero().squeeze(1)
+    counts = edge_visit_counts(indptr, indices, heavy, seed=3)
+    offset = 0
+    for node in heavy.tolist():
+        edges = indices[indptr[node]:indptr[node + 1]]
+        mine = counts[offset:offset + len(edges)]
+        offset += len(edges)
+        kept = cut[node, edges] != 0
+        assert mine[kept].min() >= mine[~kept].max()  # the most visited edges stay
+        scale = exact[node].sum() / exact[node, edges[kept]].sum()
+        assert torch.allclose(cut[node, edges[kept]], exact[node, edges[kept]] * scale, atol=1e-6)
+
+
+def test_edge_visit_counts_are_the_walks_own_visits() -> None:
+    """With restart 1 every step lands on a direct neighbour: the counts are the normalised weights
+    of the same walks' importance neighbourhoods, and any chunk size gives them."""
+    indptr, indices = bipartite_csr(blocks())
+    start = torch.tensor([0, 7, 45, 60])
+    counts = edge_visit_counts(indptr, indices, start, n_walks=8, walk_length=5, restart_prob=1.0, seed=1)
+    assert torch.equal(counts, edge_visit_counts(indptr, indices, start, n_walks=8, walk_length=5,
+                                                 restart_prob=1.0, seed=1, chunk=1))
+    top = importance_neighbourhoods(indptr, indices, start, n_walks=8, walk_length=5, restart_prob=1.0,
+                                    top_t=40, seed=1)
+    offset = 0
+    for row, node in enumerate(start.tolist()):
+        edges = indices[indptr[node]:indptr[node + 1]]
+        mine = counts[offset:offset + len(edges)]
+        offset += len(edges)
+        assert int(mine.sum()) == 8 * 5
+        weight = dict(zip(top.index[row].tolist(), top.weight[row].tolist(), strict=True))
+        assert all(abs(weight.get(int(e), 0.0) - c / 40) < 1e-6 for e, c in zip(edges.tolist(), mine.tolist(), strict=True))
+
+
 def test_frontier_propagation_equals_the_full_one_in_value_and_gradient() -> None:
     """Against dense matrix powers, for the symmetric Â and the (not symmetric) importance Ã."""
     train = blocks()
@@ -78,9 +122,11 @@ def test_chunked_inference_through_memory_maps_equals_the_full_propagation(tmp_p
     assert sorted(p.name for p in tmp_path.iterdir()) == ["final.npy"]  # the layer files are gone
 
 
-def test_lightgcn_sampled_learns_the_communities() -> None:
+@pytest.mark.parametrize("neighbourhood", ["walks", "edges"])
+def test_lightgcn_sampled_learns_the_communities(neighbourhood: str) -> None:
     train = blocks()
-    model = make_model("lightgcn_sampled", {"top_t": 5, "epochs": 30, "dim": 16}).fit(FitData(train=train))
+    params = {"top_t": 5, "epochs": 30, "dim": 16, "neighbourhood": neighbourhood}
+    model = make_model("lightgcn_sampled", params).fit(FitData(train=train))
     history = train.matrix()
     scores = model.score(np.arange(train.n_users), history)
     top = torch.topk(scores.masked_fill(torch.as_tensor(history.toarray() > 0), -torch.inf), 3, dim=1).indices
@@ -91,6 +137,8 @@ def test_lightgcn_sampled_learns_the_communities() -> None:
 def test_bad_sampling_settings_name_the_field() -> None:
     with pytest.raises(ValueError, match="propagation"):
         make_model("lightgcn", {"propagation": "partial"})
+    with pytest.raises(ValueError, match="neighbourhood"):
+        make_model("lightgcn_sampled", {"neighbourhood": "hops"})
     with pytest.raises(ValueError, match="top_t must be"):
         make_model("lightgcn_sampled", {"top_t": 0}).fit(FitData(train=blocks()))
 

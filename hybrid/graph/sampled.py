@@ -28,14 +28,15 @@ import torch
 
 from hybrid.data.interactions import Interactions
 from hybrid.graph.adjacency import csr_from_parts, row_block
-from hybrid.graph.walks import bipartite_csr, bipartite_neighbourhoods
+from hybrid.graph.walks import bipartite_csr, bipartite_neighbourhoods, edge_visit_counts
 
 logger = logging.getLogger(__name__)
 
 
 def importance_adjacency(train: Interactions, top_t: int = 20, n_walks: int = 20, walk_length: int = 10,
                          restart_prob: float = 0.5, seed: int = 0, device: torch.device | str = "cpu",
-                         weighting: Literal["visits", "symmetric"] = "symmetric") -> torch.Tensor:
+                         weighting: Literal["visits", "symmetric"] = "symmetric",
+                         neighbourhood: Literal["walks", "edges"] = "walks") -> torch.Tensor:
     """Ã (see the module docstring) as a sparse CSR tensor [n, n], n = n_users + n_items, on ``device``.
 
     Args:
@@ -43,10 +44,18 @@ def importance_adjacency(train: Interactions, top_t: int = 20, n_walks: int = 20
         top_t: T, neighbours kept per node.
         n_walks, walk_length, restart_prob: the walks of :func:`hybrid.graph.walks.importance_neighbourhoods`.
         seed: the walks' seed (same seed, same Ã on any device).
-        weighting: "visits": each row's normalised visit counts (PinSage's importance pooling, rows
-            summing to 1); "symmetric": those times sqrt(deg v / deg w), which is LightGCN's
-            1 / sqrt(deg v deg w) when a node's neighbourhood is its direct one, visited uniformly.
+        weighting: with "walks": "visits": each row's normalised visit counts (PinSage's importance
+            pooling, rows summing to 1); "symmetric": those times sqrt(deg v / deg w), which is
+            LightGCN's 1 / sqrt(deg v deg w) when a node's neighbourhood is its direct one, visited
+            uniformly.
+        neighbourhood: "walks": the T most visited nodes of the other side, any odd number of hops
+            away (PinSage); "edges": the node's own edges, the T most visited of them where it has
+            more (:func:`edge_adjacency`; ``weighting`` does not apply).
     """
+    if neighbourhood == "edges":
+        return edge_adjacency(train, top_t, n_walks, walk_length, restart_prob, seed, device)
+    if neighbourhood != "walks":
+        raise ValueError(f"neighbourhood must be 'walks' or 'edges', got {neighbourhood!r}")
     start = time.perf_counter()
     n_users, n_items = train.n_users, train.n_items
     graph = (*bipartite_csr(train, device), n_users, n_items)
@@ -66,6 +75,47 @@ def importance_adjacency(train: Interactions, top_t: int = 20, n_walks: int = 20
     logger.info("importance adjacency: %d nodes, top %d of %d walks x %d steps each, %d entries in %.1f s",
                 n_users + n_items, top_t, n_walks, walk_length, int(keep.sum()), time.perf_counter() - start)
     return csr_from_parts(crow, index[keep], weight[keep], (n_users + n_items, n_users + n_items))
+
+
+def edge_adjacency(train: Interactions, top_t: int = 20, n_walks: int = 20, walk_length: int = 10,
+                   restart_prob: float = 0.5, seed: int = 0, device: torch.device | str = "cpu") -> torch.Tensor:
+    """LightGCN's Â with every row cut to at most T entries: Ã of ``neighbourhood: edges``.
+
+    A node with at most T edges keeps its row of Â exactly (1 / sqrt(deg v deg w)); a node with
+    more keeps the T edges its walks visit most (:func:`hybrid.graph.walks.edge_visit_counts`;
+    ties: CSR order), scaled so the row sums to its full row's sum, so a hub's aggregation keeps
+    its scale. Only the heavy rows cost walks, and Ã = Â once T reaches the largest degree.
+    """
+    start = time.perf_counter()
+    n_users, n_items = train.n_users, train.n_items
+    n = n_users + n_items
+    indptr, indices = bipartite_csr(train, device)
+    degree = indptr[1:] - indptr[:-1]
+    owner = torch.repeat_interleave(torch.arange(n, device=indptr.device), degree)
+    weight = (degree[owner] * degree[indices]).float().rsqrt()
+    keep = torch.ones(len(indices), dtype=torch.bool, device=indptr.device)
+    heavy = (degree > top_t).nonzero().squeeze(1)
+    if len(heavy):
+        counts = edge_visit_counts(indptr, indices, heavy, n_walks=n_walks, walk_length=walk_length,
+                                   restart_prob=restart_prob, seed=seed)
+        lengths = degree[heavy]
+        local = torch.repeat_interleave(torch.arange(len(heavy), device=indptr.device), lengths)
+        first = torch.cumsum(lengths, 0) - lengths
+        entries = indptr[heavy][local] + torch.arange(len(local), device=indptr.device) - first[local]
+        most = n_walks * walk_length
+        order = torch.sort(local * (most + 1) + (most - counts), stable=True).indices  # row, count desc
+        rank = torch.empty_like(order)
+        rank[order] = torch.arange(len(order), device=indptr.device) - first[local[order]]
+        keep[entries[rank >= top_t]] = False
+        full_sum = torch.zeros(n, device=indptr.device).index_add_(0, owner, weight)
+        kept_sum = torch.zeros(n, device=indptr.device).index_add_(0, owner[keep], weight[keep])
+        scale = torch.where(kept_sum > 0, full_sum / kept_sum.clamp_min(1e-30), 1.0)
+        weight = weight * scale[owner]
+    crow = torch.zeros(n + 1, dtype=torch.int64, device=indptr.device)
+    torch.cumsum(torch.bincount(owner[keep], minlength=n), 0, out=crow[1:])
+    logger.info("edge adjacency: %d nodes, %d of them cut to their %d most visited edges, %d of %d entries in %.1f s",
+                n, len(heavy), top_t, int(keep.sum()), len(indices), time.perf_counter() - start)
+    return csr_from_parts(crow, indices[keep], weight[keep], (n, n))
 
 
 FRONTIER_MAX_SHARE = 0.5  # a frontier wider than this share of the nodes: one pass over the whole of Ã is cheaper

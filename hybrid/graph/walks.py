@@ -150,6 +150,55 @@ def importance_neighbourhoods(
     return Neighbourhood(index, weight)
 
 
+def edge_visit_counts(
+    indptr: torch.Tensor,
+    indices: torch.Tensor,
+    start: torch.Tensor,
+    *,
+    n_walks: int = 20,
+    walk_length: int = 10,
+    restart_prob: float = 0.5,
+    seed: int | torch.Generator = 0,
+    chunk: int = 8192,
+) -> torch.Tensor:
+    """How often the walks of :func:`importance_neighbourhoods` from each start node visit each of
+    its own neighbours: PinSage's importance restricted to the node's edges.
+
+    Same walks (same seed, same draws) as :func:`importance_neighbourhoods`; a visit counts when it
+    lands on a direct neighbour of the walk's start node, at any step.
+
+    Returns:
+        int64 [sum of deg(start)]: one count per CSR entry of the start nodes, in order (start[0]'s
+        entries ``indices[indptr[start[0]]:indptr[start[0] + 1]]`` first).
+    """
+    indptr, indices, start = _check_graph(indptr, indices, start)
+    key = _key(seed)
+    degree = indptr[1:] - indptr[:-1]
+    n = len(indptr) - 1
+    walk = _Walk(indptr, indices, degree, n_walks, walk_length, round(restart_prob * 2**_RESTART_BITS), key, 0, n)
+    parts = []
+    for begin in range(0, len(start), chunk):
+        rows = start[begin:begin + chunk]
+        lengths = degree[rows]
+        owner = torch.repeat_interleave(torch.arange(len(rows), device=rows.device), lengths)
+        first = torch.cumsum(lengths, 0) - lengths
+        entries = indptr[rows][owner] + torch.arange(len(owner), device=rows.device) - first[owner]
+        edge_keys = owner * n + indices[entries].long()  # (row in chunk, neighbour), ascending row
+        if not len(indices):
+            parts.append(torch.zeros(len(owner), dtype=torch.int64, device=rows.device))
+            continue
+        visits = walk.visits(rows)
+        walker_row = torch.arange(len(rows), device=rows.device).repeat_interleave(n_walks).expand_as(visits)
+        hit = visits >= 0
+        keys, counts = torch.unique((walker_row * n + visits)[hit], sorted=True, return_counts=True)
+        at = torch.searchsorted(keys, edge_keys).clamp(max=max(len(keys) - 1, 0))
+        found = keys[at] == edge_keys if len(keys) else torch.zeros_like(edge_keys, dtype=torch.bool)
+        parts.append(torch.where(found, counts[at] if len(keys) else 0, 0))
+    if not parts:
+        return torch.zeros(0, dtype=torch.int64, device=indptr.device)
+    return torch.cat(parts)
+
+
 def bipartite_csr(
     graph: Interactions | sp.spmatrix | sp.sparray, device: torch.device | str = "cpu"
 ) -> tuple[torch.Tensor, torch.Tensor]:
