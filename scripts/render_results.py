@@ -295,7 +295,8 @@ def render_file(path: Path) -> str:
     for name, renderer in (("partial_fit.json", render_partial_fit), ("ann.json", render_ann),
                            ("serving.json", render_serving), ("gowalla_lightgcn.json", render_gowalla_lightgcn),
                            ("gowalla_sampled.json", render_gowalla_lightgcn),
-                           ("distributed_train.json", render_distributed)):
+                           ("distributed_train.json", render_distributed),
+                           ("sampled_selection.json", render_sampled_selection)):
         extra = path.parent / name
         if extra.exists():
             body += "\n" + renderer(json.loads(extra.read_text()), f"{path.parent.name}/{name}")
@@ -395,6 +396,24 @@ def render_distributed(result: dict[str, Any], source: str) -> str:
                      f"{record['triples_per_second']:,.0f} | {record['seconds']:.1f} |")
     lines += ["", f"{result['processes']['world_size']} processes: {result['recall_ratio']:.1%} of one process's valid "
               f"Recall@20 at {result['throughput_ratio']:.2f}x its throughput."]
+    return "\n".join(lines) + "\n"
+
+
+def render_sampled_selection(result: dict[str, Any], source: str) -> str:
+    """``benchmarks/sampled_selection.py``'s JSON: each neighbourhood against full LightGCN on validation data."""
+    lines = [*_heading("Sampled LightGCN's neighbourhood, chosen on validation data", source, result["command"]),
+             f"commit `{_commit(result)}`, wall {result['wall_seconds']} s. Scored on data from the training side only "
+             "(see the benchmark's docstring); ratios are to full LightGCN on the same seeds.", "",
+             "| data set | scored on | seeds | variant | Recall@20 | NDCG@20 | ratio Recall | ratio NDCG |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, entry in result["datasets"].items():
+        for label, mean in entry["mean"].items():
+            ratio = entry["ratio_to_full"][label]
+            lines.append(f"| {name} | {entry['scored_on'].replace('_', ' ')} | {entry['seeds']} | {label} | "
+                         f"{mean['recall@20']:.4f} | {mean['ndcg@20']:.4f} | {ratio['recall@20']:.3f} | {ratio['ndcg@20']:.3f} |")
+    floors = ", ".join(f"{label} {value:.3f}" for label, value in result["worst_ratio"].items())
+    lines += ["", f"Worst ratio to full over the data sets and both metrics: {floors}; the default is "
+              f"`neighbourhood: {result['chosen']}`."]
     return "\n".join(lines) + "\n"
 
 

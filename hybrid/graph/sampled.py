@@ -7,6 +7,8 @@ visit counts, and computes only the L-hop neighbourhood a mini-batch needs. Here
 
     Ã [n_users + n_items]²   row u: T items around user u; row n_users + i: T users around item i,
                              weighted by visit share (optionally degree-corrected as LightGCN's Â);
+                             or (``neighbourhood="edges"``, :func:`edge_adjacency`) Â's own rows,
+                             a node of more than T edges keeping the T its walks visit most;
     e^{(l+1)}_v = Σ_w Ã_vw e^{(l)}_w,   final e_v = Σ_{l=0..L} e^{(l)}_v / (L + 1)
 
 with a training step computing e^{(l)} only on the batch's frontier: the nodes within L - l hops

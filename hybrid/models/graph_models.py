@@ -208,8 +208,10 @@ class LightGCNConfig(MFConfig):
     weighting: Literal["visits", "symmetric"] = "symmetric"
     # walks: PinSage's top_t most visited nodes of the other side, any odd number of hops away;
     # edges: each node's own edges, cut to the top_t most visited where it has more (rows of at
-    # most top_t edges are Â's exactly; weighting does not apply).
-    neighbourhood: Literal["walks", "edges"] = "walks"
+    # most top_t edges are Â's exactly; weighting does not apply). edges has the higher worst
+    # ratio to full LightGCN on validation data of ML-100K, Amazon Scientific and Gowalla
+    # (benchmarks/sampled_selection.py; its JSON is rendered in docs/results.md).
+    neighbourhood: Literal["walks", "edges"] = "edges"
     # Sampled only: LightGCN's weighted mean, or PinSage's CONVOLVE (valid Recall@20 with the other
     # defaults: 0.1627 against 0.1827 on ML-100K temporal, 0.0955 against 0.1938 on Amazon Scientific).
     aggregation: Literal["mean", "learned"] = "mean"
