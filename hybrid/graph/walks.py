@@ -20,7 +20,9 @@ function gives every neighbourhood a sampled LightGCN needs (:func:`bipartite_ne
     user-user  T users likewise.
 
 LightGCN propagates between the two sides, so a sampled LightGCN layer takes ``user-item`` and
-``item-user``; ``item-item`` is for PinSage-style item towers and for candidate generation.
+``item-user`` (``neighbourhood: walks``), or, by default, the walks' visits to each node's own
+edges (:func:`edge_visit_counts`, ``neighbourhood: edges``); ``item-item`` is for PinSage-style
+item towers and for candidate generation.
 
 All walkers of a chunk of start nodes step together: a neighbour is ``indices[indptr[v] + r mod
 deg(v)]`` for 40 random bits r, a gather per step. The randomness is a counter-based hash (draw
