@@ -417,6 +417,26 @@ def render_sampled_selection(result: dict[str, Any], source: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def crossover(runs: list[dict[str, Any]]) -> str:
+    """Where full-graph training stops fitting or first runs slower than sampled, from the runs."""
+    full = [r for r in runs if r["mode"] == "full"]
+    failed = [r["edges"] for r in full if "failed" in r]
+    fitted = [r for r in full if "failed" not in r]
+    if failed:
+        fits = f"Full-graph training failed from {min(failed):,} edges on"
+    elif fitted:
+        big = max(fitted, key=lambda r: r["edges"])
+        fits = (f"Full-graph training fitted at every size measured (the largest, {big['edges']:,} edges, "
+                f"peaked at {big['peak_rss_bytes'] / 2**30:.2f} GiB)")
+    else:
+        fits = "No full-graph run was measured"
+    sampled = [r for r in runs if r["mode"] == "sampled" and "failed" not in r]
+    slower = [r["edges"] for r in sampled if r.get("speedup_over_full", 0) > 1]
+    where = (f"it ran slower than sampled at {len(slower)} of the {len(sampled)} sizes measured"
+             + (f" ({', '.join(f'{e:,}' for e in slower)} edges)" if slower else ""))
+    return f"{fits}; {where}."
+
+
 def render_scale(result: dict[str, Any], source: str) -> str:
     """``benchmarks/scale.py``'s JSON: full against sampled training per size, and the projection."""
     lines = [
@@ -433,6 +453,7 @@ def render_scale(result: dict[str, Any], source: str) -> str:
         lines.append(f"| {run['edges']:,} | {run['users']:,} | {run['items']:,} | {run['mode']} | {run['build_s']:.1f} | "
                      f"{run['s_per_million_triples']:.1f} | {run['peak_rss_bytes'] / 2**30:.2f} | "
                      f"{run.get('speedup_over_full', '—')} | {run.get('memory_over_full', '—')} |")
+    lines += ["", crossover(result["runs"])]
     projected = result["projection"]
     target = projected["target"]
     lines += ["", f"Projected to {target['users'] / 1e6:.0f}M users × {target['items'] / 1e6:.0f}M items × "

@@ -193,13 +193,14 @@ class LightGCNConfig(MFConfig):
     lr: float = 0.05
     lr_schedule: Literal["constant", "cosine"] = "cosine"
     layers: int = 3  # propagation steps L
-    # full: the normalised adjacency; sampled: PinSage importance neighbourhoods (hybrid.graph.sampled):
-    # each node's top_t most visited of `walks` random walks of `walk_length` steps with restart,
+    # full: the normalised adjacency; sampled: a sparser Ã from random walks with restart
+    # (hybrid.graph.sampled): `walks` walks of `walk_length` steps from each node rank its
+    # neighbours, top_t are kept (see neighbourhood below). With neighbourhood walks they are
     # weighted by visit share ("visits") or by visit share times sqrt(deg v / deg w) ("symmetric":
     # LightGCN's normalisation where the neighbourhood is the direct one). top_t 20 and symmetric
-    # were chosen by valid Recall@20 of hybrid-train on ML-100K temporal and Amazon Scientific
-    # (T 10 / 20 / 40 symmetric: 0.1733 / 0.1827 / 0.1800 and 0.1935 / 0.1938 / 0.1966; visits at
-    # T 20: 0.1840 and 0.1770; full LightGCN 0.1827 and 0.1969).
+    # were chosen, with neighbourhood walks, by valid Recall@20 of hybrid-train on ML-100K temporal
+    # and Amazon Scientific (T 10 / 20 / 40 symmetric: 0.1733 / 0.1827 / 0.1800 and 0.1935 /
+    # 0.1938 / 0.1966; visits at T 20: 0.1840 and 0.1770; full LightGCN 0.1827 and 0.1969).
     propagation: Literal["full", "sampled"] = "full"
     top_t: int = 20
     walks: int = 20
