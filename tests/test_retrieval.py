@@ -90,6 +90,7 @@ def test_candidate_scores_equal_the_full_scores_at_those_items(name) -> None:
     assert torch.allclose(got, full.gather(1, torch.as_tensor(candidates)), atol=1e-5)
     shared = np.array([3, 0, 17, 38])  # the same items for every row (score_columns)
     assert torch.allclose(model.score_columns(users, history, shared), full[:, shared], atol=1e-5)
+    assert model.has_factors == (model.item_factors() is not None)
 
 
 def test_two_stage_with_room_for_every_item_ranks_exactly_and_reaches_new_items() -> None:

@@ -78,6 +78,11 @@ class Recommender(ABC):
         score has no such form."""
         return None
 
+    @property
+    def has_factors(self) -> bool:
+        """Whether :meth:`item_factors` gives vectors, without building them (subclasses answer cheaply)."""
+        return self.item_factors() is not None
+
     def user_factors(self, users: np.ndarray, history: sp.csr_matrix) -> torch.Tensor:
         """float32 [b, d] query vectors matching :meth:`item_factors` (same arguments as ``score``)."""
         raise NotImplementedError(f"{type(self).__name__} has no factor form (item_factors() is None)")

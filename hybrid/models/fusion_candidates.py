@@ -155,7 +155,7 @@ def hybrid_user_factors(model: FusionHybrid, users: np.ndarray, history: sp.csr_
         profiles = torch.nn.functional.normalize(profiles, dim=1)
         spread = (profiles @ model.text_[torch.as_tensor(reference, device=device)].T).std(1, keepdim=True)
         parts = [profiles * (w_profile / spread.clamp_min(1e-12))]
-        if model.warm_.item_factors() is not None:
+        if model.warm_.has_factors:
             queries = model.warm_.user_factors(users, history[:, : model.warm_items_]).float()
             graph = _graph_columns(model, users, history, reference)
             parts.insert(0, queries * (w_graph / graph.std(1, keepdim=True).clamp_min(1e-12)))

@@ -237,6 +237,10 @@ class _GraphFilter(Recommender):
         """The ideal low-pass term's item side, D^{1/2} V (the part of the score an index can search)."""
         return None if self.graph_.vectors is None else self.graph_.ideal_items()
 
+    @property
+    def has_factors(self) -> bool:
+        return self.graph_.vectors is not None
+
     def user_factors(self, users: np.ndarray, history: sp.csr_matrix) -> torch.Tensor:
         return self.ideal_weight * self.graph_.ideal_queries(history)
 
