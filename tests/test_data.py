@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from hybrid.data.interactions import Columns, Interactions, item_texts
+from hybrid.data.interactions import Columns, Interactions, coerce_ids_like, item_texts
 
 
 def frame() -> pd.DataFrame:
@@ -117,3 +117,11 @@ def test_item_text_from_mapping_series_and_frame(caplog: pytest.LogCaptureFixtur
     assert "2 of 3 items have no text" in caplog.text
     with pytest.raises(ValueError, match=r"text column\(s\) \['plot'\] not found"):
         item_texts(table, ids, text_columns=["plot"], id_column="id")
+
+
+def test_ids_are_spelt_as_the_interaction_ids_in_both_directions() -> None:
+    """"7" finds integer item 7 and 7 finds string item "7"; what cannot be cast stays as given."""
+    numbers, strings = pd.Index([5, 7]), pd.Index(["5", "7"])
+    assert coerce_ids_like(pd.Index(["7", "x", 5], dtype=object), numbers).tolist() == [7, "x", 5]
+    assert coerce_ids_like(pd.Index([7, "a", True], dtype=object), strings).tolist() == ["7", "a", True]
+    assert coerce_ids_like(pd.Index([], dtype=object), numbers).tolist() == []

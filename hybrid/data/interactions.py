@@ -420,11 +420,22 @@ def item_texts(
 
 
 def coerce_ids_like(ids: pd.Index, like: pd.Index) -> pd.Index:
-    """``ids`` given as strings ("1") cast to the type of ``like``'s non-string ids (1), so text
-    keyed by strings still finds items whose interaction ids are numbers."""
-    if len(ids) and len(like) and not isinstance(like[0], str) and any(isinstance(i, str) for i in ids):
+    """``ids`` spelt as ``like``'s ids: strings ("1") cast to the type of ``like``'s non-string ids
+    (1), integers (1) written as strings ("1") where ``like``'s ids are strings; so text keyed by
+    strings, a table read as numbers, or ids from JSON still find the interaction ids."""
+    if not len(ids) or not len(like):
+        return ids
+    if isinstance(like[0], str):
+        if any(_is_integer(i) for i in ids):
+            return pd.Index([str(i) if _is_integer(i) else i for i in ids])
+        return ids
+    if any(isinstance(i, str) for i in ids):
         return pd.Index([_coerce_like(i, like[0]) for i in ids])
     return ids
+
+
+def _is_integer(value: Any) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool)
 
 
 def _coerce_like(value: Any, example: Any) -> Any:

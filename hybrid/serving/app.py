@@ -23,11 +23,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from hybrid.data.interactions import UnknownIdError
+from hybrid.data.interactions import UnknownIdError, coerce_ids_like
 from hybrid.recommender import HybridRecommender
 
 logger = logging.getLogger(__name__)
@@ -121,18 +122,12 @@ def _ranked(items: np.ndarray, scores: np.ndarray) -> Ranked:
 
 
 def _item_ids(model: HybridRecommender, ids: list[Id]) -> list[Any]:
-    """JSON ids as the model's ids: "42" finds item 42 when the model's ids are integers."""
-    example = model.item_ids_[0] if len(model.item_ids_) else None
-    if isinstance(example, int | np.integer):
-        return [int(i) if isinstance(i, str) and i.lstrip("-").isdigit() else i for i in ids]
-    return [str(i) if isinstance(i, int) else i for i in ids]
+    """JSON ids as the model's ids: "42" finds item 42 when the model's ids are integers, 42 finds "42"."""
+    return coerce_ids_like(pd.Index(ids, dtype=object), model.item_ids_).tolist()
 
 
 def _user_id(model: HybridRecommender, user: Id) -> Any:
-    example = model.user_ids_[0] if len(model.user_ids_) else None
-    if isinstance(example, int | np.integer) and isinstance(user, str) and user.lstrip("-").isdigit():
-        return int(user)
-    return str(user) if isinstance(user, int) and isinstance(example, str) else user
+    return coerce_ids_like(pd.Index([user], dtype=object), model.user_ids_).tolist()[0]
 
 
 def create_app(model_dir: str | Path, config: ServeConfig | None = None) -> FastAPI:
