@@ -14,6 +14,7 @@ import torch
 from hybrid.data.interactions import Interactions
 from hybrid.models import make_model
 from hybrid.models.base import FitData
+from hybrid.retrieval import ranking
 from hybrid.retrieval.ann import AnnIndex
 from hybrid.retrieval.ranking import top_k
 from hybrid.retrieval.two_stage import TwoStage
@@ -161,3 +162,18 @@ def test_a_two_stage_hybrid_recommends_as_exact_saves_its_index_and_takes_new_it
     narrow.stage_.config = dataclasses.replace(staged.stage_.config, candidates=2)
     with pytest.raises(ValueError, match=r"retrieval\.candidates"):
         narrow.recommend("u0", k=3)
+
+
+def test_a_batch_of_scores_stays_within_the_memory_bound(monkeypatch) -> None:
+    """A catalogue too wide for ``batch_size`` users at once is ranked in smaller batches, with the same result."""
+    data = interactions()
+    model = make_model("mf", {"epochs": 3}).fit(FitData(train=data))
+    users, history = np.arange(data.n_users), data.matrix()
+    expected = ranking.top_k_masked(model, users, history, 5, {"all": None}, tie_seed=0)["all"]
+    rows_scored = []
+    score = model.score
+    monkeypatch.setattr(model, "score", lambda u, h: rows_scored.append(len(u)) or score(u, h))
+    monkeypatch.setattr(ranking, "MAX_SCORE_ENTRIES", 3 * data.n_items + 1)
+    got = ranking.top_k_masked(model, users, history, 5, {"all": None}, tie_seed=0)["all"]
+    assert max(rows_scored) == 3 and sum(rows_scored) == data.n_users
+    assert np.array_equal(got[0], expected[0]) and np.allclose(got[1], expected[1])

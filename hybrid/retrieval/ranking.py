@@ -10,6 +10,10 @@ import torch
 
 from hybrid.models.base import Recommender
 
+# A batch's score matrix holds at most this many entries (512 MiB of float32): at 10M items a
+# batch is 13 users, not ``batch_size``'s 1,024 (40 GB); below 131,072 items ``batch_size`` rules.
+MAX_SCORE_ENTRIES = 1 << 27
+
 
 def mask_history(scores: torch.Tensor, history: sp.csr_matrix) -> torch.Tensor:
     """Set the scores of each row's history items to -inf, in place.
@@ -48,7 +52,8 @@ def top_k(
         users: int64 [n] internal user indices.
         history: CSR [n_users_total, n_items], each user's known items (by user index).
         k: list length; capped at the number of items.
-        batch_size: users scored at once (memory ~ batch_size x n_items floats).
+        batch_size: users scored at once (memory ~ batch_size x n_items floats), fewer where that
+            would pass ``MAX_SCORE_ENTRIES``.
         filter_seen: mask history items so they are never recommended.
         candidates: int64 item indices to rank among (e.g. new arrivals); None: every item.
 
@@ -109,6 +114,7 @@ def top_k_masked(
     order = None
     if tie_seed is not None:
         order = torch.randperm(history.shape[1], generator=torch.Generator().manual_seed(tie_seed))
+    batch_size = max(1, min(batch_size, MAX_SCORE_ENTRIES // max(history.shape[1], 1)))
     for start in range(0, len(users), batch_size):
         batch = users[start : start + batch_size]
         rows = history[batch]
