@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 import hybrid.models  # noqa: E402,F401  (registers the models)
@@ -67,9 +68,8 @@ METRICS = ("recall@20", "ndcg@20")
 def nested(config: ExperimentConfig, bundle: Any) -> Any:
     """``bundle`` restricted to the training side (train + valid) of ``config``'s split."""
     outer = make_split(bundle.interactions, config.split, None)
-    kept = set(zip(outer.train["user"], outer.train["item"], strict=True)) | set(zip(outer.valid["user"], outer.valid["item"], strict=True))
-    rows = np.fromiter((pair in kept for pair in zip(bundle.interactions["user"], bundle.interactions["item"], strict=True)),
-                       bool, len(bundle.interactions))
+    pairs = pd.concat([outer.train, outer.valid])[["user", "item"]]
+    rows = pd.MultiIndex.from_frame(bundle.interactions[["user", "item"]]).isin(pd.MultiIndex.from_frame(pairs))
     return dataclasses.replace(bundle, interactions=bundle.interactions[rows].reset_index(drop=True))
 
 

@@ -140,15 +140,22 @@ def propagate(adj: torch.Tensor, x: torch.Tensor, num_layers: int) -> torch.Tens
     return out / (num_layers + 1)
 
 
-def row_block(adj: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The non-zeros of ``adj[rows, :]``: (crow [len(rows) + 1], row of each [nnz'], cols, values)."""
-    crow = adj.crow_indices().long()
+def row_entries(crow: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Where rows ``rows`` of a CSR with row pointers ``crow`` keep their entries: (sub_crow
+    [len(rows) + 1] of the gathered block, owner [nnz'] the position in ``rows`` of each entry,
+    positions [nnz'] each entry's index into the column and value arrays), row by row in order."""
+    crow = crow.long()
     start = crow[rows]
     lengths = crow[rows + 1] - start
-    sub_crow = torch.zeros(len(rows) + 1, dtype=torch.int64, device=adj.device)
+    sub_crow = torch.zeros(len(rows) + 1, dtype=torch.int64, device=crow.device)
     torch.cumsum(lengths, 0, out=sub_crow[1:])
-    owner = torch.repeat_interleave(torch.arange(len(rows), device=adj.device), lengths)
-    positions = start[owner] + torch.arange(len(owner), device=adj.device) - sub_crow[owner]
+    owner = torch.repeat_interleave(torch.arange(len(rows), device=crow.device), lengths)
+    return sub_crow, owner, start[owner] + torch.arange(len(owner), device=crow.device) - sub_crow[owner]
+
+
+def row_block(adj: torch.Tensor, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The non-zeros of ``adj[rows, :]``: (crow [len(rows) + 1], row of each [nnz'], cols, values)."""
+    sub_crow, owner, positions = row_entries(adj.crow_indices(), rows)
     return sub_crow, owner, adj.col_indices()[positions], adj.values()[positions]
 
 

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from hybrid.data.interactions import Interactions
-from hybrid.graph.adjacency import csr_from_parts, row_block
+from hybrid.graph.adjacency import csr_from_parts, row_block, row_entries
 from hybrid.graph.walks import bipartite_csr, bipartite_neighbourhoods, edge_visit_counts
 
 logger = logging.getLogger(__name__)
@@ -100,10 +100,7 @@ def edge_adjacency(train: Interactions, top_t: int = 20, n_walks: int = 20, walk
     if len(heavy):
         counts = edge_visit_counts(indptr, indices, heavy, n_walks=n_walks, walk_length=walk_length,
                                    restart_prob=restart_prob, seed=seed)
-        lengths = degree[heavy]
-        local = torch.repeat_interleave(torch.arange(len(heavy), device=indptr.device), lengths)
-        first = torch.cumsum(lengths, 0) - lengths
-        entries = indptr[heavy][local] + torch.arange(len(local), device=indptr.device) - first[local]
+        first, local, entries = row_entries(indptr, heavy)
         most = n_walks * walk_length
         order = torch.sort(local * (most + 1) + (most - counts), stable=True).indices  # row, count desc
         rank = torch.empty_like(order)

@@ -55,6 +55,7 @@ import scipy.sparse as sp
 import torch
 
 from hybrid.data.interactions import Interactions
+from hybrid.graph.adjacency import row_entries
 
 logger = logging.getLogger(__name__)
 
@@ -181,10 +182,7 @@ def edge_visit_counts(
     parts = []
     for begin in range(0, len(start), chunk):
         rows = start[begin:begin + chunk]
-        lengths = degree[rows]
-        owner = torch.repeat_interleave(torch.arange(len(rows), device=rows.device), lengths)
-        first = torch.cumsum(lengths, 0) - lengths
-        entries = indptr[rows][owner] + torch.arange(len(owner), device=rows.device) - first[owner]
+        _, owner, entries = row_entries(indptr, rows)
         edge_keys = owner * n + indices[entries].long()  # (row in chunk, neighbour), ascending row
         if not len(indices):
             parts.append(torch.zeros(len(owner), dtype=torch.int64, device=rows.device))
