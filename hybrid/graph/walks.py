@@ -183,17 +183,15 @@ def edge_visit_counts(
     for begin in range(0, len(start), chunk):
         rows = start[begin:begin + chunk]
         _, owner, entries = row_entries(indptr, rows)
-        edge_keys = owner * n + indices[entries].long()  # (row in chunk, neighbour), ascending row
-        if not len(indices):
-            parts.append(torch.zeros(len(owner), dtype=torch.int64, device=rows.device))
+        if not len(owner):  # no edge among these start nodes: nothing to count
+            parts.append(owner)
             continue
-        visits = walk.visits(rows)
+        edge_keys = owner * n + indices[entries].long()  # (row in chunk, neighbour), ascending row
+        visits = walk.visits(rows)  # a start node with an edge always moves, so some visit lands
         walker_row = torch.arange(len(rows), device=rows.device).repeat_interleave(n_walks).expand_as(visits)
-        hit = visits >= 0
-        keys, counts = torch.unique((walker_row * n + visits)[hit], sorted=True, return_counts=True)
-        at = torch.searchsorted(keys, edge_keys).clamp(max=max(len(keys) - 1, 0))
-        found = keys[at] == edge_keys if len(keys) else torch.zeros_like(edge_keys, dtype=torch.bool)
-        parts.append(torch.where(found, counts[at] if len(keys) else 0, 0))
+        keys, counts = torch.unique((walker_row * n + visits)[visits >= 0], sorted=True, return_counts=True)
+        at = torch.searchsorted(keys, edge_keys).clamp(max=len(keys) - 1)
+        parts.append(torch.where(keys[at] == edge_keys, counts[at], 0))
     if not parts:
         return torch.zeros(0, dtype=torch.int64, device=indptr.device)
     return torch.cat(parts)
