@@ -66,8 +66,10 @@ DEFAULT_CONFIGS = (
     "configs/amazon_scientific_cold_items.yaml",
     "configs/lastfm_cold_items.yaml",
     "configs/default.yaml",
+    "configs/ml_latest_small_temporal.yaml",
+    "configs/amazon_magazine_temporal.yaml",
 )
-MODELS_RUN = ["popularity", "content", "lightgcn", "gf_cf", "lightfm", "hybrid"]
+MODELS_RUN = ["popularity", "content", "text_gcn", "lightgcn", "gf_cf", "bspm", "lightfm", "hybrid"]
 DEFAULT_JSON = "benchmarks/results/cold_start.json"
 PACKAGES = ("torch", "numpy", "scipy", "pandas", "scikit-learn", "sentence-transformers", "transformers",
             "lightfm-next", "hybrid-coldstart")
@@ -155,6 +157,8 @@ def dataset_entry(config_path: Path, config: ExperimentConfig, results: dict[str
         "k": results["k"],
         "device": results.get("device"),
         "n_test_users": results["n_test_users"],
+        "catalogue": results.get("catalogue"),
+        "git_commit": (git("rev-parse", "HEAD") or "").strip() or None,
         "seeds": results.get("seeds", [config.split.seed]),
         "splits": results.get("splits", [results["split"]]),
         "params": {name: config.params.get(name) or {} for name in config.models},
@@ -221,6 +225,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", default=DEFAULT_JSON, help="the results file (rewritten after each data set)")
     parser.add_argument("--seeds", type=int, default=None,
                         help="split seeds per data set (default: hybrid-eval's rule, eval.seeds or 3 under 5,000 users)")
+    parser.add_argument("--merge", action="store_true",
+                        help="keep the data sets of an existing --json that this run does not redo")
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     if args.seeds is not None and args.seeds < 1:
@@ -234,6 +240,9 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(f"two configs share a name: {names}")
     document = provenance(argv, names)
     out_json = Path(args.json)
+    if args.merge and out_json.is_file():
+        kept = {name: entry for name, entry in json.loads(out_json.read_text())["datasets"].items() if name not in names}
+        document["datasets"].update(kept)
     for path, config in configs:
         start = time.perf_counter()
         bundle = load_dataset(config.data.name, args.data_root, config.data.path)

@@ -38,12 +38,14 @@ class DataConfig:
     # Data set name: online_retail (bundled), ml-100k, ml-latest-small, ml-1m (CoLaKG implicit
     # split, train+test pooled), ml-1m-predefined (same, with its own test set for split kind
     # predefined), gowalla, amazon-scientific, lastfm (play counts as weight, artist names as
-    # text), lightgcn_format (any train.txt/test.txt folder or zip; needs `path`).
+    # text), amazon-magazine (tiny, with times and a catalogue mostly never reviewed),
+    # lightgcn_format (any train.txt/test.txt folder or zip; needs `path`).
     name: str = "online_retail"
     # Folder (or zip) holding the data set; default <data-root>/<the data set's usual folder>.
     # Required for lightgcn_format.
     path: str | None = None
-    # Drop users/items with fewer interactions (applied repeatedly until stable; logged).
+    # Drop users/items with fewer interactions (applied repeatedly until stable; logged), on the
+    # training side of the split only: the catalogue and the test rows keep every item and user.
     min_user_interactions: int = 0
     min_item_interactions: int = 0
     # Treat ratings below this as non-interactions (explicit-feedback sets); None keeps all.
@@ -73,6 +75,11 @@ class SplitConfig:
     fraction: float | None = 0.8
     n: int = 1
     cold_fraction: float = 0.2
+    # cold_items at random: this seeded share of the held-out items loses its test interactions and
+    # stays in the catalogue as new items no test user buys, so no model can win the one list by
+    # knowing which new items will sell (a real catalogue holds many such items). 0: every held-out
+    # item keeps its buyers.
+    unsold_fraction: float = 0.5
     # cold_users: reveal each cold user's first `reveal` interactions at test time (0: none).
     reveal: int = 0
     # Per user, the last `valid_per_user` training interactions become the validation set.

@@ -4,8 +4,15 @@ The package ships a small, trimmed copy of UCI Online Retail (Chen 2015, CC BY 4
 demo runs offline. This script is the only way those files are made, so anyone can check
 them against the source: it follows the cleaning rules of
 ``shared/opendata/uci_online_retail/PROVENANCE.md``, checks the counts given there, trims
-to pairs formed from 2011-06-01 on plus an iterative 5-core, and writes gzip CSVs with
+to pairs formed from 2011-06-01 on, applies an iterative 5-core to the demo's training period
+only (before ``SPLIT_AT``, the split of ``configs/default.yaml``), and writes gzip CSVs with
 mtime 0 (the same bytes on every run).
+
+Why the core sees the training period only: a core over the whole period keeps only the new
+products that sold to five customers *in the test period*, which tells every model which new
+items will sell. Here every pair of the test period is kept, and the catalogue (items.csv) is
+every product sold in the window, so the demo's new products include those that sold once, or
+never, after the split.
 
 Usage::
 
@@ -35,12 +42,14 @@ SOURCE_SHA256 = "d686c7ec387fdc64fde3a5b6f1c31d43751735f4053f34c92e677beacf5e066
 
 SERVICE_CODES = ("23444", "23702")  # "Next Day Carriage", "High Resolution Image" (PROVENANCE.md)
 WINDOW_START = pd.Timestamp("2011-06-01")  # wall clock, encoded as UTC like every timestamp here
+SPLIT_AT = pd.Timestamp("2011-11-01")  # configs/default.yaml's split.at (a test keeps them equal)
 CORE = 5
 
-# Counts that PROVENANCE.md states for the cleaning and for this trim; a mismatch is a bug.
+# Counts that PROVENANCE.md states for the cleaning (a mismatch is a bug), and those of this
+# script's trim (the window, the training-period core), checked so a rerun cannot drift.
 EXPECTED_CLEAN = {"rows": 541_909, "lines": 396_255, "events": 386_244, "pairs": 266_155,
                   "users": 4_334, "items": 3_657}
-EXPECTED_TRIMMED = {"pairs": 151_211, "users": 3_235, "items": 2_646}
+EXPECTED_TRIMMED = {"pairs": 151_107, "users": 3_491, "items": 3_233}
 
 ATTRIBUTION = """\
 # Attribution: UCI Online Retail
@@ -70,11 +79,13 @@ permission under CC0, sha256 `{sha256}`.
   Item ids are upper-cased StockCodes; user ids are the integer CustomerIDs.
 - Aggregated purchase lines to one row per (customer, product).
 - Trimmed: kept the (customer, product) pairs whose first purchase is on or after
-  2011-06-01, then repeatedly removed customers and products with fewer than {core}
-  distinct partners (iterative {core}-core).
+  2011-06-01; among the pairs before {split} (the demo's training period) repeatedly removed
+  customers and products with fewer than {core} distinct partners (iterative {core}-core);
+  every pair from {split} on is kept.
 
-Result: {pairs:,} pairs, {users:,} customers, {items:,} products,
-{first} to {last}.
+Result: {pairs:,} pairs, {users:,} customers, {items:,} products in the catalogue
+(every product and customer with a purchase in the window, {unbought:,} products without a
+kept pair), {first} to {last}.
 
 ## Files (gzip CSV, UTF-8, header row)
 
@@ -83,12 +94,12 @@ UTC: `pd.to_datetime(ts, unit="s")` gives back the original invoice time.
 
 - `interactions.csv.gz`: `user_id,item_id,timestamp,n_invoices,quantity`; timestamp = first
   purchase of the pair, n_invoices = distinct invoices, quantity = units bought.
-- `items.csv.gz` (kept products): `item_id,title,alt_titles,first_seen,n_users,median_unit_price`;
+- `items.csv.gz` (the catalogue: every product sold in the window): `item_id,title,alt_titles,first_seen,n_users,median_unit_price`;
   title = most frequent description (ties: lexicographically first), alt_titles = the
   other descriptions joined by " | "; first_seen and median_unit_price over all clean
   lines in the source (a product's first sale may precede the window); n_users within
   `interactions.csv.gz`.
-- `users.csv.gz` (kept customers): `user_id,country,first_seen,n_items`; country = most
+- `users.csv.gz` (every customer with a purchase in the window): `user_id,country,first_seen,n_items`; country = most
   frequent on the customer's clean lines; first_seen over all clean lines; n_items within
   `interactions.csv.gz`.
 """
@@ -154,14 +165,23 @@ def k_core(pairs: pd.DataFrame, k: int) -> pd.DataFrame:
 
 
 def trim(pairs: pd.DataFrame) -> pd.DataFrame:
-    """Pairs first bought on or after ``WINDOW_START``, then the iterative ``CORE``-core.
+    """Pairs first bought on or after ``WINDOW_START``; the ``CORE``-core applied to those before
+    ``SPLIT_AT`` only (the module docstring says why), every later pair kept.
 
-    Filtering pairs by their first purchase (rather than purchase lines by date) is the rule
-    behind PROVENANCE.md's 151,211 count; it also keeps every purchase of a kept pair inside
-    the window, so n_invoices and quantity need no re-count.
+    Filtering pairs by their first purchase (rather than purchase lines by date) keeps every
+    purchase of a kept pair inside the window, so n_invoices and quantity need no re-count.
     """
+    start, split = (int(t.tz_localize("UTC").timestamp()) for t in (WINDOW_START, SPLIT_AT))
+    window = pairs[pairs["timestamp"] >= start]
+    before = window["timestamp"] < split
+    return pd.concat([k_core(window[before], CORE), window[~before]], ignore_index=True)
+
+
+def window_catalogue(pairs: pd.DataFrame) -> pd.DataFrame:
+    """(user_id, item_id) of every pair first bought in the window: whose users and items the
+    catalogue holds, kept pairs or not."""
     start = int(WINDOW_START.tz_localize("UTC").timestamp())
-    return k_core(pairs[pairs["timestamp"] >= start], CORE)
+    return pairs[pairs["timestamp"] >= start][["user_id", "item_id"]]
 
 
 def _mode(values: pd.Series) -> str:
@@ -170,9 +190,10 @@ def _mode(values: pd.Series) -> str:
     return str(min(counts.index[counts.to_numpy() == counts.max()]))
 
 
-def describe_items(lines: pd.DataFrame, kept: pd.DataFrame) -> pd.DataFrame:
-    """Title, other descriptions, first sale, users and median price of each kept item."""
-    lines = lines[lines["item_id"].isin(kept["item_id"])]
+def describe_items(lines: pd.DataFrame, kept: pd.DataFrame, catalogue: pd.DataFrame) -> pd.DataFrame:
+    """Title, other descriptions, first sale, users (in ``kept``; 0 for a product with no kept
+    pair) and median price of each item of ``catalogue``."""
+    lines = lines[lines["item_id"].isin(catalogue["item_id"])]
     counts = lines.groupby(["item_id", "description"]).size().rename("n").reset_index()
     counts = counts.sort_values(["item_id", "n", "description"], ascending=[True, False, True])
     names = counts.groupby("item_id")["description"].agg(list)
@@ -182,22 +203,22 @@ def describe_items(lines: pd.DataFrame, kept: pd.DataFrame) -> pd.DataFrame:
             "title": names.str[0],
             "alt_titles": names.map(lambda d: " | ".join(d[1:])),
             "first_seen": by_item["timestamp"].min(),
-            "n_users": kept.groupby("item_id").size(),
+            "n_users": kept.groupby("item_id").size().reindex(names.index, fill_value=0),
             "median_unit_price": by_item["unit_price"].median().round(3),
         }
     )
     return items.rename_axis("item_id").reset_index()
 
 
-def describe_users(lines: pd.DataFrame, kept: pd.DataFrame) -> pd.DataFrame:
-    """Country, first purchase and number of kept items of each kept user."""
-    lines = lines[lines["user_id"].isin(kept["user_id"])]
+def describe_users(lines: pd.DataFrame, kept: pd.DataFrame, catalogue: pd.DataFrame) -> pd.DataFrame:
+    """Country, first purchase and number of kept items (0 with none) of each user of ``catalogue``."""
+    lines = lines[lines["user_id"].isin(catalogue["user_id"])]
     by_user = lines.groupby("user_id")
     users = pd.DataFrame(
         {
             "country": by_user["country"].agg(_mode),
             "first_seen": by_user["timestamp"].min(),
-            "n_items": kept.groupby("user_id").size(),
+            "n_items": kept.groupby("user_id").size().reindex(by_user.size().index, fill_value=0),
         }
     )
     return users.rename_axis("user_id").reset_index()
@@ -234,18 +255,20 @@ def main(argv: list[str] | None = None) -> None:
           EXPECTED_CLEAN)
 
     kept = trim(pairs)
-    check("trimmed", {"pairs": len(kept), "users": kept["user_id"].nunique(),
-                      "items": kept["item_id"].nunique()}, EXPECTED_TRIMMED)
+    catalogue = window_catalogue(pairs)
+    check("trimmed", {"pairs": len(kept), "users": catalogue["user_id"].nunique(),
+                      "items": catalogue["item_id"].nunique()}, EXPECTED_TRIMMED)
     kept = kept.sort_values(["user_id", "timestamp", "item_id"]).reset_index(drop=True)
 
     args.out.mkdir(parents=True, exist_ok=True)
     write_csv_gz(kept, args.out / "interactions.csv.gz")
-    write_csv_gz(describe_items(lines, kept), args.out / "items.csv.gz")
-    write_csv_gz(describe_users(lines, kept), args.out / "users.csv.gz")
+    write_csv_gz(describe_items(lines, kept, catalogue), args.out / "items.csv.gz")
+    write_csv_gz(describe_users(lines, kept, catalogue), args.out / "users.csv.gz")
     first, last = (pd.to_datetime(kept["timestamp"].agg(f), unit="s") for f in ("min", "max"))
     (args.out / "ATTRIBUTION.md").write_text(
-        ATTRIBUTION.format(sha256=digest, core=CORE, pairs=len(kept),
-                           users=kept["user_id"].nunique(), items=kept["item_id"].nunique(),
+        ATTRIBUTION.format(sha256=digest, core=CORE, pairs=len(kept), split=f"{SPLIT_AT:%Y-%m-%d}",
+                           users=catalogue["user_id"].nunique(), items=catalogue["item_id"].nunique(),
+                           unbought=catalogue["item_id"].nunique() - kept["item_id"].nunique(),
                            first=f"{first:%Y-%m-%d %H:%M}", last=f"{last:%Y-%m-%d %H:%M}"),
         encoding="utf-8",
     )

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 from conftest import DATA_ROOT
 
 from hybrid.data.datasets import (
@@ -48,7 +49,10 @@ def _check_bundle(bundle: DataBundle, n_rows: int, n_users: int, n_items: int) -
 def test_online_retail_is_bundled(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(DATA_ROOT_ENV, raising=False)
     bundle = load_dataset("online_retail")
-    interactions = _check_bundle(bundle, 151_211, 3_235, 2_646)
+    frame = bundle.interactions
+    assert (len(frame), len(bundle.item_text), len(bundle.user_text)) == (151_107, 3_233, 3_491)  # the catalogue
+    assert frame["item"].isin(bundle.item_text.index).all() and frame["user"].isin(bundle.user_text.index).all()
+    interactions = Interactions.from_frame(frame)
     assert interactions.has_time
     assert pd.api.types.is_integer_dtype(bundle.interactions["user"])
     assert "85123A" in bundle.item_text.index
@@ -57,8 +61,14 @@ def test_online_retail_is_bundled(monkeypatch: pytest.MonkeyPatch) -> None:
     assert bundle.user_text.str.match(r"^A customer from .+\.$").all()
     first = pd.to_datetime(bundle.interactions["timestamp"].min(), unit="s")
     assert first >= pd.Timestamp("2011-06-01")
-    assert interactions.user_counts().min() >= 5
-    assert interactions.item_counts().min() >= 5
+    # the 5-core holds in the training period only; after the split every purchase is kept
+    config = yaml.safe_load((Path(__file__).parents[1] / "configs" / "default.yaml").read_text())
+    cut = int(pd.Timestamp(config["split"]["at"], tz="UTC").timestamp())
+    before = frame[frame["timestamp"] < cut]
+    assert before.groupby("user").size().min() >= 5 and before.groupby("item").size().min() >= 5
+    after = frame[frame["timestamp"] >= cut]
+    assert after.groupby("item").size().min() == 1  # new products that sold once stay
+    assert (~bundle.item_text.index.isin(before["item"])).sum() > 300  # new items of the catalogue
 
 
 def test_ml100k() -> None:
@@ -295,3 +305,14 @@ def test_data_root_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_unknown_name_is_rejected() -> None:
     with pytest.raises(ValueError, match="name: unknown data set 'movielens'"):
         load_dataset("movielens")
+
+
+def test_amazon_magazine_catalogue_holds_every_magazine_of_the_metadata() -> None:
+    bundle = load_dataset("amazon-magazine", data_root=_shared("amazon2018-magazine-subscriptions").parent)
+    frame = bundle.interactions
+    assert (len(frame), frame["user"].nunique(), frame["item"].nunique()) == (2_375, 348, 157)
+    assert len(bundle.item_text) == 2_326  # 2,320 metadata asins and 6 reviewed ones without metadata
+    assert frame["item"].isin(bundle.item_text.index).all()
+    assert not bundle.item_text.str.contains("<span").any()  # the broken HTML titles are not the text
+    assert (bundle.item_text != "").sum() > 2_200
+    assert Interactions.from_frame(frame).has_time

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -287,3 +288,55 @@ def test_resolve_seeds_threshold_and_validation() -> None:
     assert resolve_seeds(EvalConfig(seeds=4), bundle(5000)) == 4
     with pytest.raises(ValueError, match=r"eval\.seeds"):
         resolve_seeds(EvalConfig(seeds=0), bundle(10))
+
+
+class Spy(FixedScores):
+    """Records what ``fit`` receives."""
+
+    received: ClassVar[list[FitData]] = []
+
+    def fit(self, data: FitData) -> Spy:
+        Spy.received.append(data)
+        return super().fit(data)
+
+
+SPY = "spy_test"
+MODELS.setdefault(SPY, lambda params: Spy())
+
+
+def test_nothing_about_the_test_split_reaches_fit(tmp_path: Path) -> None:
+    """A model gets what HybridRecommender.fit gets: interactions, texts, the whole catalogue (items
+    nobody bought included), the same whatever the split; never the test rows, kind or size."""
+    import dataclasses
+
+    bundle = tiny_bundle()
+    unbought = pd.Series([f"unbought {i}" for i in range(30, 35)], index=pd.Index(range(30, 35)))
+    bundle.item_text = pd.concat([bundle.item_text, unbought]).rename("text")
+    bundle.item_titles = bundle.item_text.rename("title")
+    assert {f.name for f in dataclasses.fields(FitData)} == {
+        "train", "valid", "item_text", "item_titles", "user_text", "device", "seed"}
+    Spy.received.clear()
+    splits = {
+        "cold_items": SplitConfig(kind="cold_items", cold_fraction=0.3, seed=0),
+        "cold_items seed 1": SplitConfig(kind="cold_items", cold_fraction=0.3, seed=1),
+        "temporal": SplitConfig(kind="temporal", fraction=0.7),
+        "leave_last": SplitConfig(kind="leave_last", n=2),
+    }
+    catalogues = {}
+    for name, split in splits.items():
+        config = dataclasses.replace(tiny_config(), split=split, models=[SPY])
+        out = tmp_path / name.replace(" ", "_")
+        catalogues[name] = run_split(config, bundle, out)["catalogue"]
+        data = Spy.received[-1]
+        test = pd.read_csv(out / "test.csv")
+        assert list(data.train.item_ids) == list(range(35)), name  # the catalogue, whatever the split
+        assert list(data.train.user_ids) == list(range(40)), name
+        assert data.item_text[30:] == list(unbought), name
+        fitted = {(data.train.user_ids[u], data.train.item_ids[i]) for part in (data.train, data.valid)
+                  for u, i in zip(part.users, part.items, strict=True)}
+        assert not fitted & set(zip(test["user"], test["item"], strict=True)), name
+    assert catalogues["cold_items"]["items"] == 35
+    # unbought items and the unsold half of the 9 held-out items: new, and nobody buys them in test
+    assert catalogues["cold_items"]["new_items"] == 5 + 9
+    assert catalogues["cold_items"]["unsold_new_items"] == 5 + round(0.5 * 9)
+    assert catalogues["leave_last"]["new_items"] == catalogues["leave_last"]["unsold_new_items"] == 5

@@ -48,7 +48,7 @@ def test_leave_last_takes_each_users_latest() -> None:
 
 def test_cold_items_hold_out_all_interactions_of_a_seeded_share() -> None:
     frame = log()
-    config = SplitConfig(kind="cold_items", cold_fraction=0.2, seed=3)
+    config = SplitConfig(kind="cold_items", cold_fraction=0.2, unsold_fraction=0.0, seed=3)
     split = cold_items(frame, config)
     assert len(split.cold_items) == round(0.2 * frame["item"].nunique())
     assert not set(split.train["item"]) & split.cold_items
@@ -56,6 +56,19 @@ def test_cold_items_hold_out_all_interactions_of_a_seeded_share() -> None:
     held = frame[frame["item"].isin(split.cold_items)]
     assert pairs(held) <= pairs(split.test)
     assert cold_items(frame, config).cold_items == split.cold_items  # seeded
+
+
+def test_a_seeded_share_of_held_out_items_stays_unsold() -> None:
+    frame = log()
+    sold_all = cold_items(frame, SplitConfig(kind="cold_items", cold_fraction=0.2, unsold_fraction=0.0, seed=3))
+    split = cold_items(frame, SplitConfig(kind="cold_items", cold_fraction=0.2, unsold_fraction=0.5, seed=3))
+    assert len(split.unsold_items) == round(0.5 * len(sold_all.cold_items))
+    assert split.unsold_items <= sold_all.cold_items  # the same held-out items, some of them unsold
+    assert split.cold_items == sold_all.cold_items - split.unsold_items
+    assert not set(split.test["item"]) & split.unsold_items  # nobody buys them in the test period
+    assert not set(split.train["item"]) & split.unsold_items  # nor before: they are new items
+    with pytest.raises(ValueError, match="unsold_fraction"):
+        cold_items(frame, SplitConfig(kind="cold_items", unsold_fraction=1.0))
 
 
 def test_cold_items_first_seen_after_date() -> None:

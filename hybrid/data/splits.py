@@ -29,7 +29,9 @@ class Split:
         valid: carved from the training period, for early stopping and tuning.
         test: held-out interactions to rank.
         revealed: known at test time but never trained on (a cold user's first interactions).
-        cold_items / cold_users: ids with no training interactions that appear in ``test``.
+        cold_items / cold_users: ids with no training or validation interaction that appear in ``test``.
+        unsold_items: held-out items whose test interactions were dropped (``unsold_fraction``):
+            new items of the catalogue that no test user buys.
     """
 
     name: str
@@ -39,6 +41,7 @@ class Split:
     revealed: pd.DataFrame = field(default_factory=lambda: pd.DataFrame(columns=[USER, ITEM]))
     cold_items: frozenset = frozenset()
     cold_users: frozenset = frozenset()
+    unsold_items: frozenset = frozenset()
     # Which axis the warm/cold report groups by: cold items, or cold (held-out) users.
     cold_axis: Literal["item", "user"] = "item"
 
@@ -86,8 +89,9 @@ def _finish(
     name: str, train: pd.DataFrame, test: pd.DataFrame, config: SplitConfig, **extra: object
 ) -> Split:
     train, valid = _last_n(train, config.valid_per_user, config.seed, min_keep=1)
-    known_items = set(train[ITEM])
-    known_users = set(train[USER])
+    # Known = seen in training or validation: every model may fit on both.
+    known_items = set(train[ITEM]) | set(valid[ITEM])
+    known_users = set(train[USER]) | set(valid[USER])
     cold_items = frozenset(set(test[ITEM]) - known_items)
     cold_users = frozenset(set(test[USER]) - known_users)
     split = Split(
@@ -126,7 +130,12 @@ def leave_last(frame: pd.DataFrame, config: SplitConfig) -> Split:
 
 def cold_items(frame: pd.DataFrame, config: SplitConfig) -> Split:
     """A seeded ``cold_fraction`` of items (or, with ``at``, items first seen from T on) are held out
-    with all their interactions; warm items use per-user leave-last-``n`` for their test rows."""
+    with all their interactions; warm items use per-user leave-last-``n`` for their test rows.
+
+    At random, a seeded ``unsold_fraction`` of the held-out items then loses its test rows too: they
+    stay in the catalogue as new items that nobody buys (``Split.unsold_items``). Items first seen
+    after ``at`` need none: the data's own new items include those that sold little or not at all."""
+    unsold: set = set()
     if config.at is not None:
         cut = _cutoff(frame, config)
         first_seen = frame.groupby(ITEM)[TIMESTAMP].min()
@@ -135,14 +144,22 @@ def cold_items(frame: pd.DataFrame, config: SplitConfig) -> Split:
     else:
         if not 0 < config.cold_fraction < 1:
             raise ValueError(f"split.cold_fraction must be in (0, 1), got {config.cold_fraction}")
+        if not 0 <= config.unsold_fraction < 1:
+            raise ValueError(f"split.unsold_fraction must be in [0, 1), got {config.unsold_fraction}")
         items = np.sort(frame[ITEM].unique())
         rng = np.random.default_rng(config.seed)
-        held = set(rng.choice(items, size=round(config.cold_fraction * len(items)), replace=False).tolist())
-        how = f"{config.cold_fraction:.0%} seed {config.seed}"
+        chosen = rng.choice(items, size=round(config.cold_fraction * len(items)), replace=False)
+        held = set(chosen.tolist())
+        unsold = set(rng.choice(np.sort(chosen), size=round(config.unsold_fraction * len(chosen)),
+                                replace=False).tolist())
+        how = f"{config.cold_fraction:.0%} seed {config.seed}, {config.unsold_fraction:.0%} of them unsold"
     is_cold = frame[ITEM].isin(held)
     warm_train, warm_test = _last_n(frame[~is_cold], config.n, config.seed, min_keep=2)
-    test = pd.concat([warm_test, frame[is_cold]])
-    return _finish(f"cold_items({how})", warm_train, test, config)
+    test = pd.concat([warm_test, frame[is_cold & ~frame[ITEM].isin(unsold)]])
+    if unsold:
+        logger.info("split: %d held-out items made unsold: their %d test interactions are dropped",
+                    len(unsold), int(frame[ITEM].isin(unsold).sum()))
+    return _finish(f"cold_items({how})", warm_train, test, config, unsold_items=frozenset(unsold))
 
 
 def cold_users(frame: pd.DataFrame, config: SplitConfig) -> Split:

@@ -37,6 +37,7 @@ import torch
 from tqdm.auto import tqdm
 
 from hybrid.config import EvalConfig, ExperimentConfig, SplitConfig, from_dict, load_config, to_dict
+from hybrid.data.catalogue import catalogue_ids, filter_ratings, filter_training
 from hybrid.data.datasets import DataBundle, load_dataset, load_files
 from hybrid.data.interactions import ITEM, USER, Interactions, item_texts
 from hybrid.data.splits import Split, make_split
@@ -82,39 +83,15 @@ class Prepared:
         return fingerprint(self.fit_data)
 
 
-def filter_frame(frame: pd.DataFrame, config: ExperimentConfig) -> pd.DataFrame:
-    """Apply the data section's rating threshold and k-core filters, logging what they remove."""
-    data = config.data
-    if data.min_rating is not None:
-        kept = frame[frame["weight"] >= data.min_rating]
-        logger.info("min_rating %.1f: kept %d of %d interactions", data.min_rating, len(kept), len(frame))
-        frame = kept
-    while data.min_user_interactions or data.min_item_interactions:
-        users = frame.groupby(USER)[ITEM].transform("size") >= data.min_user_interactions
-        items = frame.groupby(ITEM)[USER].transform("size") >= data.min_item_interactions
-        keep = users & items
-        if keep.all():
-            break
-        logger.info("k-core filter removed %d interactions", int((~keep).sum()))
-        frame = frame[keep]
-    return frame
-
-
-def new_items_by(split: SplitConfig) -> Literal["time", "random"] | None:
-    """How this split's new items arise, for models that rehearse the cold start on validation."""
-    if split.kind == "temporal" or (split.kind == "cold_items" and split.at is not None):
-        return "time"
-    return "random" if split.kind == "cold_items" else None
-
-
 def prepare(bundle: DataBundle, config: ExperimentConfig, device: torch.device) -> Prepared:
-    """Validate the data, split it, and index every part over one id universe."""
+    """Validate the data, split it, and index every part over the catalogue (every user and item of
+    the data set, :mod:`hybrid.data.catalogue`); filters see the training side only."""
     full = Interactions.from_frame(bundle.interactions)
-    frame = filter_frame(full.to_frame(), config)
+    frame = filter_ratings(full.to_frame(), config.data)
     test_frame = None if bundle.test is None else bundle.test.rename(columns=str)
-    split = make_split(frame, config.split, test_frame)
-    user_ids = pd.Index(pd.unique(pd.concat([frame[USER], split.test[USER]])))
-    item_ids = pd.Index(pd.unique(pd.concat([frame[ITEM], split.test[ITEM]])))
+    split = filter_training(make_split(frame, config.split, test_frame), config.data)
+    user_table = None if bundle.user_text is None else bundle.user_text.index
+    user_ids, item_ids = catalogue_ids(frame, bundle.item_text.index, user_table)
 
     def index(part: pd.DataFrame) -> Interactions | None:
         if len(part) == 0:
@@ -136,12 +113,12 @@ def prepare(bundle: DataBundle, config: ExperimentConfig, device: torch.device) 
     fit_data = FitData(
         train=train, valid=valid, item_text=item_texts(bundle.item_text, item_ids),
         item_titles=bundle.item_titles.reindex(item_ids).fillna("").astype(str).tolist(),
-        user_text=user_text, device=device, seed=config.seed, new_items=new_items_by(config.split),
+        user_text=user_text, device=device, seed=config.seed,
     )
     test_matrix = test.matrix()
     users = np.flatnonzero(np.diff(test_matrix.indptr) > 0)
     if config.eval.cold_users_only:
-        users = users[train.user_counts()[users] == 0]
+        users = users[known_counts(fit_data, "user")[users] == 0]
         logger.info("evaluating only the %d test users with no training interactions", len(users))
     if config.eval.max_users is not None and len(users) > config.eval.max_users:
         rng = np.random.default_rng(config.seed)
@@ -150,17 +127,35 @@ def prepare(bundle: DataBundle, config: ExperimentConfig, device: torch.device) 
     candidates = None
     if config.eval.candidates:
         candidates = draw_candidates(users, split.test, train, history, test_matrix, config.eval.candidates, config.seed)
-    return Prepared(split, fit_data, history, test_matrix, users, _groups(split, train, users), candidates,
-                    _restricted(split, train))
+    counts = known_counts(fit_data, "item")
+    return Prepared(split, fit_data, history, test_matrix, users, _groups(split, counts, train.user_ids, users),
+                    candidates, _restricted(split, counts))
 
 
-def _groups(split: Split, train: Interactions, users: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
-    """Which (users, items) each reported group covers. Cold-user splits group by user, others by item."""
+def known_counts(data: FitData, axis: Literal["user", "item"]) -> np.ndarray:
+    """int64 per user or item: interactions in train + validation (what every model may fit on);
+    zero is what "new" / "cold" means in every report."""
+    count = (lambda part: part.user_counts()) if axis == "user" else (lambda part: part.item_counts())
+    total = count(data.train)
+    return total if data.valid is None else total + count(data.valid)
+
+
+def catalogue_record(prepared: Prepared) -> dict[str, int]:
+    """``results.json``'s ``catalogue``: items, new items (no training interaction) and unsold new
+    items (new, and no test interaction: the new items nobody buys)."""
+    new = known_counts(prepared.fit_data, "item") == 0
+    bought = np.asarray(prepared.test.getnnz(axis=0)).ravel() > 0
+    return {"items": len(new), "new_items": int(new.sum()), "unsold_new_items": int((new & ~bought).sum())}
+
+
+def _groups(split: Split, counts: np.ndarray, user_ids: pd.Index,
+            users: np.ndarray) -> dict[str, tuple[np.ndarray, np.ndarray | None]]:
+    """Which (users, items) each reported group covers, by train + validation ``counts`` per item.
+    Cold-user splits group by user, others by item."""
     every_user = np.ones(len(users), bool)
     groups: dict[str, tuple[np.ndarray, np.ndarray | None]] = {"all": (every_user, None)}
-    counts = train.item_counts()
     if split.cold_axis == "user":
-        cold_rows = np.isin(train.user_ids[users], list(split.cold_users))
+        cold_rows = np.isin(user_ids[users], list(split.cold_users))
         groups["warm"], groups["cold"] = (~cold_rows, None), (cold_rows, None)
     elif split.cold_items:
         groups["warm"], groups["cold"] = (every_user, counts > 0), (every_user, counts == 0)
@@ -170,12 +165,12 @@ def _groups(split: Split, train: Interactions, users: np.ndarray) -> dict[str, t
     return groups
 
 
-def _restricted(split: Split, train: Interactions) -> dict[str, np.ndarray]:
+def _restricted(split: Split, counts: np.ndarray) -> dict[str, np.ndarray]:
     """The item masks of the ALDI/GAR protocols on a split with cold items: ``cold_only`` ranks the
-    items with no training interaction among themselves, ``warm_only`` the others; none otherwise."""
+    items with no train + validation interaction among themselves (unsold new items included),
+    ``warm_only`` the others; none otherwise."""
     if split.cold_axis != "item" or not split.cold_items:
         return {}
-    counts = train.item_counts()
     return {"cold_only": counts == 0, "warm_only": counts > 0}
 
 
@@ -306,7 +301,7 @@ def write_evidence(prepared: Prepared, out: Path) -> None:
     pd.DataFrame({USER: train.user_ids[prepared.users[known.row]], ITEM: train.item_ids[known.col]}).to_csv(
         out / "known_items.csv", index=False
     )
-    counts = train.item_counts()
+    counts = known_counts(prepared.fit_data, "item")
     pd.DataFrame({ITEM: train.item_ids, "train_count": counts, "cold": counts == 0}).to_csv(
         out / "items.csv", index=False
     )
@@ -382,6 +377,7 @@ def run_split(config: ExperimentConfig, bundle: DataBundle, out: Path,
         "dataset": first["dataset"], "split": first["split"], "cold_axis": first["cold_axis"], "k": first["k"],
         "config": to_dict(resolved), "device": first["device"], "provenance": first.get("provenance"),
         "n_test_users": mean_over_seeds([r["n_test_users"] for r in per_seed]),
+        "catalogue": mean_over_seeds([r["catalogue"] for r in per_seed]),
         "seeds": [config.split.seed + s for s in range(seeds)],
         "splits": [r["split"] for r in per_seed],
         "n_test_users_per_seed": [r["n_test_users"] for r in per_seed],
@@ -412,7 +408,7 @@ def run_one_split(config: ExperimentConfig, bundle: DataBundle, out: Path,
         "dataset": bundle.name, "split": prepared.split.name, "cold_axis": prepared.split.cold_axis,
         "k": list(config.eval.k),
         "config": to_dict(config), "device": str(device), "n_test_users": len(prepared.users),
-        "provenance": provenance(device), "models": {},
+        "catalogue": catalogue_record(prepared), "provenance": provenance(device), "models": {},
     }
     # A bar only on a terminal (None: tqdm's own check), never one line per update in a log file.
     with tqdm(config.models, unit="model", disable=None if logger.isEnabledFor(logging.WARNING) else True) as bar:

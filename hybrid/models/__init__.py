@@ -8,6 +8,7 @@ from hybrid.models import (  # noqa: F401
     graph_models,
     hybrid_model,
     simple,
+    text_gcn,
 )
 from hybrid.models.base import MODELS, FitData, Recommender, make_model, register
 

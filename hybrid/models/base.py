@@ -10,7 +10,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -34,8 +34,9 @@ class FitData:
         user_text: one profile string per user index (side information), or None.
         device: where to train and score.
         seed: makes a CPU fit repeatable.
-        new_items: how the evaluation's new items arise when it knows ("time": items first
-            seen after a date; "random": a random share of items), or None.
+
+    Nothing here describes the evaluation's test split (its items, kind or size): a model
+    receives what ``HybridRecommender.fit`` receives from a user, the catalogue included.
     """
 
     train: Interactions
@@ -45,7 +46,6 @@ class FitData:
     user_text: list[str] | None = None
     device: torch.device = torch.device("cpu")
     seed: int = 0
-    new_items: Literal["time", "random"] | None = None
 
 
 class Recommender(ABC):

@@ -46,11 +46,13 @@ class ColdValidation:
         fit: interactions the validation-time models are fitted on.
         positives: CSR [n_users, n_items] validation positives (pseudo-new and warm).
         pseudo_new: bool [n_items] items removed from ``fit`` (cold at validation time).
+        by: how the pseudo-new items were made ("time", or "random", also where time fell back).
     """
 
     fit: Interactions
     positives: sp.csr_matrix
     pseudo_new: np.ndarray
+    by: NewItemsBy = "random"
 
 
 def subset(data: Interactions, keep: np.ndarray) -> Interactions:
@@ -102,7 +104,7 @@ def temporal_validation(train: Interactions, valid: Interactions | None, share: 
         "cold validation (time): cut at %s; %d interactions to fit on, %d positives after, %d items first seen after",
         cut, len(fit), positives.nnz, int(pseudo_new.sum()),
     )
-    return ColdValidation(fit, positives, pseudo_new)
+    return ColdValidation(fit, positives, pseudo_new, "time")
 
 
 def _last_per_user(data: Interactions, seed: int) -> np.ndarray:
