@@ -158,7 +158,6 @@ def dataset_entry(config_path: Path, config: ExperimentConfig, results: dict[str
         "device": results.get("device"),
         "n_test_users": results["n_test_users"],
         "catalogue": results.get("catalogue"),
-        "git_commit": (git("rev-parse", "HEAD") or "").strip() or None,
         "seeds": results.get("seeds", [config.split.seed]),
         "splits": results.get("splits", [results["split"]]),
         "params": {name: config.params.get(name) or {} for name in config.models},
@@ -249,6 +248,8 @@ def main(argv: list[str] | None = None) -> None:
         fitted: dict[tuple[str, str, str], tuple[Recommender, float]] = {}
         results = run_split(config, bundle, Path(args.out) / config.name, fitted)
         entry = dataset_entry(path, config, results, fitted, time.perf_counter() - start)
+        # the code that wrote this entry: the commit the run started from (render_results.py compares it)
+        entry["git_commit"], entry["git_dirty"] = document["git_commit"], document["git_dirty"]
         document["datasets"][config.name] = finite(entry)
         write_json(out_json, document)
         print("\n" + dataset_section(config.name, document["datasets"][config.name]), flush=True)
