@@ -31,6 +31,8 @@ def from_dict(cls: type[T], values: dict[str, Any] | None, where: str) -> T:
         return dacite.from_dict(cls, values, config=dacite.Config(strict=True, cast=[tuple]))
     except dacite.DaciteError as error:
         raise ValueError(f"{where}: {error}") from error
+    except ValueError as error:  # a range check of the dataclass's own (its __post_init__)
+        raise ValueError(f"{where}: {error}") from error
 
 
 @dataclass

@@ -103,3 +103,19 @@ def test_own_files_errors_name_the_field(tmp_path, capsys) -> None:
         code, err = run_cli(["--config", str(tmp_path / f"{name}.yaml"), "--out", str(tmp_path / "o"),
                              "--log-level", "ERROR"], capsys)
         assert code == 2 and named in err, err
+
+
+def test_an_out_of_range_model_parameter_is_one_line_before_any_data_is_read(tmp_path, capsys) -> None:
+    """random_negatives: 0 (which once cleared every positive of the gate, silently) is refused
+    in one line naming the key, exit 2, quickly and before anything is read or written."""
+    import time
+
+    config = tmp_path / "bad.yaml"
+    config.write_text("models: [popularity, hybrid]\nparams: {hybrid: {random_negatives: 0}}\n")
+    out = tmp_path / "out"
+    start = time.perf_counter()
+    code, err = run_cli(["--config", str(config), "--out", str(out), "--log-level", "ERROR"], capsys)
+    assert time.perf_counter() - start < 5
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and "random_negatives" in lines[0] and "Traceback" not in err
+    assert not out.exists()

@@ -41,3 +41,28 @@ def test_model_params_are_validated_by_the_model() -> None:
         make_model("random", {"sed": 1})
     with pytest.raises(ValueError, match=r"unknown model 'lightgnc'"):
         make_model("lightgnc")
+
+
+@pytest.mark.parametrize(("name", "params", "match"), [
+    ("hybrid", {"random_negatives": 0}, r"hybrid: random_negatives must be >= 1, got 0"),
+    ("hybrid", {"valid_new_share": 1.5}, r"hybrid: valid_new_share must be in \(0, 1\), got 1.5"),
+    ("hybrid", {"steps": 0}, r"hybrid: steps must be >= 1, got 0"),
+    ("hybrid", {"warm_model": "content"}, r"hybrid: warm_model must be a graph model"),
+    ("llm", {"top_n": 0}, r"llm: top_n must be >= 1"),
+    ("hybrid+llm", {"weights": [0.5, 1.0]}, r"hybrid\+llm: weights must contain 0"),
+    ("hybrid+llm", {"weight": 1.5}, r"hybrid\+llm: weight must lie in \[0, 1\]"),
+    ("llm", {"mode": "pairwise"}, r"llm: .*mode"),
+    ("llm", {"n_shuffles": 0}, r"llm: n_shuffles must be a positive integer"),
+])
+def test_model_configs_refuse_out_of_range_values_when_built(name, params, match) -> None:
+    """A range error surfaces where the config is built (make_model, which hybrid-eval calls
+    before reading data), not inside fit after earlier models ran."""
+    with pytest.raises(ValueError, match=match):
+        make_model(name, params)
+
+
+def test_fusion_config_checks_itself_when_built() -> None:
+    from hybrid.models.fusion_hybrid import FusionConfig
+
+    with pytest.raises(ValueError, match=r"random_negatives must be >= 1, got 0"):
+        FusionConfig(random_negatives=0)

@@ -47,6 +47,23 @@ class RerankConfig:
     weights: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
     valid_users: int = 100
 
+    def __post_init__(self) -> None:
+        """Range checks where the config is built (``make_model``), so ``hybrid-eval`` refuses a bad
+        value before reading data: a ``ValueError`` naming the field."""
+        if self.mode not in ("likelihood", "listwise"):
+            raise ValueError(f"mode must be 'likelihood' or 'listwise', got {self.mode!r}")
+        if self.top_n < 1 or self.max_history < 0:
+            raise ValueError(f"top_n must be >= 1 and max_history >= 0, got {self.top_n}, {self.max_history}")
+        for name in ("n_shuffles", "batch_size", "max_liked", "valid_users"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        for name, values in (("weight", [] if self.weight is None else [self.weight]), ("weights", self.weights)):
+            if any(not 0 <= w <= 1 for w in values):
+                raise ValueError(f"{name} must lie in [0, 1], got {getattr(self, name)!r}")
+        if self.weight is None and 0 not in self.weights:
+            raise ValueError(f"weights must contain 0 (the retriever alone), got {self.weights!r}")
+
 
 class LLMReranked(Recommender):
     """A retriever whose top candidates are reordered by an LLM for users with little history."""
@@ -57,15 +74,6 @@ class LLMReranked(Recommender):
     def fit(self, data: FitData, retriever: Recommender | None = None) -> Self:
         """Fit the retriever on ``data`` (or take ``retriever``, already fitted on it) and load the LLM."""
         config = self.config
-        if config.top_n < 1 or config.max_history < 0:
-            raise ValueError(f"top_n must be >= 1 and max_history >= 0, got {config.top_n}, {config.max_history}")
-        for name, values in (("weight", [] if config.weight is None else [config.weight]), ("weights", config.weights)):
-            if any(not 0 <= w <= 1 for w in values):
-                raise ValueError(f"{name} must lie in [0, 1], got {getattr(config, name)!r}")
-        if config.weight is None and 0 not in config.weights:
-            raise ValueError(f"weights must contain 0 (the retriever alone), got {config.weights!r}")
-        if config.valid_users < 1:
-            raise ValueError(f"valid_users must be >= 1, got {config.valid_users!r}")
         titles = data.item_titles or data.item_text
         if titles is None:
             raise ValueError("LLM reranking needs item titles or text; this data set has neither")

@@ -124,6 +124,9 @@ class FusionConfig:
     new_users: bool = True
     batch_size: int = 512  # validation users scored at once
 
+    def __post_init__(self) -> None:
+        self.validate()  # where the config is built: hybrid-eval refuses a bad value before reading data
+
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first out-of-range field."""
         if not 0 < self.valid_new_share < 1:
@@ -131,10 +134,13 @@ class FusionConfig:
         for name in ("new_weight", "sparse_weight"):
             if getattr(self, name) is not None and not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")
-        for name in ("neighbours", "max_valid_users", "candidates", "max_positives", "steps", "batch_size"):
+        # random_negatives >= 1: the draws stand for the rest of the catalogue (0 would leave the
+        # softmax without it, and once cleared every positive through a [-0:] slice).
+        for name in ("neighbours", "max_valid_users", "candidates", "max_positives", "steps", "batch_size",
+                     "random_negatives"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
-        for name in ("reg", "bucket_reg", "random_negatives"):
+        for name in ("reg", "bucket_reg"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if not self.auto_warm or set(self.auto_warm) - set(AUTO_WARM):
@@ -334,7 +340,7 @@ class FusionHybrid(Recommender):
                 safe = cand.clamp_min(0)
                 positive = torch.as_tensor(positives.toarray() > 0, device=self.device_).gather(1, safe)
                 positive &= cand >= 0
-                positive[:, -config.random_negatives:] = False  # a random draw is never a positive (excluded)
+                positive[:, cand.shape[1] - config.random_negatives:] = False  # a random draw is never a positive (excluded)
                 if positive.sum(1).max() > config.max_positives:  # keep a seeded sample of each user's positives
                     keys = torch.as_tensor(rng.random(positive.shape), device=self.device_).masked_fill(~positive, 2.0)
                     rank = keys.argsort(1).argsort(1)
