@@ -133,4 +133,8 @@ def fit_gate(feats: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor, b
         loss.backward()
         return loss
 
-    return gate, float(optimizer.step(closure).detach())
+    optimizer.step(closure)  # returns the loss of its first evaluation, before any step was taken
+    with torch.enable_grad():
+        final = closure()  # the loss of the gate returned (its gradients are cleared by the next zero_grad)
+    optimizer.zero_grad()
+    return gate, float(final.detach())
