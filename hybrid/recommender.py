@@ -40,7 +40,7 @@ from hybrid.models.base import FitData
 from hybrid.models.fusion_hybrid import FusionConfig, FusionHybrid
 from hybrid.persistence import atomic_folder, verify_folder, write_manifest
 from hybrid.retrieval.ranking import check_k, mask_history, top_k
-from hybrid.retrieval.two_stage import RetrievalConfig, TwoStage, retrieval_config
+from hybrid.retrieval.two_stage import RetrievalConfig, TwoStage, newest_items, retrieval_config
 
 logger = logging.getLogger(__name__)
 
@@ -132,7 +132,8 @@ class HybridRecommender:
         self.history_ = sp.csr_matrix(
             (np.ones(len(data), np.float32), (data.users, data.items)), shape=(len(data.user_ids), len(item_ids))
         )
-        self.stage_ = None if retrieval.kind == "exact" else TwoStage(self.model_, retrieval).build(self.model_.counts_)
+        self.stage_ = None if retrieval.kind == "exact" else TwoStage(self.model_, retrieval).build(
+            self.model_.counts_, newest_items(train, len(item_ids), retrieval.newest, valid))
         return self
 
     # ------------------------------------------------------------------ recommending
@@ -237,7 +238,7 @@ class HybridRecommender:
         history.data[:] = 1.0  # duplicates summed above: back to a binary history
         self.model_.refit_graph(history)
         if self.stage_ is not None:  # new graph factors: the index is rebuilt
-            self.stage_ = TwoStage(self.model_, self.stage_.config).build(self.model_.counts_)
+            self.stage_ = TwoStage(self.model_, self.stage_.config).build(self.model_.counts_, self.stage_.newest_)
         self.user_ids_, self.history_ = users, history
         logger.info("partial_fit: %d interactions (%d new users); the graph half refitted on %d", len(new),
                     len(new_users), history.nnz)

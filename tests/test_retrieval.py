@@ -177,3 +177,18 @@ def test_a_batch_of_scores_stays_within_the_memory_bound(monkeypatch) -> None:
     got = ranking.top_k_masked(model, users, history, 5, {"all": None}, tie_seed=0)["all"]
     assert max(rows_scored) == 3 and sum(rows_scored) == data.n_users
     assert np.array_equal(got[0], expected[0]) and np.allclose(got[1], expected[1])
+
+
+def test_the_newest_items_are_the_latest_to_arrive_not_the_highest_indices() -> None:
+    """Stage 1's "newest" source: items with no interactions (new arrivals), then those whose first
+    interaction is latest; an item's index (here: the sorted order of its id) says nothing of its age."""
+    rng = np.random.default_rng(0)
+    rows = [(u, int(i), int(rng.integers(0, 1000))) for u in range(60) for i in rng.choice(np.arange(3, 35), 6, replace=False)]
+    rows += [(u, u % 3, 2000 + u) for u in range(0, 60, 4)]  # items 0, 1, 2 first bought last of all
+    frame = pd.DataFrame(rows, columns=["user", "item", "timestamp"])
+    data = Interactions.from_frame(frame, item_ids=pd.Index(range(40)))  # 35-39: no interactions yet
+    stage = make_model("gf_cf+ann", {"retrieval": {"candidates": 1, "popular": 0, "newest": 8}}).fit(FitData(train=data))
+    users = np.arange(data.n_users)
+    union = stage.candidates(users, data.matrix())
+    for row in union:
+        assert {0, 1, 2, 35, 36, 37, 38, 39} <= set(row.tolist())

@@ -5,8 +5,9 @@ Stage 1 takes the union, per user, of
       :meth:`~hybrid.models.base.Recommender.item_factors`), asked for more when a user has seen
       many items so seen ones do not crowd the list out;
     * the ``popular`` most-interacted items;
-    * the ``newest`` items (the last added to the catalogue: new arrivals that have no
-      interactions yet, which an index over interaction-trained vectors would never surface).
+    * the ``newest`` items (:func:`newest_items`: new arrivals with no interactions yet, which an
+      index over interaction-trained vectors would never surface, then the items whose first
+      interaction is latest; items added later with ``add_items`` come first).
 Stage 2 scores the union with :meth:`~hybrid.models.base.Recommender.score_candidates` (exact
 dot products for the embedding models and content; exact sparse columns for GF-CF) and ranks it.
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -29,8 +31,11 @@ import torch
 from typing_extensions import Self
 
 from hybrid.config import from_dict
+from hybrid.data.interactions import Interactions
 from hybrid.models.base import FitData, Recommender
 from hybrid.retrieval.ann import AnnConfig, AnnIndex
+
+logger = logging.getLogger(__name__)
 
 CONFIG_FILE = "retrieval.json"
 MAX_EXTRA = 1000  # at most this many extra index results for a user who has seen many items
@@ -45,7 +50,7 @@ class RetrievalConfig:
         index: the ANN index settings (:class:`~hybrid.retrieval.ann.AnnConfig`).
         candidates: index results per user.
         popular: most-interacted items added to every user's candidates.
-        newest: most recently added items added to every user's candidates.
+        newest: the newest items (:func:`newest_items`) added to every user's candidates.
     """
 
     kind: Literal["exact", "ann"] = "exact"
@@ -61,6 +66,29 @@ class RetrievalConfig:
             raise ValueError(f"retrieval.candidates must be >= 1 and popular, newest >= 0, got "
                              f"{self.candidates}, {self.popular}, {self.newest}")
         self.index.validate()
+
+
+def newest_items(data: Interactions, n_items: int, n: int, valid: Interactions | None = None) -> np.ndarray:
+    """int64 [min(n, n_items)]: the ``n`` newest of ``n_items`` items, newest first.
+
+    Items without interactions (in ``data`` and ``valid``) are the newest arrivals; the rest follow
+    by their first interaction, latest first, or without timestamps by their interaction count,
+    fewest first (the best guess at age there is: rows carry no order, and an item's index is its
+    id's sorted position, which says nothing of its age). Ties: the later in the catalogue first.
+    """
+    parts = [d for d in (data, valid) if d is not None]
+    counts = np.zeros(n_items, np.int64)
+    for part in parts:
+        counts += np.bincount(part.items, minlength=n_items)[:n_items]
+    if parts and all(p.timestamps is not None for p in parts):
+        first = np.full(n_items, np.inf)
+        for part in parts:
+            np.minimum.at(first, part.items, part.timestamps.astype(np.float64))
+        age = -first  # never seen: -inf, the newest
+    else:
+        age = counts.astype(np.float64)
+    order = np.lexsort((-np.arange(n_items), age))
+    return order[:n].astype(np.int64)
 
 
 def retrieval_config(params: dict[str, Any] | RetrievalConfig | None) -> RetrievalConfig:
@@ -83,10 +111,12 @@ class TwoStage(Recommender):
 
     def fit(self, data: FitData) -> Self:
         self.model.fit(data)
-        return self.build(data.train.item_counts())
+        newest = newest_items(data.train, data.train.n_items, self.config.newest, data.valid)
+        return self.build(data.train.item_counts(), newest)
 
-    def build(self, counts: np.ndarray) -> Self:
-        """Index the fitted model's item factors; ``counts`` (int [n_items]) rank the popular source."""
+    def build(self, counts: np.ndarray, newest: np.ndarray) -> Self:
+        """Index the fitted model's item factors; ``counts`` (int [n_items]) rank the popular source,
+        ``newest`` (item indices, newest first: :func:`newest_items`) is the newest source."""
         factors = self.model.item_factors()
         if factors is None:
             raise ValueError(f"{type(self.model).__name__} has no item vectors to index (item_factors() is None); "
@@ -94,6 +124,7 @@ class TwoStage(Recommender):
         self.index_ = AnnIndex(self.config.index).build(factors.detach().float().cpu().numpy())
         self.n_items_ = factors.shape[0]
         self.popular_ = np.argsort(-np.asarray(counts), kind="stable")[: self.config.popular]
+        self.newest_ = np.asarray(newest, dtype=np.int64)[: self.config.newest]
         return self
 
     def bound(self, model: Recommender) -> TwoStage:
@@ -110,6 +141,8 @@ class TwoStage(Recommender):
         stage.index_ = self.index_.cloned()
         stage.index_.add(factors[self.n_items_:].detach().float().cpu().numpy())
         stage.n_items_ = factors.shape[0]
+        added = np.arange(factors.shape[0] - 1, self.n_items_ - 1, -1)  # the newest arrivals, last added first
+        stage.newest_ = np.concatenate([added, self.newest_])[: self.config.newest]
         return stage
 
     def write_index(self, folder: Path) -> None:
@@ -117,7 +150,8 @@ class TwoStage(Recommender):
         ranker itself is saved by its owner, so a bare TwoStage has no ``save`` of its own)."""
         folder.mkdir(parents=True, exist_ok=True)
         self.index_.save(folder)
-        (folder / CONFIG_FILE).write_text(json.dumps({"retrieval": asdict(self.config), "n_items": self.n_items_}))
+        (folder / CONFIG_FILE).write_text(json.dumps({"retrieval": asdict(self.config), "n_items": self.n_items_,
+                                                      "newest": self.newest_.tolist()}))
 
     @classmethod
     def read_index(cls, folder: Path, model: Recommender, counts: np.ndarray) -> TwoStage:
@@ -131,6 +165,13 @@ class TwoStage(Recommender):
                              f"{meta['n_items']} and the model has {len(counts)}; the folder is inconsistent")
         stage.n_items_ = meta["n_items"]
         stage.popular_ = np.argsort(-np.asarray(counts), kind="stable")[: stage.config.popular]
+        newest = meta.get("newest")
+        if newest is None:  # written before the newest items were saved: the last indices, as then
+            logger.info("%s has no newest items; using the last %d indices", folder / CONFIG_FILE, stage.config.newest)
+            newest = np.arange(stage.n_items_ - 1, max(stage.n_items_ - stage.config.newest, 0) - 1, -1)
+        stage.newest_ = np.asarray(newest, dtype=np.int64)
+        if len(stage.newest_) and (stage.newest_.min() < 0 or stage.newest_.max() >= stage.n_items_):
+            raise ValueError(f"{folder / CONFIG_FILE}: newest items outside the {stage.n_items_} items; the folder is inconsistent")
         return stage
 
     def chosen(self) -> dict[str, Any]:
@@ -141,8 +182,7 @@ class TwoStage(Recommender):
         queries = self.model.user_factors(users, history).detach().float().cpu().numpy()
         extra = min(int(np.diff(history.indptr).max(initial=0)), MAX_EXTRA)
         _, found = self.index_.search(queries, self.config.candidates + extra)
-        newest = np.arange(max(self.n_items_ - self.config.newest, 0), self.n_items_)
-        fixed = np.concatenate([self.popular_, newest])
+        fixed = np.concatenate([self.popular_, self.newest_])
         union = np.concatenate([found, np.broadcast_to(fixed, (len(found), len(fixed)))], axis=1)
         union = np.sort(union, axis=1)
         union[:, 1:][union[:, 1:] == union[:, :-1]] = -1  # duplicates
