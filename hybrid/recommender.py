@@ -27,6 +27,7 @@ from typing_extensions import Self
 
 from hybrid.config import from_dict
 from hybrid.data.interactions import (
+    BadInputError,
     Columns,
     Interactions,
     UnknownIdError,
@@ -152,13 +153,13 @@ class HybridRecommender:
         if items is not None:
             candidates = np.unique(lookup_ids(self.item_ids_, list(items), "item"))
             if len(candidates) == 0:
-                raise ValueError("items is empty; pass None to rank every item")
+                raise BadInputError("items is empty; pass None to rank every item")
         k = min(check_k(k), self._room(index, candidates, filter_seen))
         ranker = self.model_
         if self.stage_ is not None and candidates is None:  # items= is a short list: scored exactly
             ranker = self.stage_.bound(self.model_)
             if k > self.stage_.config.candidates:
-                raise ValueError(f"k={k} exceeds retrieval.candidates={self.stage_.config.candidates}, what the "
+                raise BadInputError(f"k={k} exceeds retrieval.candidates={self.stage_.config.candidates}, what the "
                                  "index proposes per user; ask for fewer or raise retrieval.candidates")
         top, scores = top_k(ranker, index, self.history_, k, filter_seen=filter_seen, candidates=candidates)
         if not np.isfinite(scores).all():
@@ -171,7 +172,7 @@ class HybridRecommender:
         signals (with up to 4 items, through the new-user gate), no refit."""
         items = list(items)
         if not items:
-            raise ValueError("items is empty; use recommend_for_text or recommend_for_user for a user with no history")
+            raise BadInputError("items is empty; use recommend_for_text or recommend_for_user for a user with no history")
         return self.recommend_for_user(items=items, k=k)
 
     def recommend_for_user(self, profile: str | None = None, items: Sequence[Any] = (), k: int = 10,
@@ -185,10 +186,10 @@ class HybridRecommender:
         """
         self._check_fitted()
         if profile is not None and (not isinstance(profile, str) or not profile.strip()):
-            raise ValueError("profile must be a non-empty string of side information, or None")
+            raise BadInputError("profile must be a non-empty string of side information, or None")
         index = lookup_ids(self.item_ids_, list(items), "item")
         if profile is None and len(index) == 0:
-            raise ValueError("give a profile, items, or both: with neither there is nothing to go on "
+            raise BadInputError("give a profile, items, or both: with neither there is nothing to go on "
                              "(use recommend_for_text for a description of tastes)")
         history = sp.csr_matrix((np.ones(len(index), np.float32), (np.zeros(len(index), int), index)),
                                 shape=(1, len(self.item_ids_)))
@@ -208,7 +209,7 @@ class HybridRecommender:
         single = np.ndim(items) == 0
         index = lookup_ids(self.item_ids_, [items] if single else list(items), "item")
         if len(index) == 0:
-            raise ValueError("items is empty")
+            raise BadInputError("items is empty")
         k = min(check_k(k), len(self.item_ids_) - 1)
         rows = sp.csr_matrix((np.ones(len(index), np.float32), (np.arange(len(index)), index)),
                              shape=(len(index), len(self.item_ids_)))
@@ -248,7 +249,7 @@ class HybridRecommender:
         """A zero-history user described by text (onboarding answers, a profile): the text is their profile."""
         self._check_fitted()
         if not isinstance(text, str) or not text.strip():
-            raise ValueError("text must be a non-empty string describing what the user likes")
+            raise BadInputError("text must be a non-empty string describing what the user likes")
         scores = self.model_.score_text(text, len(self.item_ids_))
         return self._rank(scores, sp.csr_matrix((1, len(self.item_ids_)), dtype=np.float32), k)
 
@@ -262,7 +263,7 @@ class HybridRecommender:
             room -= (self.history_[users][:, np.flatnonzero(allowed)] > 0).getnnz(axis=1)
         if (room == 0).any():
             stuck = self.user_ids_.to_numpy()[users[room == 0][:5]].tolist()
-            raise ValueError(f"users {stuck} have seen every item that may be recommended; "
+            raise BadInputError(f"users {stuck} have seen every item that may be recommended; "
                              "nothing is left to rank (pass filter_seen=False, or more items=)")
         return int(room.min())
 
@@ -291,10 +292,10 @@ class HybridRecommender:
         new = pd.Index(list(item_text))
         clash = new[new.isin(self.item_ids_)]
         if len(clash):
-            raise ValueError(f"item ids {list(clash[:5])} already exist; add_items takes new items only")
+            raise BadInputError(f"item ids {list(clash[:5])} already exist; add_items takes new items only")
         empty = [i for i, t in item_text.items() if not isinstance(t, str) or not t.strip()]
         if empty:
-            raise ValueError(f"items {empty[:5]} have empty text; a new item needs text to be scored")
+            raise BadInputError(f"items {empty[:5]} have empty text; a new item needs text to be scored")
         self.model_.add_items([item_text[i] for i in new])
         if self.stage_ is not None:
             self.stage_ = self.stage_.extended(self.model_)

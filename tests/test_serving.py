@@ -213,3 +213,23 @@ def test_batch_export_refuses_parts_of_another_job_and_unknown_users(tiny_model,
                              str(tmp_path / "missing.txt"), "--out", str(out)], capture_output=True, text=True)
     assert result.returncode != 0 and "missing.txt" in result.stderr and "Traceback" not in result.stderr
     assert Path(out).exists() is False
+
+
+def test_a_fault_of_the_server_is_a_500_and_a_refused_value_a_400(client, monkeypatch) -> None:
+    """A ValueError the model raises about itself (not about the request) is the server's fault:
+    500 with a generic message, logged; a value the caller sent that the model refuses stays 400."""
+    model = client.app.state.holder.model
+
+    def broken(*args, **kwargs):
+        raise ValueError("the model returned non-finite scores; refusing to recommend from them")
+
+    monkeypatch.setattr(model, "recommend", broken)
+    response = client.post("/recommend", json={"user": "u0", "k": 3})
+    assert response.status_code == 500, response.text
+    assert "non-finite" not in response.text  # internals stay in the log
+    monkeypatch.undo()
+    row = model.user_ids_.get_loc("u0")
+    seen = model.item_ids_[model.history_[row].indices].tolist()
+    refused = client.post("/recommend", json={"user": "u0", "k": 3, "items": seen})
+    assert refused.status_code == 400 and "seen every item" in refused.text
+    assert client.post("/recommend", json={"user": "u0", "k": 1}).status_code == 200

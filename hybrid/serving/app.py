@@ -7,8 +7,10 @@ mutating endpoints take a lock among themselves and, when the server has an API 
 in the ``X-API-Key`` header.
 
 Client errors are 4xx with a message naming the field: 422 for a body that is not valid JSON or
-breaks the schema (FastAPI names the field's location), 400 for values the model refuses, 404 for
-unknown ids, 413 for a body over the size limit, 401 for a missing or wrong key.
+breaks the schema (FastAPI names the field's location), 400 for values the model refuses
+(:class:`~hybrid.data.interactions.BadInputError`), 404 for unknown ids, 413 for a body over the
+size limit, 401 for a missing or wrong key. Any other error is the server's own: 500 with a
+generic message, the traceback in the log.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from hybrid.data.interactions import UnknownIdError, coerce_ids_like
+from hybrid.data.interactions import BadInputError, UnknownIdError, coerce_ids_like
 from hybrid.recommender import HybridRecommender
 
 logger = logging.getLogger(__name__)
@@ -152,9 +154,15 @@ def create_app(model_dir: str | Path, config: ServeConfig | None = None) -> Fast
     async def unknown(_: Request, error: UnknownIdError) -> JSONResponse:
         return JSONResponse({"detail": str(error)}, status_code=404)
 
-    @app.exception_handler(ValueError)
-    async def refused(_: Request, error: ValueError) -> JSONResponse:
+    @app.exception_handler(BadInputError)
+    async def refused(_: Request, error: BadInputError) -> JSONResponse:
         return JSONResponse({"detail": str(error)}, status_code=400)
+
+    @app.exception_handler(ValueError)
+    async def fault(request: Request, error: ValueError) -> JSONResponse:
+        # Not a value the caller sent (those are BadInputError): the model's or the server's fault.
+        logger.error("%s %s failed", request.method, request.url.path, exc_info=error)
+        return JSONResponse({"detail": "internal error; the server log has the details"}, status_code=500)
 
     def check_k(k: int) -> None:
         if k > config.max_k:
