@@ -3,8 +3,8 @@
 For each config (default: :data:`DEFAULT_CONFIGS`) this runs :func:`hybrid.evaluation.evaluate.run_split`, the
 code behind ``hybrid-eval``, with the models :data:`MODELS` and each config's own parameters for
 them; seeds follow ``hybrid-eval``'s rule (``eval.seeds``; None: 3 seeds on data sets of fewer
-than 5,000 users, else 1) unless ``--seeds`` overrides it. ``configs/default.yaml`` (bundled
-Online Retail, temporal split) is run on its top-level split only, not its scenarios.
+than 5,000 users, else 1) unless ``--seeds`` overrides it. ``configs/default_3seeds.yaml``
+(bundled Online Retail, temporal split) is run on its top-level split only, not its scenarios.
 
 ``lightfm`` is registered in this process only: :class:`vs_lightfm.LightFMRecommender` (WARP,
 identity + item-text features, epochs chosen on the validation set), with its parameters from the
@@ -65,7 +65,7 @@ DEFAULT_CONFIGS = (
     "configs/ml1m_cold_items.yaml",
     "configs/amazon_scientific_cold_items.yaml",
     "configs/lastfm_cold_items.yaml",
-    "configs/default.yaml",
+    "configs/default_3seeds.yaml",
     "configs/ml_latest_small_temporal.yaml",
     "configs/amazon_magazine_temporal.yaml",
 )

@@ -34,7 +34,6 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 import torch
-from tqdm.auto import tqdm
 
 from hybrid.config import EvalConfig, ExperimentConfig, SplitConfig, from_dict, load_config, to_dict
 from hybrid.data.catalogue import catalogue_ids, filter_ratings, filter_training
@@ -57,6 +56,8 @@ from hybrid.retrieval.candidates import candidate_metrics, draw_candidates
 from hybrid.retrieval.ranking import top_k_masked
 
 logger = logging.getLogger(__name__)
+# One line per model as it finishes; the CLI shows it even when the log shows warnings only.
+progress = logging.getLogger("hybrid.progress")
 
 # eval.seeds = None: this many seeds on data sets with fewer than AUTO_SEEDS_BELOW_USERS users, else 1.
 AUTO_SEEDS, AUTO_SEEDS_BELOW_USERS = 3, 5000
@@ -251,13 +252,11 @@ def fitted_model(name: str, params: dict[str, Any], config: ExperimentConfig, pr
     return fitted[key]
 
 
-def run_model(name: str, config: ExperimentConfig, prepared: Prepared, out: Path, bar: tqdm,
+def run_model(name: str, config: ExperimentConfig, prepared: Prepared, out: Path,
               fitted: dict[tuple[str, str, str], tuple[Recommender, float]]) -> dict[str, Any]:
     """Fit (or reuse from ``fitted``), rank and score one model; writes its rankings CSV."""
     k_max = max(config.eval.k)
-    bar.set_description(f"{name}: fit")
     model, fit_seconds = fitted_model(name, config.params.get(name) or {}, config, prepared, fitted)
-    bar.set_description(f"{name}: rank")
     start = time.perf_counter()
     # One scoring pass: the full ranking and the restricted ones (cold_only / warm_only) from the same scores.
     ranked = top_k_masked(model, prepared.users, prepared.history, k_max,
@@ -265,11 +264,9 @@ def run_model(name: str, config: ExperimentConfig, prepared: Prepared, out: Path
     top, scores = ranked.pop("all")
     restricted = {group: restricted_top(items, values, k_max) for group, (items, values) in ranked.items()}
     rank_seconds = time.perf_counter() - start
-    bar.set_description(f"{name}: score")
     result = evaluate_rankings(top, prepared, config.eval.k, restricted, config.eval.bootstrap, config.seed)
     result.update(fit_seconds=round(fit_seconds, 3), rank_seconds=round(rank_seconds, 3), chosen=model.chosen())
     if prepared.candidates is not None:
-        bar.set_description(f"{name}: candidates")
         result["candidates"] = candidate_metrics(model, prepared.users, prepared.history, prepared.candidates)
     write_rankings(prepared, top, scores, out / f"rankings_{name}.csv")
     for group, (_, values) in ranked.items():
@@ -410,10 +407,9 @@ def run_one_split(config: ExperimentConfig, bundle: DataBundle, out: Path,
         "config": to_dict(config), "device": str(device), "n_test_users": len(prepared.users),
         "catalogue": catalogue_record(prepared), "provenance": provenance(device), "models": {},
     }
-    # A bar only on a terminal (None: tqdm's own check), never one line per update in a log file.
-    with tqdm(config.models, unit="model", disable=None if logger.isEnabledFor(logging.WARNING) else True) as bar:
-        for name in bar:
-            results["models"][name] = run_model(name, config, prepared, out, bar, fitted)
+    for name in config.models:
+        results["models"][name] = entry = run_model(name, config, prepared, out, fitted)
+        progress.info("%s: fit %.1f s, rank %.1f s", name, entry["fit_seconds"], entry["rank_seconds"])
     (out / "results.json").write_text(json.dumps(results, indent=2))
     (out / "results.md").write_text(markdown_table(results))
     plot_buckets(results, out / "recall_by_bucket.png")
@@ -526,12 +522,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default=None, help="output folder (default: runs/<config name>)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default=None)
     parser.add_argument("--models", default=None, help="comma-separated model names, overriding the config")
-    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log the INFO detail (what each fit chose)")
+    parser.add_argument("--log-level", default=None, help="log level (default WARNING, or INFO with -v)")
     parser.add_argument("--debug", action="store_true", help="show the traceback of a user error")
     parser.add_argument("--json", default=None, help="also write results.json here, with the command, wall "
                         "time and peak memory (e.g. benchmarks/results/eval_NAME.json for the README)")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    level = (args.log_level or ("INFO" if args.verbose else "WARNING")).upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    show_progress(level)
     try:
         path = resolve_config(args.config)
         config = load_config(path)
@@ -553,6 +552,18 @@ def main(argv: list[str] | None = None) -> None:
                   "peak_rss_bytes": peak_rss_bytes(), **results}
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)
         Path(args.json).write_text(json.dumps(record, indent=2))
+
+
+def show_progress(level: str) -> None:
+    """The per-model progress lines on stderr at log level WARNING (at INFO the log shows them;
+    above WARNING nothing is shown)."""
+    if level != "WARNING" or progress.handlers:
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    progress.addHandler(handler)
+    progress.setLevel(logging.INFO)
+    progress.propagate = False
 
 
 def packaged_configs() -> list[str]:

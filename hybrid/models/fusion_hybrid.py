@@ -26,6 +26,7 @@ Fitting (every choice on training data only, see :mod:`hybrid.models.cold_valida
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
@@ -47,7 +48,7 @@ from hybrid.data.interactions import Interactions
 from hybrid.data.text_features import EncoderConfig, encode_texts
 from hybrid.evaluation.metrics import ranking_metrics, restrict_columns
 from hybrid.models.base import FitData, Recommender, make_model, register
-from hybrid.models.cold_validation import ColdValidation, cold_validation
+from hybrid.models.cold_validation import ColdValidation, cold_validation, merged
 from hybrid.models.fusion_candidates import (
     column_scores,
     hybrid_item_factors,
@@ -73,6 +74,7 @@ from hybrid.models.new_users import (
 )
 from hybrid.models.user_side import SideRegression
 from hybrid.persistence import atomic_folder, check_shape, verify_folder, write_manifest
+from hybrid.profiling import StageProfile
 
 logger = logging.getLogger(__name__)
 
@@ -172,43 +174,55 @@ class FusionHybrid(Recommender):
             raise ValueError("hybrid needs item text; this data set has none (use gf_cf or lightgcn)")
         start = time.perf_counter()
         self.device_ = torch.device(data.device)
-        text = torch.as_tensor(encode_texts(data.item_text, config.encoder), device=self.device_)
-        self.text_ = torch.nn.functional.normalize(text, dim=1)
-        self.neighbours_ = text_neighbours(self.text_, config.neighbours)
+        profile = self.profile_ = StageProfile(self.device_)
+        with profile.stage("encode"):
+            text = torch.as_tensor(encode_texts(data.item_text, config.encoder), device=self.device_)
+            self.text_ = torch.nn.functional.normalize(text, dim=1)
+        with profile.stage("text kNN"):
+            self.neighbours_ = text_neighbours(self.text_, config.neighbours)
         by = config.valid_new_by
         if by == "auto":  # from the training data alone: a deployment never says how its new items arise
             by = "time" if data.train.has_time else "random"
-        split = cold_validation(data.train, data.valid, config.valid_new_share, by, data.seed)
+        with profile.stage("rehearsal split"):
+            split = cold_validation(data.train, data.valid, config.valid_new_share, by, data.seed)
         self.user_text_ = data.user_text if config.use_user_text else None
         self.warm_name_, warm, warm_recall = self._choose_warm(split, data)
-        gate, self.validation_ = self._fit_gate(warm, split, data)
-        user_vectors = self._side_vectors(data.user_text)
-        if config.new_users:
-            self.new_users_ = fit_new_user_path(self, split, data, user_vectors)
-        else:
-            self.new_users_ = NewUserPath(None, None, {}, data.train.user_counts(), {"skipped": "new_users: false"})
+        with profile.stage("gate"):
+            gate, self.validation_ = self._fit_gate(warm, split, data)
+        with profile.stage("encode user text"):
+            user_vectors = self._side_vectors(data.user_text)
+        with profile.stage("new-user path"):
+            if config.new_users:
+                self.new_users_ = fit_new_user_path(self, split, data, user_vectors)
+            else:
+                self.new_users_ = NewUserPath(None, None, {}, data.train.user_counts(), {"skipped": "new_users: false"})
         with torch.no_grad():
             self.gate_weight_, self.gate_bias_ = gate.weight.detach().clone(), gate.bias.detach().clone()
         self.validation_["rehearsal"] = split.by
         self.validation_["warm_model"] = self.warm_name_
         self.validation_["warm_only valid_recall@20 by warm model"] = warm_recall
-        if config.refit:
-            self.warm_ = make_model(self.warm_name_, self._warm_params(self.warm_name_)).fit(data)
-            counts = data.train.item_counts()
-            if data.valid is not None:
-                counts = counts + data.valid.item_counts()
-        else:
-            self.warm_, counts = warm, split.fit.item_counts()
-        rows = data.train.matrix() if data.valid is None else ((data.train.matrix() + data.valid.matrix()) > 0).astype(np.float32).tocsr()
-        refit_side(self.new_users_, rows, data.seed)
-        self._set_counts(counts)
+        with profile.stage("refit"):
+            if config.refit:
+                self.warm_ = make_model(self.warm_name_, self._warm_params(self.warm_name_)).fit(data)
+                counts = data.train.item_counts()
+                if data.valid is not None:
+                    counts = counts + data.valid.item_counts()
+            else:
+                self.warm_, counts = warm, split.fit.item_counts()
+        with profile.stage("side regression"):
+            rows = merged(data.train, data.valid).matrix()
+            refit_side(self.new_users_, (rows > 0).astype(np.float32).tocsr(), data.seed)
+        with profile.stage("index"):
+            self._set_counts(counts)
         self.fit_seconds_ = time.perf_counter() - start
         return self
 
     def chosen(self) -> dict[str, Any]:
         """The gate (weights per count bucket), the rehearsal it was fitted on, the new-user gates and
         the graph half's choices."""
-        return {**self.validation_, "new users": self.new_users_.validation, "warm": self.warm_.chosen()}
+        profile = getattr(self, "profile_", None)  # None on a loaded model: it was not fitted here
+        return {**self.validation_, "new users": self.new_users_.validation, "warm": self.warm_.chosen(),
+                **({"profile": profile.record()} if profile is not None else {})}
 
     def _side_vectors(self, user_text: list[str] | None) -> torch.Tensor | None:
         """float32 [n_users, d] encoded side information (zero rows where a user has none), or None."""
@@ -230,7 +244,8 @@ class FusionHybrid(Recommender):
             n for n in self.config.auto_warm if n != "ease" or data.train.n_items <= EASE_MAX_ITEMS]
         fit_data = dataclasses.replace(data, train=split.fit, valid=None)
         if len(names) == 1:
-            return names[0], make_model(names[0], self._warm_params(names[0])).fit(fit_data), {}
+            with self.profile_.stage(f"graph half: {names[0]}"):
+                return names[0], make_model(names[0], self._warm_params(names[0])).fit(fit_data), {}
         history = split.fit.matrix()
         warm_items = (split.fit.item_counts() > 0) & ~split.pseudo_new
         positives = restrict_columns(split.positives, warm_items)
@@ -238,18 +253,18 @@ class FusionHybrid(Recommender):
         excluded = torch.as_tensor(~warm_items, device=self.device_)
         models, recall = {}, {}
         for name in names:
-            model = make_model(name, {}).fit(fit_data)
-            tops = []
-            with torch.no_grad():
-                for start in range(0, len(users), self.config.batch_size):
-                    batch = users[start:start + self.config.batch_size]
-                    scores = model.score(batch, history[batch]).masked_fill(excluded, -torch.inf)
-                    known = torch.as_tensor((history[batch] > 0).toarray(), device=self.device_)
-                    top = torch.topk(scores.masked_fill(known, -torch.inf), min(20, scores.shape[1]), dim=1)
-                    tops.append(top.indices.cpu().numpy())
-            top = np.concatenate(tops)
-            recall[name] = round(ranking_metrics(top, positives[users], [top.shape[1]])[f"recall@{top.shape[1]}"], 4)
-            models[name] = model
+            with self.profile_.stage(f"graph half: {name}"):
+                models[name] = model = make_model(name, {}).fit(fit_data)
+                tops = []
+                with torch.no_grad():
+                    for start in range(0, len(users), self.config.batch_size):
+                        batch = users[start:start + self.config.batch_size]
+                        scores = model.score(batch, history[batch]).masked_fill(excluded, -torch.inf)
+                        known = torch.as_tensor((history[batch] > 0).toarray(), device=self.device_)
+                        top = torch.topk(scores.masked_fill(known, -torch.inf), min(20, scores.shape[1]), dim=1)
+                        tops.append(top.indices.cpu().numpy())
+                top = np.concatenate(tops)
+                recall[name] = round(ranking_metrics(top, positives[users], [top.shape[1]])[f"recall@{top.shape[1]}"], 4)
         best = max(names, key=lambda n: recall[n])
         logger.info("hybrid: warm-only validation Recall@20 by graph half %s -> %s", recall, best)
         return best, models[best], recall
@@ -476,23 +491,44 @@ class FusionHybrid(Recommender):
     def warm_items_(self) -> int:
         return self.text_.shape[0] - self.added_ if hasattr(self, "added_") else self.text_.shape[0]
 
+    @property
+    def user_text_(self) -> list[str] | None:
+        """The fitted users' profile text (``use_user_text``), or None; None after :meth:`load`
+        too: a saved model holds the encoded vectors (:meth:`user_profiles`), not the text."""
+        return self.__dict__.get("_user_text")
+
+    @user_text_.setter
+    def user_text_(self, value: list[str] | None) -> None:
+        self.__dict__["_user_text"], self.__dict__["_user_profiles"] = value, None
+
+    def user_profiles(self) -> torch.Tensor | None:
+        """float32 [n_users, d] the fitted users' profile text encoded (zero rows: none), or None
+        without it; encoded once (the new-user path's side vectors, when it has the same)."""
+        if self.__dict__.get("_user_profiles") is None and self.user_text_ is not None:
+            path = getattr(self, "new_users_", None)
+            vectors = path.user_vectors if path is not None else None
+            if vectors is None or vectors.shape[0] != len(self.user_text_):
+                vectors = self._side_vectors(self.user_text_)
+            self.__dict__["_user_profiles"] = vectors
+        return self.__dict__.get("_user_profiles")
+
     def _text_profiles(self, users: np.ndarray, history: sp.csr_matrix, builder: FeatureBuilder | None = None,
                        encoded: torch.Tensor | None = None) -> torch.Tensor | None:
         """Profile vectors where a zero-history user has profile text; None when no row needs one
         (``builder``: the one whose text vectors average the rows' items, default the fitted one;
-        ``encoded``: the users' profile texts already encoded [n_users, d], else encoded here)."""
-        if self.user_text_ is None:
+        ``encoded``: the users' profile texts already encoded [n_users, d], default :meth:`user_profiles`)."""
+        if self.user_text_ is None and self.__dict__.get("_user_profiles") is None:
+            return None  # no use_user_text, or no profile text
+        vectors = encoded if encoded is not None else self.user_profiles()
+        if vectors is None:
             return None
-        empty = [r for r in np.flatnonzero(np.diff(history.indptr) == 0)
-                 if 0 <= users[r] < len(self.user_text_) and self.user_text_[users[r]].strip()]
+        present = (vectors != 0).any(1).cpu().numpy()
+        empty = [r for r in np.flatnonzero(np.diff(history.indptr) == 0) if 0 <= users[r] < len(present) and present[users[r]]]
         if not empty:
             return None
         profiles = (builder or self.builder_).profile_vectors(history)
         rows = torch.as_tensor(empty, device=self.device_)
-        if encoded is not None:
-            profiles[rows] = encoded[torch.as_tensor(users[empty], device=self.device_)]
-        else:
-            profiles[rows] = self.text_vectors([self.user_text_[users[r]] for r in empty])
+        profiles[rows] = vectors[torch.as_tensor(users[empty], device=self.device_)]
         return profiles
 
     def text_vectors(self, texts: list[str]) -> torch.Tensor:
@@ -520,7 +556,14 @@ class FusionHybrid(Recommender):
         self.warm_ = make_model(self.warm_name_, self._warm_params(self.warm_name_)).fit(
             FitData(train=train, device=self.device_))
         self.added_ = 0
-        self.new_users_.user_counts = train.user_counts()
+        # A path of its own (a copy of this model may share the old one), its side vectors padded
+        # with zero rows for new users (who bring no side text) and its side regression refitted on
+        # every item, so the saved arrays agree with each other.
+        path = self.new_users_ = copy.copy(self.new_users_)
+        if path.user_vectors is not None and path.user_vectors.shape[0] < history.shape[0]:
+            path.user_vectors = torch.nn.functional.pad(path.user_vectors, (0, 0, 0, history.shape[0] - path.user_vectors.shape[0]))
+        refit_side(path, history.tocsr(), seed=0)
+        path.user_counts = train.user_counts()
         self._set_counts(train.item_counts())
 
     def add_items(self, texts: list[str]) -> None:
@@ -547,9 +590,13 @@ class FusionHybrid(Recommender):
     def write(self, folder: Path) -> None:
         """JSON config + safetensors (text vectors, neighbours, counts, gate) and the warm scorer in ``warm/``."""
         self.warm_.save(folder / WARM_DIR)
+        profiles = self.user_profiles()
+        shared = profiles is not None and profiles is self.new_users_.user_vectors
         meta = {"model": self.name, "config": dataclasses.asdict(self.config), "warm_model": self.warm_name_,
                 "validation": self.validation_,
-                "added": getattr(self, "added_", 0), "user_text": self.user_text_,
+                "added": getattr(self, "added_", 0),
+                # Users' side text stays out of the folder: their vectors are what scoring needs.
+                "profiles": None if profiles is None else "new_users.vectors" if shared else "user_profiles",
                 "new_users": self.new_users_.validation,
                 "side": None if self.new_users_.side is None else [self.new_users_.side.ridge_, self.new_users_.side.power_]}
         (folder / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
@@ -568,6 +615,8 @@ class FusionHybrid(Recommender):
             tensors["new_users.vectors"] = path.user_vectors
         if path.side is not None:
             tensors["new_users.side"] = path.side.weights_
+        if profiles is not None and not shared:
+            tensors["user_profiles"] = profiles
         save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(folder / WEIGHTS_FILE))
 
     @classmethod
@@ -600,7 +649,7 @@ class FusionHybrid(Recommender):
         model.neighbours_ = sp.csr_matrix(
             (tensors["neighbours.data"].cpu().numpy(), indices, tensors["neighbours.indptr"].cpu().numpy()), shape=(n, n))
         model.gate_weight_, model.gate_bias_ = tensors["gate.weight"], tensors["gate.bias"]
-        model.validation_, model.user_text_ = meta["validation"], meta["user_text"]
+        model.validation_, model.user_text_ = meta["validation"], meta.get("user_text")  # text: older folders
         if meta["added"]:
             model.added_ = meta["added"]
         warm_items = getattr(getattr(model.warm_, "graph_", None), "matrix", None)
@@ -608,6 +657,12 @@ class FusionHybrid(Recommender):
             raise ValueError(f"{folder / WARM_DIR}: the graph half has {warm_items.shape[1]} items, "
                              f"{where} has {model.warm_items_} (+{meta['added']} added); the folder is inconsistent")
         model.new_users_ = cls._read_new_users(tensors, meta, where)
+        if meta.get("profiles"):
+            if meta["profiles"] not in tensors:
+                raise ValueError(f"{where} lacks the array {meta['profiles']!r} that {folder / CONFIG_FILE} names")
+            profiles = tensors[meta["profiles"]]
+            check_shape(meta["profiles"], profiles.shape[1:], tuple(model.text_.shape[1:]), where)
+            model.__dict__["_user_profiles"] = profiles
         model._set_counts(tensors["counts"].cpu().numpy())
         return model
 
