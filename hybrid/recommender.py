@@ -310,7 +310,7 @@ class HybridRecommender:
         with atomic_folder(path) as folder:
             self.model_.write(folder)
             ids = {"users": _plain(self.user_ids_), "items": _plain(self.item_ids_), "seed": self.seed,
-                   "valid_per_user": self.valid_per_user}
+                   "valid_per_user": self.valid_per_user, "columns": dataclasses.asdict(self.columns)}
             (folder / IDS_FILE).write_text(json.dumps(ids))
             save_file({"indptr": self.history_.indptr.astype(np.int64),
                        "indices": self.history_.indices.astype(np.int64)}, str(folder / HISTORY_FILE))
@@ -336,7 +336,8 @@ class HybridRecommender:
         if len(indptr) != len(users) + 1 or (len(indices) and (indices.min() < 0 or indices.max() >= len(items))):
             raise ValueError(f"{path / HISTORY_FILE} does not fit the {len(users)} users and {len(items)} items of "
                              f"{path / IDS_FILE}; the folder is inconsistent")
-        rec = cls(valid_per_user=ids["valid_per_user"], device=device, seed=ids["seed"])
+        columns = Columns(**ids["columns"]) if "columns" in ids else Columns()  # partial_fit reads the same names
+        rec = cls(columns=columns, valid_per_user=ids["valid_per_user"], device=device, seed=ids["seed"])
         rec.model_, rec.config = model, model.config
         rec.stage_ = None
         if (path / RETRIEVAL_DIR).is_dir():

@@ -7,11 +7,17 @@ import shutil
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
+import scipy.sparse as sp
+import torch
 from safetensors.numpy import load_file, save_file
 
 import hybrid.recommender as recommender_module
 from hybrid import HybridRecommender
+from hybrid.data.interactions import Columns, Interactions
+from hybrid.models import make_model
+from hybrid.models.base import FitData
 from hybrid.persistence import MANIFEST_FILE
 
 
@@ -151,3 +157,90 @@ def test_embedding_models_save_atomically_and_refuse_damaged_folders(name, tmp_p
         other = "mf" if name != "mf" else "lightgcn"
         model.save(tmp_path / "n")
         type(make_model(other, {})).load(tmp_path / "n")
+
+
+SMALL = {"neighbours": 5, "candidates": 20, "random_negatives": 20}  # a 20-item catalogue needs few negatives
+
+
+def profiled_tastes(n_users: int = 48, seed: int = 0) -> tuple[pd.DataFrame, dict[str, str], dict[str, str]]:
+    """Interactions with custom column names, item text and users' side text: space fans (even
+    users) and cooking fans (odd ones), 8 items each, enough for the new-user gates and the side
+    regression to be fitted."""
+    from test_recommender import COOKING, SPACE
+
+    rng = np.random.default_rng(seed)
+    text = {f"s{i}": t for i, t in enumerate(SPACE)} | {f"c{i}": t for i, t in enumerate(COOKING)}
+    rows = [(f"u{u}", f"{'s' if u % 2 == 0 else 'c'}{i}", 10 * u + t)
+            for u in range(n_users) for t, i in enumerate(rng.choice(9, 8, replace=False))]
+    profiles = {f"u{u}": "A fan of spaceships and galaxies." if u % 2 == 0 else "A keen home cook of pasta."
+                for u in range(n_users)}
+    return pd.DataFrame(rows, columns=["customer", "product", "when"]), text, profiles
+
+
+def test_a_model_with_user_text_and_own_columns_survives_partial_fit_add_items_save_load(tmp_path) -> None:
+    """partial_fit (new users), add_items, save, load, partial_fit again: the loaded model
+    recommends as the saved one, and both take the same update to the same lists."""
+    frame, text, profiles = profiled_tastes()
+    columns = Columns(user="customer", item="product", timestamp="when", weight=None)
+    rec = HybridRecommender(SMALL, columns=columns, device="cpu").fit(frame, text, user_text=profiles)
+    assert rec.model_.new_users_.side is not None  # the user-side path is fitted and travels
+    rec.partial_fit(pd.DataFrame({"customer": ["n1", "n1", "n2"], "product": ["s1", "s2", "c3"],
+                                  "when": [1000, 1001, 1002]}))
+    rec.add_items({"s_new": "A crewed mission to Mars and its rocket launch", "c_new": "Slow-cooked stews"})
+    users = ["u0", "u1", "n1", "n2"]
+    ids, scores = rec.recommend(users, k=6)
+    side_ids, _ = rec.recommend_for_user(profile="A fan of spaceships.", items=["s0"], k=6)
+    rec.save(tmp_path / "m")
+    loaded = HybridRecommender.load(tmp_path / "m", device="cpu")
+    loaded_ids, loaded_scores = loaded.recommend(users, k=6)
+    assert (loaded_ids == ids).all() and np.allclose(loaded_scores, scores, rtol=1e-5, atol=1e-6)
+    assert (loaded.recommend_for_user(profile="A fan of spaceships.", items=["s0"], k=6)[0] == side_ids).all()
+    more = pd.DataFrame({"customer": ["n3", "u0"], "product": ["s_new", "c_new"], "when": [2000, 2001]})
+    rec.partial_fit(more)
+    loaded.partial_fit(more)  # the custom column names travelled with the model
+    users.append("n3")
+    ids, scores = rec.recommend(users, k=6)
+    loaded_ids, loaded_scores = loaded.recommend(users, k=6)
+    assert (loaded_ids == ids).all() and np.allclose(loaded_scores, scores, rtol=1e-5, atol=1e-6)
+    rec.save(tmp_path / "again")  # and the twice-updated model saves and loads too
+    assert (HybridRecommender.load(tmp_path / "again", device="cpu").recommend(users, k=6)[0] == ids).all()
+
+
+def test_a_copy_updated_by_partial_fit_leaves_the_original_as_it_was() -> None:
+    """copy() then partial_fit on the copy (what a server does): the original's new-user path,
+    user counts and lists are untouched."""
+    frame, text, profiles = profiled_tastes()
+    columns = Columns(user="customer", item="product", timestamp="when", weight=None)
+    rec = HybridRecommender(SMALL, columns=columns, device="cpu").fit(frame, text, user_text=profiles)
+    counts = rec.model_.new_users_.user_counts.copy()
+    ids, scores = rec.recommend(["u0", "u1"], k=6)
+    clone = rec.copy()
+    clone.partial_fit(pd.DataFrame({"customer": ["n1", "u0"], "product": ["s1", "c2"], "when": [1000, 1001]}))
+    assert len(clone.model_.new_users_.user_counts) == len(counts) + 1
+    assert np.array_equal(rec.model_.new_users_.user_counts, counts)
+    again, again_scores = rec.recommend(["u0", "u1"], k=6)
+    assert (again == ids).all() and np.allclose(again_scores, scores)
+
+
+def test_a_saved_model_holds_users_vectors_not_their_side_text(tmp_path) -> None:
+    """config.json (and every other file) of a model fitted with user_text holds no profile text;
+    a zero-history user with a profile is still scored from it after load."""
+    frame, text, profiles = profiled_tastes()
+    frame = frame.rename(columns={"customer": "user", "product": "item", "when": "timestamp"})
+    users = pd.Index([*sorted(frame["user"].unique()), "newbie"])
+    items = pd.Index(list(text))
+    train = Interactions.from_frame(frame, user_ids=users, item_ids=items)
+    side = [profiles.get(u, "") for u in users[:-1]] + ["I love starships, alien worlds and galactic wars"]
+    for new_users in (True, False):
+        model = make_model("hybrid", {**SMALL, "new_users": new_users}).fit(
+            FitData(train=train, item_text=[text[i] for i in items], user_text=side, seed=0))
+        newbie, empty = np.array([len(users) - 1]), sp.csr_matrix((1, len(items)), dtype=np.float32)
+        scores = model.score(newbie, empty)
+        folder = tmp_path / f"new_users_{new_users}"
+        model.save(folder)
+        for file in folder.rglob("*"):
+            if file.is_file():
+                content = file.read_bytes()
+                assert b"starships" not in content and b"home cook" not in content, file
+        loaded = type(model).load(folder)
+        assert torch.allclose(loaded.score(newbie, empty), scores, rtol=1e-5, atol=1e-6)
