@@ -17,9 +17,9 @@ Item draws are i.i.d. (inverse CDF by binary search), so a user can draw an item
 dropped and redrawn for a few rounds (``_TOPUP_ROUNDS``), and what is still missing is logged.
 Users are generated in blocks of about ``_CHUNK_EDGES`` edges, each block deduplicated on its own
 (blocks hold disjoint users), so peak memory is the output (~28 bytes an edge: user and item int64,
-timestamp int64, weight float32) plus a few hundred MB of working space. Measured with the
-defaults, n_users = n_edges / 20, n_items = n_edges / 100, on 2 CPU cores shared with other jobs:
-5M edges in 1.6-2.9 s (peak RSS 0.55 GB), 20M in ~10 s (1.0 GB), 50M in 19-29 s (1.9 GB).
+timestamp int64, weight float32) plus a few hundred MB of working space. Generation time and peak
+memory at 5M-50M edges are in ``benchmarks/results/scale.json`` (``generate_s``,
+``peak_rss_bytes``; ``python benchmarks/scale.py``).
 """
 
 from __future__ import annotations
@@ -62,8 +62,7 @@ def power_law_interactions(
         n_items: items (raw ids 0 .. n_items - 1).
         n_edges: target number of distinct (user, item) edges. The result can hold slightly
             fewer, and the log says how many: repeated draws are redrawn for a few rounds only
-            (0.01-0.08% short at 5M-50M edges with the defaults; a WARNING past 1%, when
-            n_edges nears the degree cap below).
+            (a WARNING past 1% short, when n_edges nears the degree cap below).
         user_exponent: a_user ≥ 0, the Zipf exponent of user activity. Degrees are capped at
             max(1, n_items // (2 * communities)) so that a heavy user can still find that many
             distinct items, most of them inside their community; the capped excess goes to the
@@ -268,7 +267,7 @@ class _ItemTable:
 
 
 def _sorted_unique(keys: np.ndarray) -> np.ndarray:
-    """``np.unique`` by an in-place sort: numpy 2's hash-based ``unique`` took ~5x longer here."""
+    """``np.unique`` by an in-place sort (numpy 2's ``unique`` hashes, which is slower on these int64 keys)."""
     keys.sort()
     return keys[np.r_[True, keys[1:] != keys[:-1]]]
 
@@ -278,8 +277,8 @@ def _sorted_interactions(
 ) -> Interactions:
     """``Interactions(RangeIndex(n_users), RangeIndex(n_items), users, items, ones, timestamps)``
     for pairs already sorted by (user, item) and distinct, without the constructor's lexsort and
-    copies (measured at 50M edges: ~16 s of lexsort on sorted input, ~2 s a gather, ~1.2 GB more at
-    the peak). ``tests/test_scale_blocks.py`` checks the two are equal."""
+    copies (a lexsort of already sorted input and a gather per array, at tens of millions of
+    edges the largest part of building the table). ``tests/test_scale_blocks.py`` checks the two are equal."""
     data = Interactions.__new__(Interactions)
     data.user_ids = pd.RangeIndex(n_users)
     data.item_ids = pd.RangeIndex(n_items)

@@ -1,6 +1,7 @@
 """Top-K ranking metrics, as pure functions of a hit matrix.
 
-Definitions (DESIGN.md), for one user with test set T and top-K list L:
+Definitions, for one user with test set T and top-K list L (``tests/test_metrics.py`` checks each
+against values worked out by hand):
     Recall@K    = |L ∩ T| / |T|
     Precision@K = |L ∩ T| / K
     NDCG@K      = Σ_{r ≤ K, L_r ∈ T} 1/log2(r+1)  /  Σ_{r ≤ min(|T|, K)} 1/log2(r+1)

@@ -11,12 +11,11 @@ tensor (int32 indices). Â is symmetric, so the gradient of ``Â @ X`` with resp
 sorting all non-zeros) on every backward call. A training step needs the final embeddings of its
 batch's rows only; :func:`propagate_rows` computes just those, with the exact gradient.
 
-Why a CSR tensor rather than PyG's ``LGConv``: measured on Gowalla (70,839 nodes, 1,620,256
-directed edges, 64-d, 3 layers, batch 2048, 2 CPU cores shared with other jobs, torch 2.13, PyG
-2.8.1), one training step of PyG's ``LightGCN`` takes ~7.1 s over ``edge_index`` (message passing
-materialises a 1.6M x 64 tensor per layer), ~1.9-2.2 s over a CSR adjacency (``gcn_norm`` on every
-call, torch's transposing CSR backward) and ~1.6-1.7 s over a pre-normalised CSR; ours takes
-~0.65-0.85 s (one ``Â @ X`` is ~0.1 s of it). ``benchmarks/vs_pyg.py`` repeats this in one run.
+Why a CSR tensor rather than PyG's ``LGConv``: message passing over ``edge_index`` materialises an
+[n_edges, d] tensor per layer, and PyG's CSR path normalises the adjacency on every call and takes
+torch's transposing CSR backward; none of that is needed here. ``python benchmarks/vs_pyg.py``
+times one training step of each variant against ours in one run, on the machine at hand (it prints
+its table; no figure is kept here).
 """
 
 from __future__ import annotations
@@ -172,7 +171,7 @@ class _PropagateRows(torch.autograd.Function):
     Backward (Â symmetric, G the gradient scattered onto ``rows``): Horner's rule
     g ← G + Â g, whose first product only touches the columns ``rows`` (Â[:, rows] = Â[rows, :]ᵀ).
     So a step costs L - 1 full products each way instead of L, plus two products with the
-    batch's rows of Â (~16% of Gowalla's non-zeros for a 2048-triple batch).
+    batch's rows of Â (a small share of the non-zeros when the batch is small against the graph).
     """
 
     @staticmethod
@@ -214,7 +213,8 @@ class _PropagateRows(torch.autograd.Function):
 
 
 # propagate_rows falls back to the full propagation when the batch's rows of Â hold more than
-# this share of its non-zeros (ML-100K: every batch touches almost every node; measured 2x slower).
+# this share of its non-zeros (a small graph, where every batch touches almost every node: the
+# partial products then cost more than the full one).
 PARTIAL_MAX_SHARE = 0.5
 
 

@@ -30,10 +30,9 @@ number walker * walk_length + step of a splitmix64 stream keyed by the seed), no
 ``torch.Generator``: each walker's draws depend only on (seed, start node, walk number, step), so
 the result is identical for any ``chunk``, and chunks share no state; being integer arithmetic
 only, it is meant to be bit-identical on CUDA too (``tests/test_scale_blocks.py`` checks where a
-GPU is present; not yet run on one).
-Measured on a 1M-edge :func:`~hybrid.data.synthetic.power_law_interactions` graph (50K users, 10K
-items), 10 walks x 16 steps, T = 10, one CPU thread: user-item 1.8 s, item-user 0.34 s, item-item
-0.25 s, peak RSS 0.47 GB (two threads on 2 cores busy with another job: 11.5 s, 4.6 s, 1.4 s).
+GPU is present; not yet run on one). What the walks cost at 5M-50M edges is in the ``sampled``
+runs of ``benchmarks/results/scale.json`` (``build_s``: the walks and the sampled adjacency built
+from them; ``peak_rss_bytes``; ``python benchmarks/scale.py``).
 
 Why plain torch: on PyPI (checked with ``pip download`` for torch 2.13) ``pyg-lib`` has no
 distribution at all, and ``torch-cluster`` 1.6.3 / ``torch-sparse`` 0.6.18 are sdists only, no

@@ -218,8 +218,8 @@ def score_cached(
     A batch of candidates is packed into a single row after the prompt's key/value cache (batch
     1, copied, never repeated): a block-causal mask keeps each candidate to the prompt and its own
     earlier tokens, and position ids restart at ``P`` for each. No padding is computed and the
-    cache is neither repeated per candidate nor attended to by one row per candidate (measured
-    against padded rows: 1.4x faster on 2 CPU cores, README "LLM reranker speed"). Needs an attention
+    cache is neither repeated per candidate nor attended to by one row per candidate
+    (``python benchmarks/llm_cache.py`` times this path against the full prompt). Needs an attention
     implementation that takes a 4D mask (``sdpa``, the default, or ``eager``). A candidate ``c``
     of ``T`` tokens feeds only ``c[:-1]`` (the last token's output predicts nothing we score);
     ``c[0]`` is scored from the prompt's last logits.

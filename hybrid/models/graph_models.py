@@ -76,7 +76,7 @@ class LightGCN(MF):
     def batch_embeddings(
         self, users0: torch.Tensor, items0: torch.Tensor, users: torch.Tensor, items: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """The batch's final rows via :func:`~hybrid.graph.adjacency.propagate_rows` (exact, ~30% cheaper a step)."""
+        """The batch's final rows via :func:`~hybrid.graph.adjacency.propagate_rows` (exact; cheaper a step than the full propagation)."""
         rows = torch.cat([users, items + self.n_users])
         out = propagate_rows(self.adj, torch.cat([users0, items0]), self.layers, rows)
         return out[: len(users)], out[len(users) :]
