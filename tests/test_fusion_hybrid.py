@@ -60,10 +60,20 @@ def test_time_rehearsal_cuts_the_timeline_and_new_items_are_first_seen_after() -
 def test_time_rehearsal_with_too_few_new_items_falls_back_to_random_and_says_so(caplog) -> None:
     rows = [(u, i, t) for u in range(30) for t, i in enumerate(range(u % 5, u % 5 + 4))]  # no late items
     data = Interactions.from_frame(pd.DataFrame(rows, columns=["user", "item", "timestamp"]))
-    with caplog.at_level(logging.WARNING, logger="hybrid.models.cold_validation"):
+    with caplog.at_level(logging.INFO, logger="hybrid.models.cold_validation"):
         split = cold_validation(data, None, 0.2, "time", seed=0)
-    assert f"fewer than {MIN_NEW_POSITIVES}" in caplog.text and "random" in caplog.text
-    assert split.pseudo_new.any() and split.fit.item_counts()[split.pseudo_new].sum() == 0
+    assert f"at least {MIN_NEW_POSITIVES} wanted" in caplog.text and "random" in caplog.text
+    assert split.pseudo_new.any() and split.fit.item_counts()[split.pseudo_new].sum() == 0 and split.by == "random"
+
+
+def test_time_rehearsal_with_a_burst_of_few_late_users_falls_back_to_random(caplog) -> None:
+    """Many late items, but bought by 3 of 40 users after the cut: too few people to fit a gate on."""
+    rows = [(u, i, t) for u in range(40) for t, i in enumerate(range(u % 5, u % 5 + 6))]
+    rows += [(u, 100 + i, 1000 + i) for u in range(3) for i in range(30)]
+    data = Interactions.from_frame(pd.DataFrame(rows, columns=["user", "item", "timestamp"]))
+    with caplog.at_level(logging.INFO, logger="hybrid.models.cold_validation"):
+        split = cold_validation(data, None, 0.2, "time", seed=0)
+    assert split.by == "random" and "from 3 of 40 users" in caplog.text
 
 
 def test_count_buckets_follow_the_reported_buckets() -> None:

@@ -34,8 +34,12 @@ from hybrid.data.interactions import Interactions
 logger = logging.getLogger(__name__)
 
 NewItemsBy = Literal["time", "random"]
-# A time rehearsal with fewer validation interactions on new items than this falls back to random.
+# A time rehearsal falls back to random with fewer validation interactions on new items than
+# MIN_NEW_POSITIVES, or fewer users active after the cut than MIN_TIME_USER_SHARE of the users with
+# history: the gate is fitted per user, and a burst of a few late users (MovieLens' rating
+# sessions) would fit it on a handful of people.
 MIN_NEW_POSITIVES = 20
+MIN_TIME_USER_SHARE = 0.2
 
 
 @dataclass
@@ -129,12 +133,15 @@ def cold_validation(
     if by == "time":
         split = temporal_validation(train, valid, share)
         new_positives = split.positives[:, split.pseudo_new].nnz
-        if new_positives >= MIN_NEW_POSITIVES:
+        late_users = int((split.positives.getnnz(axis=1) > 0).sum())
+        users = int((merged(train, valid).user_counts() > 0).sum())
+        if new_positives >= MIN_NEW_POSITIVES and late_users >= MIN_TIME_USER_SHARE * users:
             return split
-        logger.warning(
-            "cold validation: only %d validation interactions fall on items first seen in the last %.0f%% of the "
-            "time (fewer than %d), too few to learn where new items stand; using a random %.0f%% of items instead",
-            new_positives, 100 * share, MIN_NEW_POSITIVES, 100 * share,
+        logger.info(
+            "cold validation: the last %.0f%% of the time holds %d interactions on items first seen there (at least %d "
+            "wanted) from %d of %d users (at least %.0f%% wanted), too few to fit the gate on; using a random %.0f%% "
+            "of items instead", 100 * share, new_positives, MIN_NEW_POSITIVES, late_users, users,
+            100 * MIN_TIME_USER_SHARE, 100 * share,
         )
     elif by != "random":
         raise ValueError(f"valid_new_by must be 'time' or 'random', got {by!r}")

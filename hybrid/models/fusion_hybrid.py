@@ -116,7 +116,9 @@ class FusionConfig:
     candidates: int = 100  # per signal, the top items kept as the gate's negatives
     random_negatives: int = 500  # uniform draws standing for the rest of the catalogue
     max_positives: int = 50  # per validation user (seeded sample beyond)
-    steps: int = 100  # L-BFGS iterations of the gate (at most)
+    # L-BFGS iterations of the gates (at most), where their rehearsal recall stops moving:
+    # benchmarks/gate_steps.py (benchmarks/results/gate_steps.json).
+    steps: int = 30
     reg: float = 1e-3  # L2 on the gate's weights
     bucket_reg: float = 0.01  # L2 on each warm bucket's offset from the weights all warm buckets share
     refit: bool = True  # refit the warm scorer on all training interactions after the gate is fitted
@@ -304,18 +306,20 @@ class FusionHybrid(Recommender):
         self._signal_cache = None  # the selection users' signals are cached next
         is_sparse = (bucket_ids == 1) | (bucket_ids == 2)
 
-        def fit(sparse_weight: float) -> tuple[Gate, float]:
+        def fit(sparse_weight: float, init: Gate | None) -> tuple[Gate, float]:
             weights = torch.where(is_new, config.new_weight, torch.where(is_sparse, sparse_weight, 1.0))
-            return fit_gate(feats, labels, weights, bucket_ids, log_w, config.reg, config.bucket_reg, config.steps)
+            return fit_gate(feats, labels, weights, bucket_ids, log_w, config.reg, config.bucket_reg, config.steps,
+                            init=init)
 
         # sparse_weight None: the smallest weight of SPARSE_GRID whose fused list serves items with
         # 1–19 interactions at least as well as the graph and the text profile alone, on validation
         # (no weight does: the one-list objective, weight 1, and a log line).
         grid = SPARSE_GRID if config.sparse_weight is None else (config.sparse_weight,)
         tried: dict[float, dict[str, float]] = {}
-        choice = None
-        for weight in grid:
-            gate, loss = fit(weight)
+        fitted: dict[float, tuple[Gate, float]] = {}
+        choice, gate = None, None
+        for weight in grid:  # each gate starts from the previous one (convex: the same optimum, fewer steps)
+            gate, loss = fitted[weight] = fit(weight, gate)
             recall = self._validation_recall(gate, warm, builder, buckets, history, select, split.positives)
             tried[weight] = recall
             if config.sparse_weight is not None or recall["hybrid 1-19"] >= max(recall["graph 1-19"], recall["profile 1-19"]):
@@ -325,7 +329,7 @@ class FusionHybrid(Recommender):
             logger.info("hybrid: no sparse_weight of %s serves items with 1-19 interactions as well as the graph or "
                         "the text profile on validation; keeping the one-list objective (1)", list(grid))
             choice = 1.0
-            gate, loss = fit(choice)
+            gate, loss = fitted[choice] if choice in fitted else fit(choice, None)
         info = {
             "users": len(users), "selection users": len(select), "pseudo_new_items": int(split.pseudo_new.sum()),
             "loss": round(loss, 4),

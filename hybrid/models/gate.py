@@ -108,7 +108,8 @@ def fuse(signals: list[torch.Tensor], weight: torch.Tensor, bias: torch.Tensor, 
 
 
 def fit_gate(feats: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor, buckets: torch.Tensor,
-             log_w: torch.Tensor, reg: float, bucket_reg: float, steps: int) -> tuple[Gate, float]:
+             log_w: torch.Tensor, reg: float, bucket_reg: float, steps: int,
+             init: Gate | None = None) -> tuple[Gate, float]:
     """A :class:`Gate` fitted on candidate tensors, and its final loss.
 
     Args:
@@ -116,10 +117,14 @@ def fit_gate(feats: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor, b
         weights: float [U, m] each positive's weight (normalised per user: each user counts once);
         buckets: int64 [U, m] count buckets; log_w: float [U, m] each negative's log-weight
             (:func:`stratified_candidates`; −inf for positives and padding).
+        init: a gate to start from (e.g. the previous weight of a grid: the loss is convex, so a
+            near start only saves iterations), or None for the default start.
     """
     pos_weight = labels * weights
     pos_weight = pos_weight / pos_weight.sum(1, keepdim=True).clamp_min(1e-9)
     gate = Gate(feats.shape[-1]).to(feats.device)
+    if init is not None:
+        gate.load_state_dict(init.state_dict())
     optimizer = torch.optim.LBFGS(gate.parameters(), lr=1.0, max_iter=steps, history_size=20,
                                   line_search_fn="strong_wolfe", tolerance_grad=1e-6, tolerance_change=1e-9)
 
