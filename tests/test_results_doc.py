@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import importlib.util
+import json
 import sys
 from pathlib import Path
 from typing import Any
@@ -130,10 +131,25 @@ def test_targets_when_the_hybrid_loses() -> None:
 
 def test_targets_cannot_be_judged_without_a_row() -> None:
     results = _results(copy.deepcopy(WINNER))
-    del results["datasets"]["toy"]["models"]["lightfm"]
+    del results["datasets"]["toy"]["models"]["hybrid"]["cold_only"]
     judged = render_results.targets(results["datasets"]["toy"])
-    assert judged[1].met is None and "lightfm" in judged[1].detail
+    assert judged[1].met is None and "hybrid" in judged[1].detail
     assert [t.met for t in judged[::2]] == [True, True]
+    del results["datasets"]["toy"]["models"]["lightfm"]  # an absent peer is left out of the comparison
+    assert "lightfm" not in render_results.targets(results["datasets"]["toy"])[1].name
+
+
+def test_a_temporal_split_is_judged_by_its_one_list_against_1_05_times_the_best_peer() -> None:
+    results = _results(copy.deepcopy(WINNER))
+    entry = results["datasets"]["toy"]
+    entry["split"] = "temporal@2011-11-01T00:00:00"
+    best = max(m["all"]["recall@20"] for name, m in entry["models"].items() if name != "hybrid")
+    entry["models"]["hybrid"]["all"]["recall@20"] = 1.04 * best
+    judged = render_results.targets(entry)
+    assert len(judged) == 1 and judged[0].met is False and "% short" in judged[0].detail
+    entry["models"]["hybrid"]["all"]["recall@20"] = 1.06 * best
+    entry["models"]["hybrid"]["all"]["ndcg@20"] = 10.0
+    assert render_results.targets(entry)[0].met is True
 
 
 def test_check_and_rewrite(tmp_path: Path) -> None:
@@ -164,3 +180,13 @@ def test_the_scale_page_matches_its_json() -> None:
 
     expected = render_results.render_scale(json.loads(scale.read_text()), "results/scale.json")
     assert render_results.section_of(doc.read_text()) == expected, "docs/scale.md is out of date; " + render_results.FIX
+
+
+def test_readme_summary_matches_committed_results() -> None:
+    if not RESULTS.exists():
+        pytest.skip(f"{RESULTS.relative_to(ROOT)} not generated yet")
+    readme = (ROOT / "README.md").read_text()
+    summary = render_results.section_of(readme, render_results.SUMMARY_BEGIN, render_results.SUMMARY_END)
+    assert summary == render_results.render_summary(json.loads(RESULTS.read_text())), (
+        "README.md's cold-start summary is out of date; run: python scripts/render_results.py"
+    )
