@@ -635,7 +635,7 @@ def main(argv: list[str] | None = None) -> int:
                        args.check)
         if status:
             return status
-    if SUMMARY_DOC.exists() and args.json.exists():
+    if args.readme == DEFAULT_README and SUMMARY_DOC.exists() and args.json.exists():  # not for a given doc
         status = _sync(SUMMARY_DOC, render_summary(json.loads(args.json.read_text())), args.check,
                        SUMMARY_BEGIN, SUMMARY_END)
         if status:
