@@ -59,8 +59,14 @@ def default_model_file() -> Path:
     return found[0]
 
 
-@functools.lru_cache(maxsize=2)
 def load_model(model: str | None, device: str | None) -> tuple[torch.nn.Module, object]:
+    """:func:`_load` of ``model`` (None: :func:`default_model_file`, looked up on every call, so a
+    missing package is reported even after a model was loaded) on ``device``."""
+    return _load(None if model is None else str(model), str(default_model_file()) if model is None else None, device)
+
+
+@functools.lru_cache(maxsize=2)
+def _load(model: str | None, default_file: str | None, device: str | None) -> tuple[torch.nn.Module, object]:
     """Load a causal LM and its tokenizer in float32, in eval mode, on one device.
 
     Memoised per (model, device): reading the GGUF takes about a minute on CPU, and the ``llm``
@@ -68,8 +74,9 @@ def load_model(model: str | None, device: str | None) -> tuple[torch.nn.Module, 
     copies the prompt caches, never the weights).
 
     Args:
-        model: ``None`` for the packaged SmolLM2 GGUF; a path to a ``.gguf`` file; or anything
-            ``from_pretrained`` accepts (a local folder, or a hub name already in the cache).
+        model: ``None`` for the packaged SmolLM2 GGUF (``default_file``, its path); a path to a
+            ``.gguf`` file; or anything ``from_pretrained`` accepts (a local folder, or a hub name
+            already in the cache).
         device: ``"cpu"``, ``"cuda"``, ...; ``None`` picks CUDA when available.
 
     Returns:
@@ -77,7 +84,7 @@ def load_model(model: str | None, device: str | None) -> tuple[torch.nn.Module, 
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    path = default_model_file() if model is None else Path(model)
+    path = Path(default_file) if model is None else Path(model)
     if path.suffix == ".gguf":
         source, extra = str(path.parent), {"gguf_file": path.name}
     else:
