@@ -67,13 +67,15 @@ def test_time_rehearsal_with_too_few_new_items_falls_back_to_random_and_says_so(
 
 
 def test_time_rehearsal_with_a_burst_of_few_late_users_falls_back_to_random(caplog) -> None:
-    """Many late items, but bought by 3 of 40 users after the cut: too few people to fit a gate on."""
+    """Many late items, bought after the cut by 3 of the 40 users with history and by 20 users who
+    arrive then (they have no history to learn a gate from): too few people to fit a gate on."""
     rows = [(u, i, t) for u in range(40) for t, i in enumerate(range(u % 5, u % 5 + 6))]
     rows += [(u, 100 + i, 1000 + i) for u in range(3) for i in range(30)]
+    rows += [(u, 200 + u % 7, 2000) for u in range(40, 60)]
     data = Interactions.from_frame(pd.DataFrame(rows, columns=["user", "item", "timestamp"]))
     with caplog.at_level(logging.INFO, logger="hybrid.models.cold_validation"):
         split = cold_validation(data, None, 0.2, "time", seed=0)
-    assert split.by == "random" and "from 3 of 40 users" in caplog.text
+    assert split.by == "random" and "from 3 of 60 users" in caplog.text
 
 
 def test_count_buckets_follow_the_reported_buckets() -> None:

@@ -35,8 +35,8 @@ logger = logging.getLogger(__name__)
 
 NewItemsBy = Literal["time", "random"]
 # A time rehearsal falls back to random with fewer validation interactions on new items than
-# MIN_NEW_POSITIVES, or fewer users active after the cut than MIN_TIME_USER_SHARE of the users with
-# history: the gate is fitted per user, and a burst of a few late users (MovieLens' rating
+# MIN_NEW_POSITIVES, or fewer users active after the cut (with history before it) than
+# MIN_TIME_USER_SHARE of the users with history: the gate is fitted per user, and a burst of a few late users (MovieLens' rating
 # sessions) would fit it on a handful of people.
 MIN_NEW_POSITIVES = 20
 MIN_TIME_USER_SHARE = 0.2
@@ -133,7 +133,8 @@ def cold_validation(
     if by == "time":
         split = temporal_validation(train, valid, share)
         new_positives = split.positives[:, split.pseudo_new].nnz
-        late_users = int((split.positives.getnnz(axis=1) > 0).sum())
+        # users the gate can learn from: active after the cut, with history before it
+        late_users = int(((split.positives.getnnz(axis=1) > 0) & (split.fit.user_counts() > 0)).sum())
         users = int((merged(train, valid).user_counts() > 0).sum())
         if new_positives >= MIN_NEW_POSITIVES and late_users >= MIN_TIME_USER_SHARE * users:
             return split
