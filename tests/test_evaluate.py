@@ -340,3 +340,25 @@ def test_nothing_about_the_test_split_reaches_fit(tmp_path: Path) -> None:
     assert catalogues["cold_items"]["new_items"] == 5 + 9
     assert catalogues["cold_items"]["unsold_new_items"] == 5 + round(0.5 * 9)
     assert catalogues["leave_last"]["new_items"] == catalogues["leave_last"]["unsold_new_items"] == 5
+
+
+def test_an_item_seen_only_in_validation_is_not_cold(tmp_path: Path) -> None:
+    """Every model may fit on train + validation, so "cold" (the groups, items.csv, the catalogue's
+    new items) means neither: item 99 is user 0's validation item and user 1's test item."""
+    import dataclasses
+
+    bundle = tiny_bundle()
+    frame = bundle.interactions
+    last0 = frame.loc[frame["user"] == 0, "timestamp"].max()
+    last1 = frame.loc[frame["user"] == 1, "timestamp"].max()
+    extra = pd.DataFrame({"user": [0, 0, 1], "item": [99, 98, 99], "timestamp": [last0 + 1, last0 + 2, last1 + 1],
+                          "weight": 1.0})  # user 0: 99 then 98 (98 is test, 99 validation); user 1: 99 is test
+    bundle.interactions = pd.concat([frame, extra], ignore_index=True)
+    bundle.item_text = pd.concat([bundle.item_text, pd.Series(["item 98", "item 99"], index=[98, 99])]).rename("text")
+    bundle.item_titles = bundle.item_text.rename("title")
+    config = dataclasses.replace(tiny_config(), split=SplitConfig(kind="leave_last", n=1, valid_per_user=1), models=[FIXED])
+    out = tmp_path / "run"
+    run_split(config, bundle, out)
+    items = pd.read_csv(out / "items.csv").set_index("item")
+    valid_only = 99
+    assert items.loc[valid_only, "train_count"] == 1 and not items.loc[valid_only, "cold"]
