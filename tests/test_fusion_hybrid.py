@@ -18,7 +18,7 @@ from hybrid.data.interactions import Interactions
 from hybrid.evaluation.evaluate import prepare
 from hybrid.models import make_model
 from hybrid.models.base import FitData
-from hybrid.models.cold_validation import MIN_NEW_POSITIVES, cold_validation
+from hybrid.models.cold_validation import MIN_NEW_POSITIVES, cold_validation, temporal_validation
 from hybrid.models.gate import count_buckets
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -149,3 +149,23 @@ def test_bad_fusion_settings_name_the_field() -> None:
             make_model("hybrid", params).fit(data)
     with pytest.raises(ValueError, match="hybrid needs item text"):
         make_model("hybrid").fit(FitData(train=data.train))
+
+
+def test_a_random_rehearsal_is_weighted_to_the_new_items_share_of_the_latest_period() -> None:
+    """A random rehearsal holds every interaction of its pseudo-new items; where the data's latest
+    period says new items take little of what comes next, their positives are weighted down to it."""
+    rows = [(u, i, t) for u in range(40) for t, i in enumerate(range(u % 5, u % 5 + 6))]
+    rows += [(u, 100 + i, 1000 + i) for u in range(3) for i in range(30)]
+    rows += [(u, 200 + u % 7, 2000) for u in range(40, 60)]
+    rows += [(u, 9, 1500) for u in range(4)]  # late interactions on an old item
+    data = Interactions.from_frame(pd.DataFrame(rows, columns=["user", "item", "timestamp"]))
+    split = cold_validation(data, None, 0.2, "time", seed=0)  # falls back to random (few late users)
+    late = cold_validation(data, None, 0.2, "time", seed=0)
+    assert split.by == "random" and 0 < split.new_weight
+    carved = split.positives[:, split.pseudo_new].nnz / split.positives.nnz
+    weighted = carved * split.new_weight / (carved * split.new_weight + 1 - carved)
+    timed = temporal_validation(data, None, 0.2)
+    natural = timed.positives[:, timed.pseudo_new].nnz / timed.positives.nnz
+    assert weighted == pytest.approx(natural, rel=1e-6)  # the odds ratio gives the natural share
+    assert late.new_weight == split.new_weight
+    assert cold_validation(data, None, 0.2, "random", seed=0).new_weight == 1.0  # nothing tells it: 1

@@ -307,7 +307,8 @@ class FusionHybrid(Recommender):
         is_sparse = (bucket_ids == 1) | (bucket_ids == 2)
 
         def fit(sparse_weight: float, init: Gate | None) -> tuple[Gate, float]:
-            weights = torch.where(is_new, config.new_weight, torch.where(is_sparse, sparse_weight, 1.0))
+            new_weight = config.new_weight * split.new_weight  # the data's own share for new items
+            weights = torch.where(is_new, new_weight, torch.where(is_sparse, sparse_weight, 1.0))
             return fit_gate(feats, labels, weights, bucket_ids, log_w, config.reg, config.bucket_reg, config.steps,
                             init=init)
 
@@ -333,7 +334,8 @@ class FusionHybrid(Recommender):
         info = {
             "users": len(users), "selection users": len(select), "pseudo_new_items": int(split.pseudo_new.sum()),
             "loss": round(loss, 4),
-            "sparse_weight": choice, "valid_recall@20": tried.get(choice) or tried[1.0],
+            "sparse_weight": choice, "new_weight": round(config.new_weight * split.new_weight, 6),
+            "valid_recall@20": tried.get(choice) or tried[1.0],
             "valid_recall@20 by sparse_weight": {str(w): r["hybrid"] for w, r in tried.items()},
             "valid_recall@20 on 1-19 by sparse_weight": {str(w): r["hybrid 1-19"] for w, r in tried.items()},
             "weights": {f: [round(v, 4) for v in row] for f, row in zip(FEATURES, gate.weight.tolist(), strict=True)},
