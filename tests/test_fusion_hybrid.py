@@ -161,7 +161,7 @@ def test_a_random_rehearsal_is_weighted_to_the_new_items_share_of_the_latest_per
     data = Interactions.from_frame(pd.DataFrame(rows, columns=["user", "item", "timestamp"]))
     split = cold_validation(data, None, 0.2, "time", seed=0)  # falls back to random (few late users)
     late = cold_validation(data, None, 0.2, "time", seed=0)
-    assert split.by == "random" and 0 < split.new_weight
+    assert split.by == "random" and split.new_weight > 0
     carved = split.positives[:, split.pseudo_new].nnz / split.positives.nnz
     weighted = carved * split.new_weight / (carved * split.new_weight + 1 - carved)
     timed = temporal_validation(data, None, 0.2)
