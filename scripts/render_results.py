@@ -542,6 +542,8 @@ def render_eval(results: dict[str, Any], source: str) -> str:
         f"{prov.get('torch_threads')}, wall {results.get('wall_seconds', '?')} s"
         + (f", peak memory {peak / 2**30:.2f} GiB" if peak else "") + ".",
         "",
+        provenance_line(prov.get("git_commit")),
+        "",
         f"| model | R@{k} | NDCG@{k} | fit s | rank s |",
         "|---|---|---|---|---|",
     ]
