@@ -2,9 +2,8 @@
 
 from hybrid.data.datasets import load_dataset
 from hybrid.data.interactions import Columns, Interactions, item_texts
-from hybrid.models.fusion_hybrid import FusionConfig
-from hybrid.models.hybrid_model import HybridConfig
+from hybrid.fusion.model import FusionConfig
 from hybrid.recommender import HybridRecommender
 
-__all__ = ["Columns", "FusionConfig", "HybridConfig", "HybridRecommender", "Interactions", "item_texts", "load_dataset"]
+__all__ = ["Columns", "FusionConfig", "HybridRecommender", "Interactions", "item_texts", "load_dataset"]
 __version__ = "0.1.0"

@@ -37,8 +37,8 @@ from hybrid.data.interactions import (
 )
 from hybrid.data.splits import _last_n
 from hybrid.device import resolve_device
+from hybrid.fusion.model import FusionConfig, FusionHybrid
 from hybrid.models.base import FitData
-from hybrid.models.fusion_hybrid import FusionConfig, FusionHybrid
 from hybrid.persistence import atomic_folder, verify_folder, write_manifest
 from hybrid.retrieval.ranking import check_k, mask_history, top_k
 from hybrid.retrieval.two_stage import RetrievalConfig, TwoStage, newest_items, retrieval_config
@@ -52,7 +52,7 @@ RETRIEVAL_DIR = "retrieval"
 
 
 class HybridRecommender:
-    """Graph + text hybrid for warm users, new users and new items (see ``hybrid.models.fusion_hybrid``).
+    """Graph + text hybrid for warm users, new users and new items (see ``hybrid.fusion.model``).
 
     Args:
         config: model settings (a :class:`FusionConfig` or a dict of its fields).
@@ -182,7 +182,7 @@ class HybridRecommender:
         ``profile`` is their side information as text, in the form the fitted users' was given
         (e.g. "A 25-34-year-old female artist." or "age: 31, occupation: nurse"): it drives the
         user-side content path and the text profile; ``items`` are items they named or used.
-        Both together get both signals (the new-user gates of ``hybrid.models.new_users``).
+        Both together get both signals (the new-user gates of ``hybrid.fusion.new_users``).
         """
         self._check_fitted()
         if profile is not None and (not isinstance(profile, str) or not profile.strip()):

@@ -62,7 +62,12 @@ def test_model_configs_refuse_out_of_range_values_when_built(name, params, match
 
 
 def test_fusion_config_checks_itself_when_built() -> None:
-    from hybrid.models.fusion_hybrid import FusionConfig
+    from hybrid.fusion.model import FusionConfig
 
     with pytest.raises(ValueError, match=r"random_negatives must be >= 1, got 0"):
         FusionConfig(random_negatives=0)
+
+
+def test_a_config_naming_the_retired_hybrid_gets_a_clear_error() -> None:
+    with pytest.raises(ValueError, match=r"'hybrid_lightgcn' was removed: .*use 'hybrid'"):
+        make_model("hybrid_lightgcn", {})

@@ -16,10 +16,10 @@ from hybrid.config import load_config
 from hybrid.data.datasets import load_dataset
 from hybrid.data.interactions import Interactions
 from hybrid.evaluation.evaluate import prepare
+from hybrid.fusion.gate import count_buckets
+from hybrid.fusion.rehearsal import MIN_NEW_POSITIVES, cold_validation, temporal_validation
 from hybrid.models import make_model
 from hybrid.models.base import FitData
-from hybrid.models.cold_validation import MIN_NEW_POSITIVES, cold_validation, temporal_validation
-from hybrid.models.gate import count_buckets
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
@@ -60,7 +60,7 @@ def test_time_rehearsal_cuts_the_timeline_and_new_items_are_first_seen_after() -
 def test_time_rehearsal_with_too_few_new_items_falls_back_to_random_and_says_so(caplog) -> None:
     rows = [(u, i, t) for u in range(30) for t, i in enumerate(range(u % 5, u % 5 + 4))]  # no late items
     data = Interactions.from_frame(pd.DataFrame(rows, columns=["user", "item", "timestamp"]))
-    with caplog.at_level(logging.INFO, logger="hybrid.models.cold_validation"):
+    with caplog.at_level(logging.INFO, logger="hybrid.fusion.rehearsal"):
         split = cold_validation(data, None, 0.2, "time", seed=0)
     assert f"at least {MIN_NEW_POSITIVES} wanted" in caplog.text and "random" in caplog.text
     assert split.pseudo_new.any() and split.fit.item_counts()[split.pseudo_new].sum() == 0 and split.by == "random"
@@ -73,7 +73,7 @@ def test_time_rehearsal_with_a_burst_of_few_late_users_falls_back_to_random(capl
     rows += [(u, 100 + i, 1000 + i) for u in range(3) for i in range(30)]
     rows += [(u, 200 + u % 7, 2000) for u in range(40, 60)]
     data = Interactions.from_frame(pd.DataFrame(rows, columns=["user", "item", "timestamp"]))
-    with caplog.at_level(logging.INFO, logger="hybrid.models.cold_validation"):
+    with caplog.at_level(logging.INFO, logger="hybrid.fusion.rehearsal"):
         split = cold_validation(data, None, 0.2, "time", seed=0)
     assert split.by == "random" and "from 3 of 60 users" in caplog.text
 

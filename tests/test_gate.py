@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from hybrid.models.gate import Gate, fit_gate
+from hybrid.fusion.gate import Gate, fit_gate
 
 
 def objective(gate: Gate, feats, labels, weights, buckets, log_w, reg: float, bucket_reg: float) -> float:

@@ -13,9 +13,9 @@ from test_recommender import COOKING, SPACE
 from hybrid import HybridRecommender
 from hybrid.data.interactions import Interactions
 from hybrid.evaluation.metrics import ranking_metrics
+from hybrid.fusion.user_side import SideRegression
 from hybrid.models import make_model
 from hybrid.models.base import FitData
-from hybrid.models.user_side import SideRegression
 
 ASTRONOMER = "A young astronomer who watches the night sky."
 CHEF = "A restaurant chef who loves markets and kitchens."

@@ -55,7 +55,7 @@ def test_a_save_interrupted_at_any_file_leaves_the_previous_model(saved, tmp_pat
 def test_a_model_write_that_fails_midway_leaves_the_previous_model(saved, tmp_path, monkeypatch) -> None:
     rec, folder = saved
     target = copy(folder, tmp_path)
-    import hybrid.models.fusion_hybrid as fusion
+    import hybrid.fusion.model as fusion
 
     def broken(*args, **kwargs):
         raise OSError("crash while writing fusion.safetensors (simulated)")
@@ -130,7 +130,7 @@ def test_missing_file_unknown_version_and_missing_folder(saved, tmp_path) -> Non
         HybridRecommender.load(tmp_path / "nothing here", device="cpu")
 
 
-@pytest.mark.parametrize("name", ["lightgcn", "mf", "hybrid_lightgcn"])
+@pytest.mark.parametrize("name", ["lightgcn", "mf"])
 def test_embedding_models_save_atomically_and_refuse_damaged_folders(name, tmp_path) -> None:
     import pandas as pd
     import torch
@@ -143,7 +143,7 @@ def test_embedding_models_save_atomically_and_refuse_damaged_folders(name, tmp_p
     frame = pd.DataFrame({"user": rng.integers(0, 30, 300), "item": rng.integers(0, 20, 300)})
     data = Interactions.from_frame(frame)
     fit = FitData(train=data, item_text=[f"item number {i}" for i in range(data.n_items)], seed=0)
-    params = {"dim": 8, "epochs": 2} | ({"content_hidden": 0} if name == "hybrid_lightgcn" else {})
+    params = {"dim": 8, "epochs": 2}
     model = make_model(name, params).fit(fit)
     model.save(tmp_path / "m")
     loaded = type(model).load(tmp_path / "m")
@@ -153,7 +153,7 @@ def test_embedding_models_save_atomically_and_refuse_damaged_folders(name, tmp_p
     weights.write_bytes(weights.read_bytes()[:100])
     with pytest.raises(ValueError, match=r"embeddings\.safetensors has 100 bytes"):
         type(model).load(tmp_path / "m")
-    with pytest.raises(ValueError, match=r"holds a '(lightgcn|mf|hybrid_lightgcn)' model, not"):
+    with pytest.raises(ValueError, match=r"holds a '(lightgcn|mf)' model, not"):
         other = "mf" if name != "mf" else "lightgcn"
         model.save(tmp_path / "n")
         type(make_model(other, {})).load(tmp_path / "n")

@@ -24,9 +24,9 @@ import numpy as np
 import torch
 
 from hybrid.evaluation.metrics import ranking_metrics
+from hybrid.fusion.new_users import earliest, first_items
+from hybrid.fusion.rehearsal import merged, subset
 from hybrid.models.base import FitData, make_model
-from hybrid.models.cold_validation import merged, subset
-from hybrid.models.new_users import earliest, first_items
 from hybrid.retrieval.ranking import mask_history
 
 if TYPE_CHECKING:

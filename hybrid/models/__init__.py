@@ -1,12 +1,11 @@
 """Model registry: importing this package registers every built-in model."""
 
+from hybrid.fusion import model as fusion_model  # noqa: F401  (registers hybrid)
 from hybrid.llm import rerank_model  # noqa: F401  (registers llm and hybrid+llm)
 from hybrid.models import (  # noqa: F401
     content,
-    fusion_hybrid,
     graph_filters,
     graph_models,
-    hybrid_model,
     simple,
     text_gcn,
 )

@@ -129,6 +129,11 @@ def register(name: str) -> Callable[[ModelFactory], ModelFactory]:
     return add
 
 
+# Names an older config may still hold, and what replaced them.
+REMOVED_MODELS = {"hybrid_lightgcn": "the LightGCN-over-text hybrid (HybridConfig) was retired; use 'hybrid' "
+                                     "(FusionConfig), or 'text_gcn' for text vectors propagated over the graph"}
+
+
 def make_model(name: str, params: dict[str, Any] | None = None) -> Recommender:
     """Build a registered model from its config parameters; ``retrieval: {kind: ann, ...}`` among
     them, or the name ``NAME+ann``, wraps it in :class:`~hybrid.retrieval.two_stage.TwoStage`."""
@@ -138,6 +143,8 @@ def make_model(name: str, params: dict[str, Any] | None = None) -> Recommender:
     if name not in MODELS and name.endswith(ANN_SUFFIX) and name.removesuffix(ANN_SUFFIX) in MODELS:
         name = name.removesuffix(ANN_SUFFIX)  # "gf_cf+ann": gf_cf ranked two-stage, a row beside gf_cf
         params["retrieval"] = {**(params.get("retrieval") or {}), "kind": "ann"}
+    if name in REMOVED_MODELS:
+        raise ValueError(f"model {name!r} was removed: {REMOVED_MODELS[name]}")
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; known models are {sorted(MODELS)} "
                          f"(and any of them with {ANN_SUFFIX!r}: two-stage through an ANN index)")

@@ -25,8 +25,8 @@ from typing_extensions import Self
 
 from hybrid.config import from_dict
 from hybrid.data.text_features import EncoderConfig, encode_texts
+from hybrid.fusion.rehearsal import merged
 from hybrid.models.base import FitData, Recommender, dot_candidates, register
-from hybrid.models.cold_validation import merged
 from hybrid.models.content import sparse_rows
 
 

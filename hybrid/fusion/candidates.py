@@ -26,10 +26,10 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from hybrid.models.gate import fuse
+from hybrid.fusion.gate import fuse
 
 if TYPE_CHECKING:
-    from hybrid.models.fusion_hybrid import FusionHybrid
+    from hybrid.fusion.model import FusionHybrid
 
 REFERENCE_ITEMS = 2048
 

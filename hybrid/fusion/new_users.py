@@ -2,7 +2,7 @@
 
 A new user (no training interactions) who brings at most ``COLD_USER_MAX`` known items is scored
 by a gate of their own, one per user bucket (0 items; 1–4 items), over the hybrid's signals plus
-``side``: the user-side content path of :mod:`hybrid.models.user_side` (their side information
+``side``: the user-side content path of :mod:`hybrid.fusion.user_side` (their side information
 mapped into item preferences). With items, the graph half folds them in (a graph filter filters
 the few items; an embedding model folds in a vector) and the text signals read them; with side
 information, ``side`` and the text profile read it: both at once when a user gives both.
@@ -27,14 +27,14 @@ import torch
 
 from hybrid.data.interactions import Interactions
 from hybrid.evaluation.metrics import ranking_metrics
+from hybrid.fusion.gate import count_buckets, fit_gate, fuse
+from hybrid.fusion.rehearsal import ColdValidation, subset
+from hybrid.fusion.signals import FEATURES, FeatureBuilder, standardise
+from hybrid.fusion.user_side import SideRegression
 from hybrid.models.base import FitData, Recommender, make_model
-from hybrid.models.cold_validation import ColdValidation, subset
-from hybrid.models.fusion_features import FEATURES, FeatureBuilder, standardise
-from hybrid.models.gate import count_buckets, fit_gate, fuse
-from hybrid.models.user_side import SideRegression
 
 if TYPE_CHECKING:
-    from hybrid.models.fusion_hybrid import FusionHybrid
+    from hybrid.fusion.model import FusionHybrid
 
 logger = logging.getLogger(__name__)
 

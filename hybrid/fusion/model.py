@@ -2,7 +2,7 @@
 
     score(u, i) = b[β(n_i)] + Σ_f w_f[β(n_i)] · z_f(u, i)
 
-z_f are the standardised signals of :mod:`hybrid.models.fusion_features` (the warm scorer's graph score,
+z_f are the standardised signals of :mod:`hybrid.fusion.signals` (the warm scorer's graph score,
 the user's text profile, text item-kNN, the graph scores of the item's text neighbours, and
 popularity); β(n_i) is the item's training-count bucket (0, 1–4, 5–19, 20–99, 100+), so a new
 item is ranked by its text alone, a sparse one by text and graph, a popular one mostly by graph,
@@ -14,7 +14,7 @@ warm recall hid new items; content kNN (the profile signal alone) beat that hybr
 items at once on held-out data, and a training-free graph filter (GF-CF) beat its LightGCN half on
 warm items. The fusion keeps each of those at its best and learns how to merge them.
 
-Fitting (every choice on training data only, see :mod:`hybrid.models.cold_validation`):
+Fitting (every choice on training data only, see :mod:`hybrid.fusion.rehearsal`):
 1. pseudo-new items and warm positives are carved out of the training data;
 2. the warm scorer is fitted on what is left, the signals computed for a seeded sample of
    validation users over a candidate set (each signal's top ``candidates``, random items and the
@@ -47,16 +47,13 @@ from hybrid.config import from_dict
 from hybrid.data.interactions import Interactions
 from hybrid.data.text_features import EncoderConfig, encode_texts
 from hybrid.evaluation.metrics import ranking_metrics, restrict_columns
-from hybrid.models.base import FitData, Recommender, make_model, register
-from hybrid.models.cold_validation import ColdValidation, cold_validation, merged
-from hybrid.models.fusion_candidates import (
+from hybrid.fusion.candidates import (
     column_scores,
     hybrid_item_factors,
     hybrid_user_factors,
     reference_items,
 )
-from hybrid.models.fusion_features import FEATURES, FeatureBuilder, text_neighbours
-from hybrid.models.gate import (
+from hybrid.fusion.gate import (
     BUCKET_EDGES,
     Gate,
     count_buckets,
@@ -64,7 +61,7 @@ from hybrid.models.gate import (
     fuse,
     stratified_candidates,
 )
-from hybrid.models.new_users import (
+from hybrid.fusion.new_users import (
     NEW_USER_FEATURES,
     NO_SIDE,
     USER_BUCKETS,
@@ -72,7 +69,10 @@ from hybrid.models.new_users import (
     fit_new_user_path,
     refit_side,
 )
-from hybrid.models.user_side import SideRegression
+from hybrid.fusion.rehearsal import ColdValidation, cold_validation, merged
+from hybrid.fusion.signals import FEATURES, FeatureBuilder, text_neighbours
+from hybrid.fusion.user_side import SideRegression
+from hybrid.models.base import FitData, Recommender, make_model, register
 from hybrid.persistence import atomic_folder, check_shape, verify_folder, write_manifest
 from hybrid.profiling import StageProfile
 
@@ -102,7 +102,7 @@ class FusionConfig:
     # needs a graph half with item vectors to index: gf_cf and bspm have them, EASE has not.
     auto_warm: tuple[str, ...] = AUTO_WARM
     neighbours: int = 50  # M: text neighbours per item
-    # Validation rehearsal of the cold start (hybrid.models.cold_validation): by time, the last share of
+    # Validation rehearsal of the cold start (hybrid.fusion.rehearsal): by time, the last share of
     # the interactions; at random, the share of warm items made pseudo-new.
     valid_new_share: float = 0.2
     # auto = by time when the training data has timestamps, else at random (the training data
@@ -124,7 +124,7 @@ class FusionConfig:
     refit: bool = True  # refit the warm scorer on all training interactions after the gate is fitted
     use_user_text: bool = True  # zero-history users with profile text: their text is their profile
     # New users (never trained on, at most 4 known items) get gates of their own with the user-side
-    # content path (hybrid.models.new_users), fitted on users removed from the rehearsal graph.
+    # content path (hybrid.fusion.new_users), fitted on users removed from the rehearsal graph.
     new_users: bool = True
     batch_size: int = 512  # validation users scored at once
 
@@ -349,7 +349,7 @@ class FusionHybrid(Recommender):
                        new_items: torch.Tensor, buckets: torch.Tensor, rng: np.random.Generator,
                        ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """The gate's training tensors from (signals, known items, positives) per user batch: each
-        user's stratified candidates (:func:`~hybrid.models.gate.stratified_candidates`), their
+        user's stratified candidates (:func:`~hybrid.fusion.gate.stratified_candidates`), their
         signals [U, m, F], positive labels (a seeded sample of at most ``max_positives``), whether
         each is new, its count bucket and its log-weight as a negative."""
         config = self.config
@@ -472,7 +472,7 @@ class FusionHybrid(Recommender):
 
     def score_candidates(self, users: np.ndarray, history: sp.csr_matrix, candidates: np.ndarray) -> torch.Tensor:
         """The fused score of each row's candidates, computed on those items (and a fixed reference
-        sample that stands in for the catalogue's standardisation): :mod:`hybrid.models.fusion_candidates`."""
+        sample that stands in for the catalogue's standardisation): :mod:`hybrid.fusion.candidates`."""
         candidates = np.asarray(candidates, dtype=np.int64)
         cols = np.unique(candidates)
         scores = column_scores(self, users, history, cols)
