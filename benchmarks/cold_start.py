@@ -43,11 +43,10 @@ from typing import Any, Literal
 
 import torch
 
-import hybrid.models  # noqa: F401  (registers the built-in models)
 from hybrid.config import ExperimentConfig, from_dict, load_config
 from hybrid.data.datasets import load_dataset
 from hybrid.evaluation.evaluate import run_split
-from hybrid.models.base import MODELS, Recommender, register
+from hybrid.models.base import MODELS, Recommender, import_builtins, register
 
 ROOT = Path(__file__).resolve().parents[1]
 for folder in (ROOT / "benchmarks", ROOT / "scripts"):
@@ -56,6 +55,8 @@ for folder in (ROOT / "benchmarks", ROOT / "scripts"):
 
 from render_results import dataset_section  # noqa: E402
 from vs_lightfm import LightFMRecommender  # noqa: E402
+
+import_builtins()  # every built-in model's module now: the run uses one version of their code
 
 logger = logging.getLogger(__name__)
 

@@ -67,16 +67,17 @@ import torch
 from safetensors.torch import load_file, save_file
 from typing_extensions import Self
 
-import hybrid.models  # noqa: F401  (registers the models now: the run uses one version of their code)
 from hybrid.config import load_config
 from hybrid.data.datasets import load_dataset
 from hybrid.evaluation.evaluate import Prepared, evaluate_rankings, prepare
 from hybrid.evaluation.metrics import hit_matrix, ranking_metrics
 from hybrid.graph.adjacency import spmm
-from hybrid.models.base import FitData, Recommender, make_model
+from hybrid.models.base import FitData, Recommender, import_builtins, make_model
 from hybrid.models.embedding import EmbeddingRecommender
 from hybrid.recommender import HybridRecommender
 from hybrid.retrieval.ranking import top_k
+
+import_builtins()  # every built-in model's module now: the run uses one version of their code
 
 K = 20
 # (Adam steps, learning rate) of the bpr fold-in; (0, ·) is the library fold-in it starts from.

@@ -19,11 +19,12 @@ from typing import Any
 
 import torch
 
-import hybrid.models  # noqa: F401  (registers the built-in models)
 from hybrid.config import load_config
 from hybrid.data.datasets import load_dataset
 from hybrid.evaluation.evaluate import git_commit, prepare
-from hybrid.models.base import make_model
+from hybrid.models.base import import_builtins, make_model
+
+import_builtins()  # every built-in model's module now: the run uses one version of their code
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_CONFIGS = ("configs/ml100k_cold_items.yaml", "configs/amazon_magazine_temporal.yaml", "configs/default.yaml")

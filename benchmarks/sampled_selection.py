@@ -36,7 +36,6 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
-import hybrid.models  # noqa: E402,F401  (registers the models)
 from hybrid.config import ExperimentConfig, load_config  # noqa: E402
 from hybrid.data.splits import make_split  # noqa: E402
 from hybrid.evaluation.evaluate import (  # noqa: E402
@@ -47,8 +46,11 @@ from hybrid.evaluation.evaluate import (  # noqa: E402
     resolve_config,
 )
 from hybrid.evaluation.metrics import ranking_metrics  # noqa: E402
+from hybrid.models.base import import_builtins  # noqa: E402
 from hybrid.models.train_command import valid_metrics  # noqa: E402
 from hybrid.retrieval.ranking import top_k_masked  # noqa: E402
+
+import_builtins()  # every built-in model's module now: the run uses one version of their code
 
 GOWALLA_RECIPE = {"epochs": 10, "batch_size": 16384, "lr": 0.01, "eval_every": 10, "patience": 10}
 # data set: (config, how it is scored, seeds, held out per user, extra parameters for every model)

@@ -44,12 +44,11 @@ import scipy.sparse as sp
 import torch
 from typing_extensions import Self
 
-import hybrid.models  # noqa: F401  (registers the models now: the run uses one version of their code)
 from hybrid.config import load_config
 from hybrid.data.datasets import load_dataset
 from hybrid.data.text_features import EncoderConfig, encode_texts
 from hybrid.evaluation.evaluate import Prepared, evaluate_rankings, prepare
-from hybrid.models.base import FitData, Recommender, make_model
+from hybrid.models.base import FitData, Recommender, import_builtins, make_model
 from hybrid.models.train import BPRModel, validation_metrics
 from hybrid.retrieval.ranking import top_k
 
@@ -59,6 +58,8 @@ except ImportError as error:  # pragma: no cover - a bench extra
     raise SystemExit("this benchmark needs LightFM: pip install -e '.[bench]' (installs lightfm-next)") from error
 
 from sklearn.feature_extraction.text import CountVectorizer
+
+import_builtins()  # every built-in model's module now: the run uses one version of their code
 
 logger = logging.getLogger(__name__)
 

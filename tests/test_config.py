@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from hybrid.config import ExperimentConfig, load_config
-from hybrid.models import make_model
+from hybrid.retrieval.build import build_model
 
 CONFIGS = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
 
@@ -17,7 +17,7 @@ def test_shipped_configs_load_and_name_known_models(path: Path) -> None:
     config = load_config(path)
     assert isinstance(config, ExperimentConfig)
     for name in config.models:
-        make_model(name, config.params.get(name))
+        build_model(name, config.params.get(name))
 
 
 @pytest.mark.parametrize(
@@ -38,9 +38,9 @@ def test_unknown_keys_and_values_are_errors(tmp_path: Path, text: str, match: st
 
 def test_model_params_are_validated_by_the_model() -> None:
     with pytest.raises(ValueError, match=r"random: unknown key\(s\) \['sed'\]"):
-        make_model("random", {"sed": 1})
+        build_model("random", {"sed": 1})
     with pytest.raises(ValueError, match=r"unknown model 'lightgnc'"):
-        make_model("lightgnc")
+        build_model("lightgnc")
 
 
 @pytest.mark.parametrize(("name", "params", "match"), [
@@ -55,10 +55,10 @@ def test_model_params_are_validated_by_the_model() -> None:
     ("llm", {"n_shuffles": 0}, r"llm: n_shuffles must be a positive integer"),
 ])
 def test_model_configs_refuse_out_of_range_values_when_built(name, params, match) -> None:
-    """A range error surfaces where the config is built (make_model, which hybrid-eval calls
+    """A range error surfaces where the config is built (build_model, which hybrid-eval calls
     before reading data), not inside fit after earlier models ran."""
     with pytest.raises(ValueError, match=match):
-        make_model(name, params)
+        build_model(name, params)
 
 
 def test_fusion_config_checks_itself_when_built() -> None:
@@ -70,4 +70,4 @@ def test_fusion_config_checks_itself_when_built() -> None:
 
 def test_a_config_naming_the_retired_hybrid_gets_a_clear_error() -> None:
     with pytest.raises(ValueError, match=r"'hybrid_lightgcn' was removed: .*use 'hybrid'"):
-        make_model("hybrid_lightgcn", {})
+        build_model("hybrid_lightgcn", {})

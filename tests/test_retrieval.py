@@ -12,10 +12,10 @@ import pytest
 import torch
 
 from hybrid.data.interactions import Interactions
-from hybrid.models import make_model
 from hybrid.models.base import FitData
 from hybrid.retrieval import ranking
 from hybrid.retrieval.ann import AnnIndex
+from hybrid.retrieval.build import build_model
 from hybrid.retrieval.ranking import top_k
 from hybrid.retrieval.two_stage import TwoStage
 
@@ -67,7 +67,7 @@ def test_an_index_survives_save_and_load_and_takes_new_items(tmp_path) -> None:
 ])
 def test_bad_retrieval_settings_name_the_field(params, match) -> None:
     with pytest.raises(ValueError, match=match):
-        make_model("gf_cf", params)
+        build_model("gf_cf", params)
 
 
 def interactions(seed: int = 0, n_users: int = 60, n_items: int = 40) -> Interactions:
@@ -82,7 +82,7 @@ def test_candidate_scores_equal_the_full_scores_at_those_items(name) -> None:
     data = interactions()
     text = [f"item number {i} about topic {i % 4}" for i in range(data.n_items)] if name == "content" else None
     params = {"epochs": 3} if name == "mf" else {}
-    model = make_model(name, params).fit(FitData(train=data, item_text=text))
+    model = build_model(name, params).fit(FitData(train=data, item_text=text))
     users = np.arange(10)
     history = data.matrix()[users]
     candidates = np.random.default_rng(1).integers(0, data.n_items, (10, 7))
@@ -98,13 +98,13 @@ def test_two_stage_with_room_for_every_item_ranks_exactly_and_reaches_new_items(
     data = interactions()
     params = {"retrieval": {"kind": "ann", "index": {"kind": "flat"}, "candidates": data.n_items, "popular": 0,
                             "newest": 0}}
-    two_stage = make_model("gf_cf", params).fit(FitData(train=data))
+    two_stage = build_model("gf_cf", params).fit(FitData(train=data))
     assert isinstance(two_stage, TwoStage)
-    exact_model = make_model("gf_cf").fit(FitData(train=data))
+    exact_model = build_model("gf_cf").fit(FitData(train=data))
     users = np.arange(data.n_users)
     assert np.array_equal(top_k(two_stage, users, data.matrix(), 5)[0], top_k(exact_model, users, data.matrix(), 5)[0])
 
-    narrow = make_model("gf_cf+ann", {"retrieval": {"candidates": 3, "popular": 2, "newest": 5}}).fit(FitData(train=data))
+    narrow = build_model("gf_cf+ann", {"retrieval": {"candidates": 3, "popular": 2, "newest": 5}}).fit(FitData(train=data))
     scores = narrow.score(users[:4], data.matrix()[:4])
     finite = torch.isfinite(scores)
     assert finite[:, -5:].all()  # the five newest (interaction-free) items are always candidates
@@ -114,7 +114,7 @@ def test_two_stage_with_room_for_every_item_ranks_exactly_and_reaches_new_items(
 
 def test_a_model_without_item_vectors_refuses_ann_with_the_reason() -> None:
     with pytest.raises(ValueError, match="no item vectors"):
-        make_model("ease+ann").fit(FitData(train=interactions()))
+        build_model("ease+ann").fit(FitData(train=interactions()))
 
 
 def test_the_hybrid_scores_candidates_as_its_full_rows_do(tiny_model) -> None:
@@ -167,7 +167,7 @@ def test_a_two_stage_hybrid_recommends_as_exact_saves_its_index_and_takes_new_it
 def test_a_batch_of_scores_stays_within_the_memory_bound(monkeypatch) -> None:
     """A catalogue too wide for ``batch_size`` users at once is ranked in smaller batches, with the same result."""
     data = interactions()
-    model = make_model("mf", {"epochs": 3}).fit(FitData(train=data))
+    model = build_model("mf", {"epochs": 3}).fit(FitData(train=data))
     users, history = np.arange(data.n_users), data.matrix()
     expected = ranking.top_k_masked(model, users, history, 5, {"all": None}, tie_seed=0)["all"]
     rows_scored = []
@@ -187,7 +187,7 @@ def test_the_newest_items_are_the_latest_to_arrive_not_the_highest_indices() -> 
     rows += [(u, u % 3, 2000 + u) for u in range(0, 60, 4)]  # items 0, 1, 2 first bought last of all
     frame = pd.DataFrame(rows, columns=["user", "item", "timestamp"])
     data = Interactions.from_frame(frame, item_ids=pd.Index(range(40)))  # 35-39: no interactions yet
-    stage = make_model("gf_cf+ann", {"retrieval": {"candidates": 1, "popular": 0, "newest": 8}}).fit(FitData(train=data))
+    stage = build_model("gf_cf+ann", {"retrieval": {"candidates": 1, "popular": 0, "newest": 8}}).fit(FitData(train=data))
     users = np.arange(data.n_users)
     union = stage.candidates(users, data.matrix())
     for row in union:

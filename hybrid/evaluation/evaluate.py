@@ -51,7 +51,8 @@ from hybrid.evaluation.metrics import (
 )
 from hybrid.evaluation.report import markdown_report, markdown_table, plot_buckets
 from hybrid.llm.rerank_model import LLMReranked
-from hybrid.models.base import FitData, Recommender, make_model
+from hybrid.models.base import FitData, Recommender
+from hybrid.retrieval.build import build_model
 from hybrid.retrieval.candidates import candidate_metrics, draw_candidates
 from hybrid.retrieval.ranking import top_k_masked
 
@@ -237,13 +238,13 @@ def fitted_model(name: str, params: dict[str, Any], config: ExperimentConfig, pr
     key = (name, prepared.fit_fingerprint, json.dumps(params, sort_keys=True))
     if key in fitted:
         return fitted[key]
-    model = make_model(name, params)
+    model = build_model(name, params)
     start = time.perf_counter()
     if isinstance(model, LLMReranked):
         retriever_name = model.config.retriever
         retriever_params = model.config.retriever_params or config.params.get(retriever_name) or {}
         retriever, _ = fitted_model(retriever_name, retriever_params, config, prepared, fitted)
-        model = make_model(name, {**params, "retriever_params": retriever_params})  # its rehearsal refits the same
+        model = build_model(name, {**params, "retriever_params": retriever_params})  # its rehearsal refits the same
         start = time.perf_counter()
         model.fit(prepared.fit_data, retriever=retriever)
     else:
@@ -436,7 +437,7 @@ def check_experiment(config: ExperimentConfig) -> None:
         if not part.eval.k or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in part.eval.k):
             raise ValueError(f"eval.k must be a list of positive integers, got {part.eval.k!r}")
         for name in part.models:
-            make_model(name, config.params.get(name) or {})
+            build_model(name, config.params.get(name) or {})
 
 
 def provenance(device: torch.device) -> dict[str, Any]:
@@ -507,13 +508,12 @@ def peak_rss_bytes() -> int:
 
 
 def main(argv: list[str] | None = None) -> None:
-    import hybrid.models  # noqa: F401  (registers the models the help lists)
     from hybrid.data.datasets import DATASET_NAMES
-    from hybrid.models.base import MODELS
+    from hybrid.models.base import model_names
 
     parser = argparse.ArgumentParser(
         prog="hybrid-eval", description=__doc__.splitlines()[0],
-        epilog=f"models: {', '.join(sorted(MODELS))}. data sets: {', '.join(DATASET_NAMES)}. "
+        epilog=f"models: {', '.join(model_names())}. data sets: {', '.join(DATASET_NAMES)}. "
                f"packaged configs (--config NAME): {', '.join(packaged_configs())}.",
     )
     parser.add_argument("--config", required=True, help="YAML experiment config: a path, or a packaged config's name")

@@ -7,6 +7,7 @@ model fitted once can fold in users it never trained on, without a refit.
 
 from __future__ import annotations
 
+import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -113,8 +114,28 @@ def dot_candidates(queries: torch.Tensor, items: torch.Tensor, candidates: np.nd
 
 
 ModelFactory = Callable[[dict[str, Any]], Recommender]
-ANN_SUFFIX = "+ann"
 MODELS: dict[str, ModelFactory] = {}
+
+# The registry's list of the built-in models: name -> the module whose import registers it. A
+# module is imported (importlib, so this module imports none of them) on the first lookup of one
+# of its names; models registered elsewhere with :func:`register` need no entry.
+BUILTIN_MODELS: dict[str, str] = {
+    "popularity": "hybrid.models.simple",
+    "random": "hybrid.models.simple",
+    "content": "hybrid.models.content",
+    "mf": "hybrid.models.graph_models",
+    "lightgcn": "hybrid.models.graph_models",
+    "lightgcn_sampled": "hybrid.models.graph_models",
+    "ngcf": "hybrid.models.graph_models",
+    "gf_cf": "hybrid.models.graph_filters",
+    "bspm": "hybrid.models.graph_filters",
+    "ease": "hybrid.models.graph_filters",
+    # The hybrid stage's models.
+    "text_gcn": "hybrid.models.text_gcn",
+    "hybrid": "hybrid.fusion.model",
+    "llm": "hybrid.llm.rerank_model",
+    "hybrid+llm": "hybrid.llm.rerank_model",
+}
 
 
 def register(name: str) -> Callable[[ModelFactory], ModelFactory]:
@@ -129,30 +150,51 @@ def register(name: str) -> Callable[[ModelFactory], ModelFactory]:
     return add
 
 
+def model_names() -> list[str]:
+    """Every model name the registry knows (built-in or registered), sorted."""
+    return sorted(set(MODELS) | set(BUILTIN_MODELS))
+
+
+def lookup(name: str) -> ModelFactory | None:
+    """The factory registered under ``name``, importing its built-in module on first use; None if unknown."""
+    if name not in MODELS and name in BUILTIN_MODELS:
+        importlib.import_module(BUILTIN_MODELS[name])
+        if name not in MODELS:
+            raise RuntimeError(f"{BUILTIN_MODELS[name]} does not register model {name!r}")
+    return MODELS.get(name)
+
+
 # Names an older config may still hold, and what replaced them.
 REMOVED_MODELS = {"hybrid_lightgcn": "the LightGCN-over-text hybrid (HybridConfig) was retired; use 'hybrid' "
                                      "(FusionConfig), or 'text_gcn' for text vectors propagated over the graph"}
 
 
-def make_model(name: str, params: dict[str, Any] | None = None) -> Recommender:
-    """Build a registered model from its config parameters; ``retrieval: {kind: ann, ...}`` among
-    them, or the name ``NAME+ann``, wraps it in :class:`~hybrid.retrieval.two_stage.TwoStage`."""
-    import hybrid.models  # noqa: F401  (registers the built-in models)
-
-    params = dict(params or {})
-    if name not in MODELS and name.endswith(ANN_SUFFIX) and name.removesuffix(ANN_SUFFIX) in MODELS:
-        name = name.removesuffix(ANN_SUFFIX)  # "gf_cf+ann": gf_cf ranked two-stage, a row beside gf_cf
-        params["retrieval"] = {**(params.get("retrieval") or {}), "kind": "ann"}
+def check_name(name: str, hint: str = "") -> ModelFactory:
+    """The factory of model ``name``; a ValueError naming the known models (and ``hint``) if there is none."""
     if name in REMOVED_MODELS:
         raise ValueError(f"model {name!r} was removed: {REMOVED_MODELS[name]}")
-    if name not in MODELS:
-        raise ValueError(f"unknown model {name!r}; known models are {sorted(MODELS)} "
-                         f"(and any of them with {ANN_SUFFIX!r}: two-stage through an ANN index)")
-    retrieval = params.pop("retrieval", None)
-    model = MODELS[name](params)
-    if retrieval is None:
-        return model
-    from hybrid.retrieval.two_stage import TwoStage, retrieval_config
+    factory = lookup(name)
+    if factory is None:
+        raise ValueError(f"unknown model {name!r}; known models are {model_names()}{hint}")
+    return factory
 
-    config = retrieval_config(retrieval)
-    return model if config.kind == "exact" else TwoStage(model, config)
+
+def make_model(name: str, params: dict[str, Any] | None = None) -> Recommender:
+    """Build a registered model from its config parameters.
+
+    Two-stage retrieval (``retrieval`` among the parameters, or a name ``NAME+ann``) wraps a model
+    at the caller's side: :func:`hybrid.retrieval.build.build_model`.
+    """
+    params = dict(params or {})
+    factory = check_name(name)
+    if "retrieval" in params:
+        raise ValueError(f"model {name!r}: 'retrieval' wraps a model in two-stage ranking; build it with "
+                         "hybrid.retrieval.build.build_model")
+    return factory(params)
+
+
+def import_builtins() -> None:
+    """Import every built-in model's module now (a run that should use one version of their code
+    throughout, or code that reads :data:`MODELS` directly)."""
+    for module in sorted(set(BUILTIN_MODELS.values())):
+        importlib.import_module(module)

@@ -41,9 +41,10 @@ from hybrid.evaluation.evaluate import (
 )
 from hybrid.evaluation.metrics import ranking_metrics
 from hybrid.models import distributed
-from hybrid.models.base import FitData, Recommender, make_model
+from hybrid.models.base import FitData, Recommender
 from hybrid.models.embedding import EmbeddingRecommender
 from hybrid.models.train import validation_metrics
+from hybrid.retrieval.build import build_model
 from hybrid.retrieval.ranking import top_k_masked
 
 logger = logging.getLogger(__name__)
@@ -76,7 +77,7 @@ def train(config: ExperimentConfig, model_name: str, data_root: str | None, out:
             before any data is read).
     """
     params = config.params.get(model_name) or {}
-    model = make_model(model_name, params)  # a bad name or parameter fails here, before the data
+    model = build_model(model_name, params)  # a bad name or parameter fails here, before the data
     if not callable(getattr(model, "save", None)):
         raise ValueError(f"model {model_name!r} has no save format, so hybrid-train cannot write it; "
                          "train a model that saves (e.g. mf, lightgcn, ngcf, gf_cf)")
@@ -111,11 +112,10 @@ def train(config: ExperimentConfig, model_name: str, data_root: str | None, out:
 
 
 def main(argv: list[str] | None = None) -> None:
-    import hybrid.models  # noqa: F401  (registers the models the help lists)
-    from hybrid.models.base import MODELS
+    from hybrid.models.base import model_names
 
     parser = argparse.ArgumentParser(prog="hybrid-train", description=__doc__.splitlines()[0],
-                                     epilog=f"models: {', '.join(sorted(MODELS))}.")
+                                     epilog=f"models: {', '.join(model_names())}.")
     parser.add_argument("--config", required=True, help="YAML experiment config: a path, or a packaged config's name")
     parser.add_argument("--model", required=True, help="the model to fit (its parameters: the config's params.<model>)")
     parser.add_argument("--out", required=True, help="folder to save the model and train.json into (replaced)")
