@@ -33,11 +33,9 @@ import math
 import os
 import platform
 import shlex
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 from typing import Any, Literal
 
@@ -46,6 +44,7 @@ import torch
 from hybrid.config import ExperimentConfig, from_dict, load_config
 from hybrid.data.datasets import load_dataset
 from hybrid.evaluation.evaluate import run_split
+from hybrid.evaluation.provenance import dirty_files, head_commit, package_versions
 from hybrid.models.base import MODELS, Recommender, import_builtins, register
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -167,13 +166,6 @@ def dataset_entry(config_path: Path, config: ExperimentConfig, results: dict[str
     }
 
 
-def git(*args: str) -> str | None:
-    try:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout
-    except (OSError, subprocess.CalledProcessError):
-        return None
-
-
 def cpu_name() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -186,13 +178,7 @@ def cpu_name() -> str:
 
 def provenance(argv: list[str], configs: list[str]) -> dict[str, Any]:
     """Command, date, machine, package versions and git commit of this run."""
-    versions = {}
-    for package in PACKAGES:
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
-    dirty = git("status", "--porcelain", "--untracked-files=no")
+    versions = package_versions(PACKAGES)
     return {
         "command": shlex.join(["python", "benchmarks/cold_start.py", *argv]),
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
@@ -201,8 +187,8 @@ def provenance(argv: list[str], configs: list[str]) -> dict[str, Any]:
             "torch_threads": torch.get_num_threads(), "python": platform.python_version(),
         },
         "package versions": versions,
-        "git_commit": (git("rev-parse", "HEAD") or "").strip() or None,
-        "git_dirty": None if dirty is None else sorted(line[3:] for line in dirty.splitlines()),
+        "git_commit": head_commit(),
+        "git_dirty": dirty_files(),
         "configs": configs,
         "datasets": {},
     }

@@ -28,7 +28,7 @@ from hybrid.config import load_config
 from hybrid.data.datasets import load_dataset
 from hybrid.data.interactions import ITEM, TIMESTAMP, USER
 from hybrid.data.splits import make_split
-from hybrid.evaluation.evaluate import git_commit
+from hybrid.evaluation.provenance import git_commit
 
 ROOT = Path(__file__).resolve().parents[1]
 K = 20

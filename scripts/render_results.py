@@ -16,11 +16,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from hybrid.evaluation.provenance import commits_since, recorded_commit
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_JSON = ROOT / "benchmarks" / "results" / "cold_start.json"
@@ -252,21 +253,9 @@ def dataset_heading(name: str, entry: dict[str, Any]) -> str:
             f"({users_text(entry.get('n_test_users', 0))} test users; {seed_text}{catalogue_text})")
 
 
-def hybrid_commits_since(commit: str | None) -> int | None:
-    """Commits that changed ``hybrid/`` after ``commit`` (None: unknown commit or no git)."""
-    if not commit:
-        return None
-    try:
-        out = subprocess.run(["git", "rev-list", "--count", f"{commit.removesuffix('+dirty')}..HEAD", "--", "hybrid/"],
-                             cwd=ROOT, capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return int(out.stdout.strip()) if out.returncode == 0 and out.stdout.strip().isdigit() else None
-
-
 def provenance_line(commit: str | None) -> str:
     """Which commit wrote the numbers, and whether ``hybrid/`` changed since (the numbers may be stale)."""
-    changed = hybrid_commits_since(commit)
+    changed = commits_since(commit, "hybrid/")
     state = ("hybrid/ unchanged since" if changed == 0 else
              "cannot tell whether hybrid/ changed since" if changed is None else
              f"**hybrid/ changed in {changed} commit(s) since: these numbers may be stale**")
@@ -364,17 +353,12 @@ def _heading(title: str, source: str, command: str) -> list[str]:
     return [f"#### {title}, from `{source}`", "", f"    {command}", ""]
 
 
-def _commit(result: dict[str, Any]) -> str:
-    prov = result.get("provenance") or {}
-    return str(prov.get("git_commit") or result.get("git_commit") or "unknown")[:12]
-
-
 def render_ann(result: dict[str, Any], source: str) -> str:
     """``benchmarks/ann.py``'s JSON: exact against ANN top-20 per catalogue and index setting."""
     k = result["k"]
     lines = [
         *_heading(f"ANN against exact top-{k} by inner product", source, result["command"]),
-        f"commit `{_commit(result)}`, torch threads {(result.get('provenance') or {}).get('torch_threads')}, wall "
+        f"commit `{recorded_commit(result)}`, torch threads {(result.get('provenance') or {}).get('torch_threads')}, wall "
         f"{result['wall_seconds']} s, peak memory {result['peak_rss_bytes'] / 2**30:.2f} GiB. Recall: the share of the "
         f"exact top-{k} the index returns; speed-up: exact scoring's time per query over the index's.", "",
         f"| catalogue | items × dims | index | recall of exact top-{k} | ms/query, batch 1 | batch 64 | speed-up b1 | b64 | build s |",
@@ -396,7 +380,7 @@ def render_gowalla_lightgcn(result: dict[str, Any], source: str) -> str:
     """``benchmarks/gowalla_lightgcn.py --json``: each model's final metrics, time and curve."""
     prov = result.get("provenance") or {}
     lines = [*_heading("LightGCN on the official Gowalla split", source, result["command"]),
-             f"commit `{_commit(result)}`, device {prov.get('device')}, torch threads {prov.get('torch_threads')}. "
+             f"commit `{recorded_commit(result)}`, device {prov.get('device')}, torch threads {prov.get('torch_threads')}. "
              "The test set is reported along the way (the curve), never used to choose an epoch.", "",
              "| model | epochs | s/epoch | wall s | Recall@20 | NDCG@20 | paper |", "|---|---|---|---|---|---|---|"]
     for model in result["models"]:
@@ -414,7 +398,7 @@ def render_serving(result: dict[str, Any], source: str) -> str:
     export = result["batch_export"]
     lines = [
         *_heading(f"Serving ({result['dataset']}): batch export and a load test on 127.0.0.1", source, result["command"]),
-        f"commit `{_commit(result)}`. Batch export (`{export['command']}`), killed after "
+        f"commit `{recorded_commit(result)}`. Batch export (`{export['command']}`), killed after "
         f"{export['chunks_kept_after_kill']} chunks and run again: {export['report']}.", "",
         "| connections | requests/s | p50 ms | p99 ms | failed requests | hot reloads |", "|---|---|---|---|---|---|",
     ]
@@ -458,7 +442,7 @@ def render_distributed(result: dict[str, Any], source: str) -> str:
 def render_sampled_selection(result: dict[str, Any], source: str) -> str:
     """``benchmarks/sampled_selection.py``'s JSON: each neighbourhood against full LightGCN on validation data."""
     lines = [*_heading("Sampled LightGCN's neighbourhood, chosen on validation data", source, result["command"]),
-             f"commit `{_commit(result)}`, wall {result['wall_seconds']} s. Scored on data from the training side only "
+             f"commit `{recorded_commit(result)}`, wall {result['wall_seconds']} s. Scored on data from the training side only "
              "(see the benchmark's docstring); ratios are to full LightGCN on the same seeds.", "",
              "| data set | scored on | seeds | variant | Recall@20 | NDCG@20 | ratio Recall | ratio NDCG |",
              "|---|---|---|---|---|---|---|---|"]
@@ -497,7 +481,7 @@ def render_scale(result: dict[str, Any], source: str) -> str:
     """``benchmarks/scale.py``'s JSON: full against sampled training per size, and the projection."""
     lines = [
         *_heading("Full-graph against sampled LightGCN training (synthetic power-law graphs)", source, result["command"]),
-        f"commit `{_commit(result)}`, torch threads {(result.get('provenance') or {}).get('torch_threads')}, wall "
+        f"commit `{recorded_commit(result)}`, torch threads {(result.get('provenance') or {}).get('torch_threads')}, wall "
         f"{result['wall_seconds']} s. Each row is a process of its own (its peak memory is that configuration's).", "",
         "| edges | users | items | propagation | build s | s per million triples | peak GiB | sampled vs full: speed-up | memory |",
         "|---|---|---|---|---|---|---|---|---|",

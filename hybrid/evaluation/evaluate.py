@@ -49,6 +49,7 @@ from hybrid.evaluation.metrics import (
     ranking_metrics,
     restrict_columns,
 )
+from hybrid.evaluation.provenance import git_commit, package_versions
 from hybrid.evaluation.report import markdown_report, markdown_table, plot_buckets
 from hybrid.llm.rerank_model import LLMReranked
 from hybrid.models.base import FitData, Recommender
@@ -442,33 +443,10 @@ def check_experiment(config: ExperimentConfig) -> None:
 
 def provenance(device: torch.device) -> dict[str, Any]:
     """What a result depends on besides its config: package versions, git commit, threads, device."""
-    from importlib import metadata
-
-    versions = {}
-    for package in ("hybrid-coldstart", "torch", "numpy", "scipy", "pandas", "sentence-transformers",
-                    "transformers", "torch-geometric"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = None
+    versions = package_versions(("hybrid-coldstart", "torch", "numpy", "scipy", "pandas", "sentence-transformers",
+                                 "transformers", "torch-geometric"))
     return {"package_versions": versions, "git_commit": git_commit(), "torch_threads": torch.get_num_threads(),
             "device": str(device)}
-
-
-def git_commit() -> str | None:
-    """The commit of the checkout this package runs from, with "+dirty" for uncommitted changes; None outside git."""
-    import subprocess
-
-    root = Path(__file__).resolve().parents[1]
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=10)
-        if commit.returncode != 0:
-            return None
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return commit.stdout.strip() + ("+dirty" if dirty else "")
 
 
 def load_bundle(config: ExperimentConfig, data_root: str | None) -> DataBundle:
