@@ -87,7 +87,7 @@ class EmbeddingRecommender(Recommender):
             users, items = module.embeddings()
         self.module_ = module
         self.fold_in_pool_ = np.flatnonzero(data.train.item_counts() > 0)
-        self._set_state(users.detach(), items.detach(), data.train.user_counts())
+        self.set_state(users.detach(), items.detach(), data.train.user_counts())
         return self
 
     def chosen(self) -> dict[str, Any]:
@@ -97,7 +97,8 @@ class EmbeddingRecommender(Recommender):
             return {}
         return {"epochs_run": len(result.history), "best_epoch": result.best_epoch, "stopped": result.stopped}
 
-    def _set_state(self, users: torch.Tensor, items: torch.Tensor, counts: np.ndarray) -> None:
+    def set_state(self, users: torch.Tensor, items: torch.Tensor, counts: np.ndarray) -> None:
+        """Install final embeddings and per-user counts (after a fit, or from a saved folder)."""
         self.user_embeddings_ = users
         self.item_embeddings_ = items
         self.user_counts_ = np.asarray(counts, dtype=np.int64)
@@ -200,5 +201,5 @@ class EmbeddingRecommender(Recommender):
     def load(cls, path: str | Path, device: torch.device | str = "cpu") -> Self:
         """Read a folder written by :meth:`save` into a model that scores as the saved one did."""
         model, _, tensors = cls._read_saved(path, device)
-        model._set_state(tensors["user_embeddings"], tensors["item_embeddings"], tensors["user_counts"].cpu().numpy())
+        model.set_state(tensors["user_embeddings"], tensors["item_embeddings"], tensors["user_counts"].cpu().numpy())
         return model
