@@ -43,8 +43,8 @@ import torch
 
 from hybrid.config import ExperimentConfig, from_dict, load_config
 from hybrid.data.datasets import load_dataset
-from hybrid.evaluation.evaluate import run_split
 from hybrid.evaluation.provenance import dirty_files, head_commit, package_versions
+from hybrid.evaluation.run import run_split
 from hybrid.models.base import MODELS, Recommender, import_builtins, register
 
 ROOT = Path(__file__).resolve().parents[1]

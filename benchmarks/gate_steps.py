@@ -21,7 +21,7 @@ import torch
 
 from hybrid.config import load_config
 from hybrid.data.datasets import load_dataset
-from hybrid.evaluation.evaluate import prepare
+from hybrid.evaluation.prepare import prepare
 from hybrid.evaluation.provenance import git_commit
 from hybrid.models.base import import_builtins, make_model
 

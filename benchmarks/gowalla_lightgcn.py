@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     if args.json:
         import sys
 
-        from hybrid.evaluation.evaluate import peak_rss_bytes, provenance
+        from hybrid.evaluation.provenance import peak_rss_bytes, provenance
 
         record = {"command": "python " + " ".join(["benchmarks/gowalla_lightgcn.py", *sys.argv[1:]]),
                   "provenance": provenance(device), "peak_rss_bytes": peak_rss_bytes(), "models": results}

@@ -29,7 +29,7 @@ sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
 
-from hybrid.evaluation.evaluate import provenance  # noqa: E402
+from hybrid.evaluation.provenance import provenance  # noqa: E402
 
 DIM, LAYERS, TOP_T, WALKS, WALK_LENGTH = 64, 3, 20, 10, 10
 NEIGHBOURHOOD = "edges"  # lightgcn_sampled's default (hybrid.models.graph_models.LightGCNConfig)

@@ -35,7 +35,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hybrid.evaluation.evaluate import peak_rss_bytes, provenance
+from hybrid.evaluation.provenance import peak_rss_bytes, provenance
 
 OUT = Path(__file__).resolve().parent / "results" / "serving.json"
 KEY = "benchmark-key"

@@ -47,7 +47,8 @@ from typing_extensions import Self
 from hybrid.config import load_config
 from hybrid.data.datasets import load_dataset
 from hybrid.data.text_features import EncoderConfig, encode_texts
-from hybrid.evaluation.evaluate import Prepared, evaluate_rankings, prepare
+from hybrid.evaluation.prepare import Prepared, prepare
+from hybrid.evaluation.scoring import evaluate_rankings
 from hybrid.models.base import FitData, Recommender, import_builtins, make_model
 from hybrid.models.train import BPRModel, validation_metrics
 from hybrid.retrieval.ranking import top_k

@@ -16,7 +16,8 @@ from conftest import DATA_ROOT, data_folder
 
 from hybrid.config import EvalConfig, ExperimentConfig, SplitConfig
 from hybrid.data.datasets import DataBundle
-from hybrid.evaluation.evaluate import main, resolve_seeds, run_split
+from hybrid.evaluation.evaluate import main
+from hybrid.evaluation.run import resolve_seeds, run_split
 from hybrid.models.base import MODELS, FitData, Recommender
 from hybrid.retrieval.ranking import ranked, top_k, top_k_masked
 

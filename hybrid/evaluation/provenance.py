@@ -1,4 +1,4 @@
-"""What a result depends on besides its config: the git commit of the code, package versions.
+"""What a result depends on besides its config: the git commit of the code, package versions, the machine.
 
 The one place that asks git: ``hybrid-eval``'s results, the benchmarks' JSON and the results page
 (``scripts/render_results.py``) all read the commit through these functions.
@@ -10,7 +10,10 @@ import subprocess
 from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import torch
 
 REPO = Path(__file__).resolve().parents[2]  # the checkout this package runs from (when it is one)
 
@@ -67,3 +70,22 @@ def package_versions(packages: Iterable[str]) -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             versions[package] = None
     return versions
+
+
+def provenance(device: torch.device) -> dict[str, Any]:
+    """What a result depends on besides its config: package versions, git commit, threads, device."""
+    import torch  # here, so that reading results (scripts/render_results.py) does not load torch
+
+    versions = package_versions(("hybrid-coldstart", "torch", "numpy", "scipy", "pandas", "sentence-transformers",
+                                 "transformers", "torch-geometric"))
+    return {"package_versions": versions, "git_commit": git_commit(), "torch_threads": torch.get_num_threads(),
+            "device": str(device)}
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident memory in bytes (Linux reports kilobytes, macOS bytes)."""
+    import resource
+    import sys
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return int(peak if sys.platform == "darwin" else peak * 1024)

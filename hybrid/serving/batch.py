@@ -26,7 +26,7 @@ import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from hybrid.data.interactions import UnknownIdError, coerce_ids_like
-from hybrid.evaluation.evaluate import peak_rss_bytes
+from hybrid.evaluation.provenance import peak_rss_bytes
 from hybrid.recommender import HybridRecommender
 
 logger = logging.getLogger(__name__)

@@ -1,0 +1,54 @@
+"""Ranking metrics of a run's rankings: over all items, and restricted (new among new, warm among warm)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from hybrid.evaluation.metrics import (
+    hit_matrix,
+    metrics_from_hits,
+    ranking_metrics,
+    restrict_columns,
+)
+from hybrid.evaluation.prepare import Prepared
+
+
+def restricted_top(items: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
+    """int64 [n, k]: a restricted ranking from :func:`~hybrid.retrieval.ranking.top_k_masked`, with -1 where
+    there is no item (scored -inf: seen or outside the restriction, or fewer items than ``k``)."""
+    out = np.full((len(items), k), -1, np.int64)
+    out[:, : items.shape[1]] = np.where(scores > -np.inf, items, -1)
+    return out
+
+
+def padded_metrics(top: np.ndarray, relevant: sp.csr_matrix, ks: list[int]) -> dict[str, float]:
+    """:func:`~hybrid.evaluation.metrics.ranking_metrics` of lists that may end in -1 (no item, never a hit)."""
+    top_t = torch.as_tensor(np.asarray(top), dtype=torch.int64)
+    hits = hit_matrix(top_t.clamp(min=0), relevant) & (top_t >= 0)
+    return metrics_from_hits(hits, torch.as_tensor(np.diff(relevant.indptr), dtype=torch.int64), ks)
+
+
+def evaluate_rankings(
+    top: np.ndarray, prepared: Prepared, ks: list[int], restricted: dict[str, np.ndarray] | None = None,
+    bootstrap: int = 0, seed: int = 0,
+) -> dict[str, Any]:
+    """Metrics for every group from the ranked item indices of ``prepared.users``, and for every
+    restricted ranking in ``restricted`` (name of ``prepared.restricted`` -> :func:`restricted_top`)
+    against the test items among its items; users with none of those are left out. ``bootstrap``:
+    95% intervals over users for the groups (:func:`~hybrid.evaluation.metrics.metrics_from_hits`)."""
+    relevant_all = prepared.test[prepared.users]
+    result: dict[str, Any] = {"buckets": {}}
+    for name, (rows, items) in prepared.groups.items():
+        relevant = relevant_all if items is None else restrict_columns(relevant_all, items)
+        metrics = ranking_metrics(top[rows], relevant[rows], ks, bootstrap, seed)
+        if name.startswith("bucket:"):
+            result["buckets"][name.split(":", 1)[1]] = metrics
+        else:
+            result[name] = metrics
+    for name, ranked in (restricted or {}).items():
+        result[name] = padded_metrics(ranked, restrict_columns(relevant_all, prepared.restricted[name]), ks)
+    return result
