@@ -35,8 +35,8 @@ import torch
 from hybrid.data.datasets import load_dataset
 from hybrid.data.interactions import Interactions
 from hybrid.models import FitData, make_model
+from hybrid.models.bpr import BPRModel, heldout_metrics
 from hybrid.models.embedding import EmbeddingRecommender
-from hybrid.models.train import BPRModel, heldout_metrics
 
 logger = logging.getLogger("gowalla_lightgcn")
 

@@ -50,7 +50,7 @@ from hybrid.data.text_features import EncoderConfig, encode_texts
 from hybrid.evaluation.prepare import Prepared, prepare
 from hybrid.evaluation.scoring import evaluate_rankings
 from hybrid.models.base import FitData, Recommender, import_builtins, make_model
-from hybrid.models.train import BPRModel, validation_metrics
+from hybrid.models.bpr import BPRModel, validation_metrics
 from hybrid.retrieval.ranking import top_k
 
 try:

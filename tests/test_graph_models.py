@@ -16,9 +16,10 @@ from hybrid.data.interactions import Interactions
 from hybrid.graph import adjacency as graph
 from hybrid.graph.adjacency import normalized_adjacency, propagate, propagate_rows
 from hybrid.models import FitData, make_model
+from hybrid.models.bpr import heldout_metrics
 from hybrid.models.embedding import EmbeddingRecommender
 from hybrid.models.graph_models import MF, NGCF, LightGCNRecommender
-from hybrid.models.train import TrainConfig, fit_bpr, heldout_metrics
+from hybrid.models.train import TrainConfig, fit_bpr
 from hybrid.retrieval.ranking import top_k
 
 MODELS = ["mf", "ngcf", "lightgcn"]

@@ -31,8 +31,9 @@ from typing_extensions import Self
 from hybrid.config import from_dict
 from hybrid.graph.adjacency import csr_tensor
 from hybrid.models.base import FitData, Recommender, dot_candidates
+from hybrid.models.bpr import BPRModel
 from hybrid.models.fold_in import refine_by_bpr
-from hybrid.models.train import BPRModel, TrainConfig, TrainResult, fit_bpr
+from hybrid.models.train import TrainConfig, TrainResult, fit_bpr
 from hybrid.persistence import atomic_folder, check_shape, verify_folder, write_manifest
 
 logger = logging.getLogger(__name__)

@@ -25,8 +25,9 @@ from hybrid.config import from_dict
 from hybrid.graph.adjacency import interaction_adjacency, propagate, propagate_rows, spmm
 from hybrid.graph.sampled import importance_adjacency, propagate_all, propagate_frontier, transposed
 from hybrid.models.base import FitData, Recommender, register
+from hybrid.models.bpr import BPRModel
 from hybrid.models.embedding import EmbeddingRecommender
-from hybrid.models.train import BPRModel, TrainConfig
+from hybrid.models.train import TrainConfig
 
 
 class MF(BPRModel):

@@ -30,19 +30,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import numpy as np
 import scipy.sparse as sp
 import torch
-import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
 from hybrid.data.interactions import Interactions
-from hybrid.evaluation.metrics import hit_matrix, metrics_from_hits
 from hybrid.graph.samplers import NegativeSampler, SamplerKind
 from hybrid.models import distributed
+from hybrid.models.bpr import VALID_KEYS, BPRModel, validation_metrics
 from hybrid.models.distributed import World
-from hybrid.retrieval.ranking import mask_history
 
 logger = logging.getLogger(__name__)
 
@@ -91,102 +88,6 @@ class TrainConfig:
             raise ValueError(f"max_minutes must be > 0 or None, got {self.max_minutes!r}")
 
 
-class BPRModel(nn.Module):
-    """An embedding model the BPR trainer can fit.
-
-    Subclasses set ``n_users`` / ``n_items`` and implement :meth:`layer0`; graph models also
-    override :meth:`propagate`. The hybrid model replaces the item half of :meth:`layer0` with a
-    projection of text features plus an id embedding and inherits the rest.
-    """
-
-    n_users: int
-    n_items: int
-
-    def layer0(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Layer-0 embeddings: users [n_users, d], items [n_items, d]."""
-        raise NotImplementedError
-
-    def propagate(self, users0: torch.Tensor, items0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Final embeddings from layer-0 ones: users [n_users, d'], items [n_items, d']; identity by default."""
-        return users0, items0
-
-    def embeddings(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """Final embeddings (``get_embedding`` in PyG terms): users [n_users, d'], items [n_items, d']."""
-        return self.propagate(*self.layer0())
-
-    def forward(self, users: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
-        """Scores ŷ_ui = e_u · e_i of pairs (one propagation).
-
-        Args:
-            users: int64 [b].
-            items: int64 [b] (one item per user) or [b, m] (m items per user).
-
-        Returns:
-            float, the shape of ``items``.
-        """
-        user_emb, item_emb = self.embeddings()
-        u = user_emb[users] if items.dim() == 1 else user_emb[users].unsqueeze(1)
-        return (u * item_emb[items]).sum(-1)
-
-    def regularization(
-        self,
-        users0: torch.Tensor,
-        items0: torch.Tensor,
-        users: torch.Tensor,
-        positives: torch.Tensor,
-        negatives: torch.Tensor,
-    ) -> torch.Tensor:
-        """½ (‖e⁰_u‖² + ‖e⁰_i‖² + ‖e⁰_j‖²) summed over the batch, divided by its size [scalar].
-
-        Computed as per-row counts times full-table squared norms: the same value and gradient
-        as gathering the batch's rows, without a gather whose backward dominates a CPU step.
-        """
-        user_counts = torch.bincount(users, minlength=len(users0)).to(users0.dtype)
-        item_counts = torch.bincount(torch.cat([positives, negatives]), minlength=len(items0)).to(items0.dtype)
-        squares = (user_counts * users0.square().sum(1)).sum() + (item_counts * items0.square().sum(1)).sum()
-        return 0.5 * squares / len(users)
-
-    def batch_embeddings(
-        self, users0: torch.Tensor, items0: torch.Tensor, users: torch.Tensor, items: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Final embeddings of a batch's rows only: users [b, d'] and items [k, d'].
-
-        What a training step needs. By default the full :meth:`propagate` then a gather; a model
-        whose propagation can stop at the rows it is asked for (LightGCN) overrides this.
-
-        Args:
-            users0 / items0: :meth:`layer0` of this step.
-            users: int64 [b]; items: int64 [k] (repeats allowed).
-        """
-        user_emb, item_emb = self.propagate(users0, items0)
-        return user_emb.index_select(0, users), item_emb.index_select(0, items)  # deterministic backward
-
-    def auxiliary_loss(
-        self,
-        users: torch.Tensor,
-        pos_emb: torch.Tensor,
-        neg_emb: torch.Tensor,
-        positives: torch.Tensor,
-        negatives: torch.Tensor,
-    ) -> torch.Tensor | None:
-        """An extra loss term of the batch, added to BPR (the hybrid trains its content path here).
-
-        Args:
-            users: [b, d'] final embeddings of the batch's users.
-            pos_emb / neg_emb: [b, d'] final embeddings of the batch's positive / negative items.
-            positives / negatives: int64 [b] the batch's items.
-
-        Returns:
-            a scalar, or None (the default) for no extra term.
-        """
-        return None
-
-    @staticmethod
-    def recommendation_loss(pos_scores: torch.Tensor, neg_scores: torch.Tensor) -> torch.Tensor:
-        """Mean BPR loss −log σ(ŷ_ui − ŷ_uj) over a batch [scalar]."""
-        return F.softplus(neg_scores - pos_scores).mean()
-
-
 @dataclass
 class TrainResult:
     """What :func:`fit_bpr` learnt about the run.
@@ -201,47 +102,6 @@ class TrainResult:
     history: list[dict[str, float]]
     best_epoch: int
     stopped: str
-
-
-def heldout_metrics(
-    model: BPRModel, known: sp.csr_matrix, heldout: sp.csr_matrix, k: int = 20, batch_size: int = 4096
-) -> dict[str, float]:
-    """Recall@k and NDCG@k of ``model`` on held-out items, known items masked, batched on the device.
-
-    Every item is ranked for every user with a held-out item; the users x items score matrix is
-    never built whole (``batch_size`` users at a time).
-
-    Args:
-        model: in eval mode.
-        known: CSR [n_users, n_items] items to mask (training interactions).
-        heldout: CSR [n_users, n_items] items to find (validation or test interactions).
-        k: cut-off.
-        batch_size: users scored at once.
-
-    Returns:
-        ``{"recall@k": ..., "ndcg@k": ...}`` averaged over users with a held-out item.
-    """
-    users = np.flatnonzero(np.diff(heldout.indptr) > 0)
-    cut = min(k, heldout.shape[1])  # fewer items than k: every item is ranked
-    with torch.no_grad():
-        user_emb, item_emb = model.embeddings()
-        hits, n_rel = [], []
-        for start in range(0, len(users), batch_size):
-            batch = users[start : start + batch_size]
-            scores = user_emb[torch.as_tensor(batch, device=user_emb.device)] @ item_emb.T
-            top = torch.topk(mask_history(scores, known[batch]), cut, dim=1).indices
-            hits.append(hit_matrix(top, heldout[batch]))
-            n_rel.append(torch.as_tensor(np.diff(heldout[batch].indptr), device=top.device))
-    out = metrics_from_hits(torch.cat(hits), torch.cat(n_rel), [cut])
-    return {f"recall@{k}": out[f"recall@{cut}"], f"ndcg@{k}": out[f"ndcg@{cut}"]}
-
-
-VALID_KEYS = ("valid_recall@20", "valid_ndcg@20")  # what validation_metrics returns
-
-
-def validation_metrics(model: BPRModel, train: sp.csr_matrix, valid: sp.csr_matrix) -> dict[str, float]:
-    """``valid_recall@20`` and ``valid_ndcg@20``: :func:`heldout_metrics` on the validation set."""
-    return {f"valid_{name}": value for name, value in heldout_metrics(model, train, valid).items()}
 
 
 def fit_bpr(
@@ -278,6 +138,36 @@ def fit_bpr(
     world = distributed.current()
     if world is not None:
         distributed.broadcast_parameters(model)
+    sampler, optimizer, schedule = _training_parts(model, train, config, device, seed)
+    train_csr = train.matrix()
+    valid_csr = None if valid is None or len(valid) == 0 else valid.matrix()
+    show = config.show_progress if config.show_progress is not None else logger.isEnabledFor(logging.INFO)
+    show = show and (world is None or world.is_main)
+    history: list[dict[str, float]] = []
+    best, stopped = _Best(), "epochs"
+    started = time.perf_counter()
+    bar = tqdm(range(config.epochs), desc=f"{type(model).__name__} epochs", disable=not show, leave=False)
+    for epoch in bar:
+        record = _trained_epoch(model, sampler, optimizer, schedule, epoch, len(train), config, world, device)
+        if valid_csr is not None and ((epoch + 1) % config.eval_every == 0 or epoch + 1 == config.epochs):
+            model.eval()
+            record.update(_validated(model, train_csr, valid_csr, world, device))
+            best.update(record, epoch, model)
+        if on_epoch is not None:
+            on_epoch(record, model)
+        history.append(record)
+        bar.set_postfix({k: f"{v:.4f}" for k, v in record.items() if k in ("loss", "valid_recall@20")})
+        logger.debug("%s epoch %s", type(model).__name__, record)
+        if (reason := _stop_reason(best, started, config, world, device)) is not None:
+            stopped = reason
+            break
+    bar.close()
+    return _finished(model, history, best, stopped, started)
+
+
+def _training_parts(model: BPRModel, train: Interactions, config: TrainConfig, device: torch.device,
+                    seed: int) -> tuple[NegativeSampler, torch.optim.Optimizer, Any]:
+    """The seeded negative sampler, the optimizer and the learning-rate schedule (None: constant)."""
     generator = torch.Generator(device=device).manual_seed(seed)
     sampler = NegativeSampler(
         train, config.sampler, config.hard_pool, config.curriculum_warmup, device=device, generator=generator
@@ -286,68 +176,83 @@ def fit_bpr(
     schedule = None
     if config.lr_schedule == "cosine":
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=config.epochs)
-    train_csr = train.matrix()
-    valid_csr = None if valid is None or len(valid) == 0 else valid.matrix()
-    show = config.show_progress if config.show_progress is not None else logger.isEnabledFor(logging.INFO)
-    show = show and (world is None or world.is_main)
-    history: list[dict[str, float]] = []
-    best_recall, best_epoch, best_state = -math.inf, 0, None
-    checks_without_gain, stopped = 0, "epochs"
-    started = time.perf_counter()
-    bar = tqdm(range(config.epochs), desc=f"{type(model).__name__} epochs", disable=not show, leave=False)
-    for epoch in bar:
-        model.train()
-        tick = time.perf_counter()
-        loss = train_epoch(model, sampler, optimizer, epoch, len(train), config, world)
-        if world is not None:
-            loss = distributed.mean_over_ranks(loss, world, device)
-        if not math.isfinite(loss):
-            raise FloatingPointError(
-                f"BPR loss became {loss} in epoch {epoch + 1} of {type(model).__name__}; lower lr "
-                f"(now {config.lr}) or check the inputs for NaN/inf"
-            )
-        record: dict[str, Any] = {"epoch": epoch + 1, "loss": loss, "seconds": time.perf_counter() - tick}
-        if schedule is not None:
-            schedule.step()
-        last = epoch + 1 == config.epochs
-        if valid_csr is not None and ((epoch + 1) % config.eval_every == 0 or last):
-            model.eval()
-            if world is None:
-                record.update(validation_metrics(model, train_csr, valid_csr))
-            else:  # rank 0 validates, every rank gets its numbers
-                record.update(distributed.computed_on_main(
-                    lambda: validation_metrics(model, train_csr, valid_csr), VALID_KEYS, device))
-            if record["valid_recall@20"] > best_recall:
-                best_recall, best_epoch = record["valid_recall@20"], epoch + 1
-                best_state = copy.deepcopy(model.state_dict())
-                checks_without_gain = 0
-            else:
-                checks_without_gain += 1
-        if on_epoch is not None:
-            on_epoch(record, model)
-        history.append(record)
-        bar.set_postfix({k: f"{v:.4f}" for k, v in record.items() if k in ("loss", "valid_recall@20")})
-        logger.debug("%s epoch %s", type(model).__name__, record)
-        if checks_without_gain >= config.patience:
-            stopped = "early_stopping"
-            break
-        if config.max_minutes is not None:
-            over = time.perf_counter() - started > 60 * config.max_minutes
-            if world is not None:  # rank 0's clock decides, or the ranks could part ways
-                over = bool(distributed.from_main([float(over)], device)[0])
-            if over:
-                stopped = "time_budget"
-                break
-    bar.close()
-    if best_state is None:
+    return sampler, optimizer, schedule
+
+
+@dataclass
+class _Best:
+    """The best validated epoch so far, its weights, and the validations since it."""
+
+    recall: float = -math.inf
+    epoch: int = 0
+    state: dict[str, Any] | None = None
+    checks_without_gain: int = 0
+
+    def update(self, record: dict[str, Any], epoch: int, model: BPRModel) -> None:
+        if record["valid_recall@20"] > self.recall:
+            self.recall, self.epoch = record["valid_recall@20"], epoch + 1
+            self.state = copy.deepcopy(model.state_dict())
+            self.checks_without_gain = 0
+        else:
+            self.checks_without_gain += 1
+
+
+def _trained_epoch(model: BPRModel, sampler: NegativeSampler, optimizer: torch.optim.Optimizer, schedule: Any,
+                   epoch: int, n_triples: int, config: TrainConfig, world: World | None,
+                   device: torch.device) -> dict[str, Any]:
+    """One epoch of :func:`train_epoch` (its loss averaged over ranks) as the history's record; then
+    the learning-rate ``schedule`` (None: constant) steps."""
+    model.train()
+    tick = time.perf_counter()
+    loss = train_epoch(model, sampler, optimizer, epoch, n_triples, config, world)
+    if world is not None:
+        loss = distributed.mean_over_ranks(loss, world, device)
+    if not math.isfinite(loss):
+        raise FloatingPointError(
+            f"BPR loss became {loss} in epoch {epoch + 1} of {type(model).__name__}; lower lr "
+            f"(now {config.lr}) or check the inputs for NaN/inf"
+        )
+    record: dict[str, Any] = {"epoch": epoch + 1, "loss": loss, "seconds": time.perf_counter() - tick}
+    if schedule is not None:
+        schedule.step()
+    return record
+
+
+def _validated(model: BPRModel, train_csr: sp.csr_matrix, valid_csr: sp.csr_matrix, world: World | None,
+               device: torch.device) -> dict[str, float]:
+    """:func:`validation_metrics`; under a distributed launch rank 0 validates, every rank gets its numbers."""
+    if world is None:
+        return validation_metrics(model, train_csr, valid_csr)
+    return distributed.computed_on_main(lambda: validation_metrics(model, train_csr, valid_csr), VALID_KEYS, device)
+
+
+def _stop_reason(best: _Best, started: float, config: TrainConfig, world: World | None,
+                 device: torch.device) -> str | None:
+    """"early_stopping" or "time_budget" where training should end after this epoch, else None."""
+    if best.checks_without_gain >= config.patience:
+        return "early_stopping"
+    if config.max_minutes is not None:
+        over = time.perf_counter() - started > 60 * config.max_minutes
+        if world is not None:  # rank 0's clock decides, or the ranks could part ways
+            over = bool(distributed.from_main([float(over)], device)[0])
+        if over:
+            return "time_budget"
+    return None
+
+
+def _finished(model: BPRModel, history: list[dict[str, float]], best: _Best, stopped: str,
+              started: float) -> TrainResult:
+    """Restore the best validated weights (the last ones without validation) and log the run."""
+    best_epoch = best.epoch
+    if best.state is None:
         best_epoch = len(history)
     else:
-        model.load_state_dict(best_state)
+        model.load_state_dict(best.state)
     model.eval()
     logger.info(
         "%s: %d epochs in %.1f s (%s); kept epoch %d%s", type(model).__name__, len(history),
         time.perf_counter() - started, stopped, best_epoch,
-        "" if best_state is None else f", valid recall@20 {best_recall:.4f}",
+        "" if best.state is None else f", valid recall@20 {best.recall:.4f}",
     )
     return TrainResult(history, best_epoch, stopped)
 

@@ -39,8 +39,8 @@ from hybrid.evaluation.provenance import peak_rss_bytes
 from hybrid.evaluation.run import fitted_model
 from hybrid.models import distributed
 from hybrid.models.base import FitData, Recommender
+from hybrid.models.bpr import validation_metrics
 from hybrid.models.embedding import EmbeddingRecommender
-from hybrid.models.train import validation_metrics
 from hybrid.retrieval.build import build_model
 from hybrid.retrieval.ranking import top_k_masked
 
