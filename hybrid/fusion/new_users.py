@@ -25,10 +25,9 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from hybrid.data.interactions import Interactions
 from hybrid.evaluation.metrics import ranking_metrics
 from hybrid.fusion.gate import count_buckets, fit_gate, fuse
-from hybrid.fusion.rehearsal import ColdValidation, subset
+from hybrid.fusion.rehearsal import ColdValidation, earliest, first_items, subset
 from hybrid.fusion.signals import FEATURES, FeatureBuilder, standardise
 from hybrid.fusion.user_side import SideRegression
 from hybrid.models.base import FitData, Recommender, make_model
@@ -184,22 +183,6 @@ def refit_side(path: NewUserPath, rows: sp.csr_matrix, seed: int) -> None:
     device = path.user_vectors.device
     path.side = SideRegression().fit(path.user_vectors[torch.as_tensor(users, device=device)], rows[users], seed)
     path.user_counts = np.asarray(rows.getnnz(axis=1), dtype=np.int64)
-
-
-def earliest(data: Interactions, users: np.ndarray) -> list[np.ndarray]:
-    """Each of ``users``' items in time order (interaction order where there are no timestamps)."""
-    order = np.lexsort((np.arange(len(data.users)) if data.timestamps is None else data.timestamps, data.users))
-    sorted_users, sorted_items = data.users[order], data.items[order]
-    starts = np.searchsorted(sorted_users, users)
-    ends = np.searchsorted(sorted_users, users, side="right")
-    return [sorted_items[s:e] for s, e in zip(starts, ends, strict=True)]
-
-
-def first_items(items: list[np.ndarray], reveal: np.ndarray, n_items: int) -> sp.csr_matrix:
-    """Binary CSR [len(items), n_items] of each row's first ``reveal[r]`` items."""
-    rows = np.repeat(np.arange(len(items)), reveal)
-    cols = np.concatenate([i[:r] for i, r in zip(items, reveal, strict=True)] or [np.zeros(0, np.int64)])
-    return sp.csr_matrix((np.ones(len(cols), np.float32), (rows, cols.astype(np.int64))), shape=(len(items), n_items))
 
 
 def rehearsal_signals(model: FusionHybrid, path: NewUserPath, warm: Recommender, builder: FeatureBuilder,

@@ -194,3 +194,19 @@ def cold_validation(
         int(on_new.sum()), warm_pos.nnz, len(fit), rehearsal.new_weight,
     )
     return rehearsal
+
+
+def earliest(data: Interactions, users: np.ndarray) -> list[np.ndarray]:
+    """Each of ``users``' items in time order (interaction order where there are no timestamps)."""
+    order = np.lexsort((np.arange(len(data.users)) if data.timestamps is None else data.timestamps, data.users))
+    sorted_users, sorted_items = data.users[order], data.items[order]
+    starts = np.searchsorted(sorted_users, users)
+    ends = np.searchsorted(sorted_users, users, side="right")
+    return [sorted_items[s:e] for s, e in zip(starts, ends, strict=True)]
+
+
+def first_items(items: list[np.ndarray], reveal: np.ndarray, n_items: int) -> sp.csr_matrix:
+    """Binary CSR [len(items), n_items] of each row's first ``reveal[r]`` items."""
+    rows = np.repeat(np.arange(len(items)), reveal)
+    cols = np.concatenate([i[:r] for i, r in zip(items, reveal, strict=True)] or [np.zeros(0, np.int64)])
+    return sp.csr_matrix((np.ones(len(cols), np.float32), (rows, cols.astype(np.int64))), shape=(len(items), n_items))

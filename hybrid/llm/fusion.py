@@ -24,8 +24,7 @@ import numpy as np
 import torch
 
 from hybrid.evaluation.metrics import ranking_metrics
-from hybrid.fusion.new_users import earliest, first_items
-from hybrid.fusion.rehearsal import merged, subset
+from hybrid.fusion.rehearsal import earliest, first_items, merged, subset
 from hybrid.models.base import FitData, make_model
 from hybrid.retrieval.ranking import mask_history
 
