@@ -2,7 +2,7 @@
 
 from hybrid.data.datasets import load_dataset
 from hybrid.data.interactions import Columns, Interactions, item_texts
-from hybrid.fusion.model import FusionConfig
+from hybrid.fusion.config import FusionConfig
 from hybrid.recommender import HybridRecommender
 
 __all__ = ["Columns", "FusionConfig", "HybridRecommender", "Interactions", "item_texts", "load_dataset"]

@@ -37,7 +37,9 @@ from hybrid.data.interactions import (
 )
 from hybrid.data.splits import _last_n
 from hybrid.device import resolve_device
-from hybrid.fusion.model import FusionConfig, FusionHybrid
+from hybrid.fusion.config import FusionConfig
+from hybrid.fusion.halves import auto_names
+from hybrid.fusion.model import FusionHybrid
 from hybrid.models.base import FitData
 from hybrid.persistence import atomic_folder, verify_folder, write_manifest
 from hybrid.retrieval.ranking import check_k, mask_history, top_k
@@ -101,8 +103,9 @@ class HybridRecommender:
         """
         config = self.config if isinstance(self.config, FusionConfig) else from_dict(FusionConfig, self.config, "config")
         retrieval = retrieval_config(self.retrieval)
-        if retrieval.kind == "ann" and config.warm_model == "auto" and "ease" in config.auto_warm:
-            config = dataclasses.replace(config, auto_warm=tuple(n for n in config.auto_warm if n != "ease") or ("gf_cf",))
+        if retrieval.kind == "ann" and config.warm_model == "auto" and "ease" in auto_names(config.auto_warm):
+            config = dataclasses.replace(config, auto_warm=tuple(n for n in auto_names(config.auto_warm) if n != "ease")
+                                         or ("gf_cf",))
             logger.info("retrieval: ann: the graph half is chosen among %s (EASE has no item vectors to index)",
                         list(config.auto_warm))
         data = Interactions.build(interactions, self.columns)

@@ -62,7 +62,7 @@ def test_model_configs_refuse_out_of_range_values_when_built(name, params, match
 
 
 def test_fusion_config_checks_itself_when_built() -> None:
-    from hybrid.fusion.model import FusionConfig
+    from hybrid.fusion.config import FusionConfig
 
     with pytest.raises(ValueError, match=r"random_negatives must be >= 1, got 0"):
         FusionConfig(random_negatives=0)

@@ -55,7 +55,7 @@ def test_a_save_interrupted_at_any_file_leaves_the_previous_model(saved, tmp_pat
 def test_a_model_write_that_fails_midway_leaves_the_previous_model(saved, tmp_path, monkeypatch) -> None:
     rec, folder = saved
     target = copy(folder, tmp_path)
-    import hybrid.fusion.model as fusion
+    import hybrid.fusion.persist as fusion
 
     def broken(*args, **kwargs):
         raise OSError("crash while writing fusion.safetensors (simulated)")

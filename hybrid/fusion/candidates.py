@@ -20,18 +20,41 @@ linear part of the fused score.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
 from hybrid.fusion.gate import fuse
-
-if TYPE_CHECKING:
-    from hybrid.fusion.model import FusionHybrid
+from hybrid.fusion.new_users import NewUserPath
+from hybrid.fusion.signals import FeatureBuilder
+from hybrid.models.base import Recommender
 
 REFERENCE_ITEMS = 2048
+
+
+class FusionHybrid(Protocol):
+    """What this module reads of a fitted hybrid (:class:`hybrid.fusion.model.FusionHybrid`)."""
+
+    device_: torch.device
+    text_: torch.Tensor
+    neighbours_: sp.csr_matrix
+    reference_: np.ndarray
+    buckets_: torch.Tensor
+    builder_: FeatureBuilder
+    gate_weight_: torch.Tensor
+    gate_bias_: torch.Tensor
+    warm_: Recommender
+    new_users_: NewUserPath
+
+    @property
+    def warm_items_(self) -> int: ...
+
+    def graph_scores(self, users: np.ndarray, history: sp.csr_matrix) -> torch.Tensor: ...
+
+    def text_profiles(self, users: np.ndarray, history: sp.csr_matrix, builder: FeatureBuilder | None = None,
+                      encoded: torch.Tensor | None = None) -> torch.Tensor | None: ...
 
 
 def reference_items(n_items: int, seed: int) -> np.ndarray:
@@ -64,7 +87,7 @@ def column_scores(model: FusionHybrid, users: np.ndarray, history: sp.csr_matrix
         mean_rows = sp.csr_matrix(sp.diags(_inverse_sums(near)) @ near)[:, graph_cols]
         text_graph = torch.as_tensor((mean_rows @ graph.cpu().numpy().T).T, device=device, dtype=torch.float32)
         own = graph[:, torch.as_tensor(np.searchsorted(graph_cols, cols), device=device)]
-        profiles = model._text_profiles(users, history, encoded=model.new_users_.user_vectors)
+        profiles = model.text_profiles(users, history, encoded=model.new_users_.user_vectors)
         if profiles is None:
             profiles = model.builder_.profile_vectors(history)
         index = torch.as_tensor(cols, device=device)
@@ -92,7 +115,7 @@ def _graph_columns(model: FusionHybrid, users: np.ndarray, history: sp.csr_matri
         if (users >= 0).all():
             part = model.warm_.score_columns(users, history[:, :n_warm], cols[warm])
         else:  # a facade's new user: folded in as score_users does
-            part = model._graph(users, history[:, :n_warm])[:, torch.as_tensor(cols[warm], device=device)]
+            part = model.graph_scores(users, history[:, :n_warm])[:, torch.as_tensor(cols[warm], device=device)]
         graph[:, torch.as_tensor(warm, device=device)] = part.float()
     graph[:, model.buckets_[torch.as_tensor(cols, device=device)] == 0] = 0
     return graph
@@ -149,7 +172,7 @@ def hybrid_user_factors(model: FusionHybrid, users: np.ndarray, history: sp.csr_
     reference = np.asarray(model.reference_)
     w_graph, w_profile = _mean_weights(model)
     with torch.no_grad():
-        profiles = model._text_profiles(users, history, encoded=model.new_users_.user_vectors)
+        profiles = model.text_profiles(users, history, encoded=model.new_users_.user_vectors)
         if profiles is None:
             profiles = model.builder_.profile_vectors(history)
         profiles = torch.nn.functional.normalize(profiles, dim=1)

@@ -10,6 +10,12 @@ convex in the gate's parameters, so full-batch L-BFGS converges in tens of steps
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
+from functools import cached_property
+from itertools import pairwise
+from typing import Any
+
 import numpy as np
 import scipy.sparse as sp
 import torch
@@ -54,8 +60,14 @@ class Gate(torch.nn.Module):
             self.warm_offset.square().sum() + self.warm_bias_offset.square().sum())
 
     def forward(self, signals: torch.Tensor, buckets: torch.Tensor) -> torch.Tensor:
-        """signals float [..., F], buckets int64 [...] -> scores [...]."""
-        return self.bias[buckets] + (signals * self.weight.T[buckets]).sum(-1)
+        """signals float [..., F], buckets int64 [...] -> scores [...].
+
+        Every bucket's score by one matrix product, then each item's own picked out: the same
+        numbers as gathering each item's weight row first, without the [..., F] gathered copy
+        whose backward dominated the gate's fit (see benchmarks/results/fit_profile.json)."""
+        flat = signals.reshape(-1, signals.shape[-1])
+        picked = (flat @ self.weight).gather(1, buckets.reshape(-1, 1)).squeeze(1)
+        return (picked + self.bias[buckets.reshape(-1)]).view(buckets.shape)
 
 
 def stratified_candidates(signals: list[torch.Tensor], known: torch.Tensor, positives: sp.csr_matrix,
@@ -96,7 +108,6 @@ def stratified_candidates(signals: list[torch.Tensor], known: torch.Tensor, posi
     return torch.cat([items, torch.where(drawn_ok, draws, -1)], 1), torch.cat([log_w, random_w], 1)
 
 
-
 def fuse(signals: list[torch.Tensor], weight: torch.Tensor, bias: torch.Tensor, buckets: torch.Tensor) -> torch.Tensor:
     """The gate applied to a batch: float [b, n_items] from F signals [b, n_items], weight [F, B],
     bias [B] and each item's bucket (int64 [n_items])."""
@@ -107,22 +118,119 @@ def fuse(signals: list[torch.Tensor], weight: torch.Tensor, bias: torch.Tensor, 
     return scores
 
 
-def fit_gate(feats: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor, buckets: torch.Tensor,
-             log_w: torch.Tensor, reg: float, bucket_reg: float, steps: int,
+@dataclass
+class GateExamples:
+    """The gate's training tensors (see :func:`gate_examples`): feats float [U, m, F] the
+    candidates' signals, labels bool [U, m] positives, new bool [U, m] whether each is a new item,
+    buckets int64 [U, m] count buckets, log_w float [U, m] each negative's log-weight (−inf for
+    positives and padding)."""
+
+    feats: torch.Tensor
+    labels: torch.Tensor
+    new: torch.Tensor
+    buckets: torch.Tensor
+    log_w: torch.Tensor
+
+    @cached_property
+    def by_bucket(self) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+        """(order, feats in that order [N, F], bucket boundaries): the flattened candidates sorted
+        by bucket, so each bucket's scores and gradients are one dense product."""
+        flat = self.buckets.reshape(-1)
+        order = torch.argsort(flat, stable=True)
+        sizes = torch.bincount(flat, minlength=len(BUCKET_EDGES) + 1).tolist()
+        return order, self.feats.reshape(-1, self.feats.shape[-1])[order], [0, *np.cumsum(sizes).tolist()]
+
+    def scores(self, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+        """float [U, m]: b[β] + Σ_f w_f[β] z_f, the same as ``Gate.forward``, bucket by bucket."""
+        order, feats, bounds = self.by_bucket
+        flat = torch.empty(order.shape[0], dtype=feats.dtype, device=feats.device)
+        flat[order] = torch.cat([feats[lo:hi] @ weight[:, b] + bias[b]
+                                 for b, (lo, hi) in enumerate(pairwise(bounds))])
+        return flat.view(self.buckets.shape)
+
+    def gradients(self, grad: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """d loss / d weight [F, B] and d loss / d bias [B] from d loss / d scores [U, m]."""
+        order, feats, bounds = self.by_bucket
+        g = grad.reshape(-1)[order]
+        pairs = list(pairwise(bounds))
+        weight = torch.stack([feats[lo:hi].T @ g[lo:hi] for lo, hi in pairs], dim=1)
+        return weight, torch.stack([g[lo:hi].sum() for lo, hi in pairs])
+
+
+def gate_examples(batches: Iterable[tuple[list[torch.Tensor], torch.Tensor, sp.csr_matrix]], new_items: torch.Tensor,
+                  buckets: torch.Tensor, rng: np.random.Generator, n_top: int, n_random: int,
+                  max_positives: int) -> GateExamples:
+    """The gate's training tensors from (signals, known items, positives) per user batch: each
+    user's stratified candidates (:func:`stratified_candidates`), their signals, positive labels
+    (a seeded sample of at most ``max_positives``), whether each is new (``new_items`` bool
+    [n_items]), its count bucket (``buckets`` int64 [n_items]) and its log-weight as a negative."""
+    columns: dict[str, list[torch.Tensor]] = {"feats": [], "labels": [], "new": [], "buckets": [], "log_w": []}
+    with torch.no_grad():
+        for signals, known, positives in batches:
+            cand, log_w = stratified_candidates(signals, known, positives, rng, n_top, n_random)
+            safe = cand.clamp_min(0)
+            positive = torch.as_tensor(positives.toarray() > 0, device=known.device).gather(1, safe)
+            positive &= cand >= 0
+            positive[:, cand.shape[1] - n_random:] = False  # a random draw is never a positive (excluded)
+            if positive.sum(1).max() > max_positives:  # keep a seeded sample of each user's positives
+                keys = torch.as_tensor(rng.random(positive.shape), device=known.device).masked_fill(~positive, 2.0)
+                positive &= keys.argsort(1).argsort(1) < max_positives
+            columns["feats"].append(torch.stack([s.gather(1, safe) for s in signals], dim=-1))
+            columns["labels"].append(positive)
+            columns["new"].append(new_items[safe])
+            columns["buckets"].append(buckets[safe])
+            columns["log_w"].append(log_w.masked_fill(positive, -torch.inf))  # negatives only
+    width = max(t.shape[1] for t in columns["feats"])
+
+    def stacked(name: str, fill: Any) -> torch.Tensor:
+        pad = lambda t: (0, 0, 0, width - t.shape[1]) if t.dim() == 3 else (0, width - t.shape[1])  # noqa: E731
+        return torch.cat([torch.nn.functional.pad(t, pad(t), value=fill) for t in columns[name]])
+
+    return GateExamples(stacked("feats", 0.0), stacked("labels", False), stacked("new", False), stacked("buckets", 0),
+                        stacked("log_w", -torch.inf))
+
+
+def positive_weights(labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Each positive's weight, normalised per user (each user counts once)."""
+    pos_weight = labels * weights
+    return pos_weight / pos_weight.sum(1, keepdim=True).clamp_min(1e-9)
+
+
+def sampled_softmax(examples: GateExamples, pos_weight: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The gate's data loss and its gradients with respect to ``weight`` [F, B] and ``bias`` [B].
+
+    Each positive p against the user's (estimated) negatives N,
+
+        mean_u Σ_p w_p softplus(lse_u − s_p),   lse_u = log Σ_{n∈N} e^{s_n + log_w_n},
+
+    differentiated by hand in the scores: d/ds_p = −w_p σ(lse_u − s_p) and d/ds_n = share_n ·
+    Σ_p w_p σ(lse_u − s_p) with share_n the softmax of n among N; the scores are linear in the
+    gate's parameters, so this keeps autograd's [U, m] intermediates out of every L-BFGS step.
+    """
+    with torch.no_grad():
+        scores = examples.scores(weight, bias)
+        logits = scores + examples.log_w
+        lse = torch.logsumexp(logits, dim=1, keepdim=True)
+        loss = (torch.nn.functional.softplus(lse - scores) * pos_weight).sum(1).mean()
+        pull = torch.sigmoid(lse - scores) * pos_weight
+        share = torch.where(examples.log_w > -torch.inf, torch.exp(logits - lse), 0.0)
+        grad_w, grad_b = examples.gradients((share * pull.sum(1, keepdim=True) - pull) / scores.shape[0])
+    return loss, grad_w, grad_b
+
+
+def fit_gate(examples: GateExamples, weights: torch.Tensor, reg: float, bucket_reg: float, steps: int,
              init: Gate | None = None) -> tuple[Gate, float]:
-    """A :class:`Gate` fitted on candidate tensors, and its final loss.
+    """A :class:`Gate` fitted on ``examples`` by L-BFGS on :func:`sampled_softmax` plus its
+    penalty, and its final loss.
 
     Args:
-        feats: float [U, m, F] the candidates' signals; labels: bool [U, m] positives;
-        weights: float [U, m] each positive's weight (normalised per user: each user counts once);
-        buckets: int64 [U, m] count buckets; log_w: float [U, m] each negative's log-weight
-            (:func:`stratified_candidates`; −inf for positives and padding).
+        weights: float [U, m] each positive's weight (normalised per user: each user counts once).
         init: a gate to start from (e.g. the previous weight of a grid: the loss is convex, so a
             near start only saves iterations), or None for the default start.
     """
-    pos_weight = labels * weights
-    pos_weight = pos_weight / pos_weight.sum(1, keepdim=True).clamp_min(1e-9)
-    gate = Gate(feats.shape[-1]).to(feats.device)
+    pos_weight = positive_weights(examples.labels, weights)
+    gate = Gate(examples.feats.shape[-1]).to(device=examples.feats.device, dtype=examples.feats.dtype)
     if init is not None:
         gate.load_state_dict(init.state_dict())
     optimizer = torch.optim.LBFGS(gate.parameters(), lr=1.0, max_iter=steps, history_size=20,
@@ -130,13 +238,11 @@ def fit_gate(feats: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor, b
 
     def closure() -> torch.Tensor:
         optimizer.zero_grad()
-        scores = gate(feats, buckets)
-        neg_lse = torch.logsumexp(scores + log_w, dim=1, keepdim=True)
-        # −log σ(s_p − log Σ_neg e^s): each positive against the (estimated) full set of negatives.
-        loss = (torch.nn.functional.softplus(neg_lse - scores) * pos_weight).sum(1).mean()
-        loss = loss + gate.penalty(reg, bucket_reg)
-        loss.backward()
-        return loss
+        weight, bias = gate.weight, gate.bias
+        data_loss, grad_w, grad_b = sampled_softmax(examples, pos_weight, weight.detach(), bias.detach())
+        penalty = gate.penalty(reg, bucket_reg)
+        ((weight * grad_w).sum() + (bias * grad_b).sum() + penalty).backward()  # chain rule into the parameters
+        return data_loss + penalty.detach()
 
     optimizer.step(closure)  # returns the loss of its first evaluation, before any step was taken
     with torch.enable_grad():

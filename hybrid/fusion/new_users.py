@@ -19,21 +19,19 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
 from hybrid.evaluation.metrics import ranking_metrics
-from hybrid.fusion.gate import count_buckets, fit_gate, fuse
+from hybrid.fusion.config import FusionConfig
+from hybrid.fusion.gate import count_buckets, fit_gate, fuse, gate_examples
 from hybrid.fusion.rehearsal import ColdValidation, earliest, first_items, subset
 from hybrid.fusion.signals import FEATURES, FeatureBuilder, standardise
 from hybrid.fusion.user_side import SideRegression
 from hybrid.models.base import FitData, Recommender, make_model
-
-if TYPE_CHECKING:
-    from hybrid.fusion.model import FusionHybrid
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +41,20 @@ NO_SIDE = " no side"  # suffix of the gate for users of a bucket who give no sid
 NEW_USER_FEATURES = (*FEATURES[:-1], "side", FEATURES[-1])  # popularity stays last (no hard negatives of its own)
 MIN_HISTORY = 5  # rehearsal users need this many interactions (≥ 1 left after revealing 4)
 MIN_USERS = 20  # fewer eligible users than this: no new-user gates (logged)
+
+
+class TextSide(Protocol):
+    """What the new-user path reads of the fitted hybrid: its settings, text vectors and
+    neighbours, its graph half's name, and its text profiles of users."""
+
+    config: FusionConfig
+    device_: torch.device
+    text_: torch.Tensor
+    neighbours_: sp.csr_matrix
+    warm_name_: str
+
+    def text_profiles(self, users: np.ndarray, history: sp.csr_matrix, builder: FeatureBuilder | None = None,
+                      encoded: torch.Tensor | None = None) -> torch.Tensor | None: ...
 
 
 def user_bucket(known: np.ndarray) -> np.ndarray:
@@ -116,7 +128,7 @@ class NewUserPath:
                 out[picked] = fuse([s[picked] for s in ordered], weight, bias, buckets)
 
 
-def fit_new_user_path(model: FusionHybrid, split: ColdValidation, data: FitData,
+def fit_new_user_path(model: TextSide, split: ColdValidation, data: FitData,
                       user_vectors: torch.Tensor | None) -> NewUserPath:
     """Rehearse new users on ``split.fit`` and fit the gates (see the module docstring); the side
     regression of the returned path is then refitted by :func:`refit_side` on every training user."""
@@ -132,7 +144,7 @@ def fit_new_user_path(model: FusionHybrid, split: ColdValidation, data: FitData,
     users = np.sort(rng.choice(eligible, min(n, len(eligible)), replace=False))
     held = np.isin(fit.users, users)
     reduced = subset(fit, ~held)
-    warm = make_model(model.warm_name_, model._warm_params(model.warm_name_)).fit(
+    warm = make_model(model.warm_name_, config.warm_params_of(model.warm_name_)).fit(
         dataclasses.replace(data, train=reduced, valid=None))
     side = None
     if user_vectors is not None:
@@ -161,9 +173,10 @@ def fit_new_user_path(model: FusionHybrid, split: ColdValidation, data: FitData,
             rows = keep[start:start + config.batch_size]
             signals = rehearsal_signals(model, path, warm, builder, buckets, users[rows], revealed[rows], with_side)
             batches.append((signals, torch.as_tensor((revealed[rows] > 0).toarray(), device=device), positives[rows]))
-        feats, labels, is_new, bucket_ids, log_w = model._gate_examples(iter(batches), new_items, buckets, rng)
-        weights = torch.where(is_new, config.new_weight, 1.0)
-        gate, loss = fit_gate(feats, labels, weights, bucket_ids, log_w, config.reg, config.bucket_reg, config.steps)
+        examples = gate_examples(batches, new_items, buckets, rng, config.candidates, config.random_negatives,
+                                 config.max_positives)
+        weights = torch.where(examples.new, config.new_weight, 1.0)
+        gate, loss = fit_gate(examples, weights, config.reg, config.bucket_reg, config.steps)
         gates[name] = (gate.weight.detach().clone(), gate.bias.detach().clone())
         validation[name] = {"loss": round(loss, 4), **rehearsal_recall(gates[name], batches, positives[keep], buckets),
                             "weights": {f: [round(v, 4) for v in row]
@@ -185,13 +198,13 @@ def refit_side(path: NewUserPath, rows: sp.csr_matrix, seed: int) -> None:
     path.user_counts = np.asarray(rows.getnnz(axis=1), dtype=np.int64)
 
 
-def rehearsal_signals(model: FusionHybrid, path: NewUserPath, warm: Recommender, builder: FeatureBuilder,
+def rehearsal_signals(model: TextSide, path: NewUserPath, warm: Recommender, builder: FeatureBuilder,
                       buckets: torch.Tensor, users: np.ndarray, revealed: sp.csr_matrix, with_side: bool) -> list[torch.Tensor]:
     """:data:`NEW_USER_FEATURES` of rehearsal users with their revealed items, as at scoring time
     (``with_side`` False: as for users who give no side information, profile text included)."""
     graph = warm.score(users, revealed)
     graph[:, buckets == 0] = 0
-    profiles = model._text_profiles(users, revealed, builder, path.user_vectors) if with_side else None
+    profiles = model.text_profiles(users, revealed, builder, path.user_vectors) if with_side else None
     signals = builder.signals(graph, revealed, profiles)
     features = path.features(users, None, model.device_) if with_side else None
     side = path.side_signal(features, len(users), revealed.shape[1], model.device_)

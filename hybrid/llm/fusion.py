@@ -17,21 +17,34 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from hybrid.evaluation.metrics import ranking_metrics
 from hybrid.fusion.rehearsal import earliest, first_items, merged, subset
 from hybrid.models.base import FitData, make_model
 from hybrid.retrieval.ranking import mask_history
 
-if TYPE_CHECKING:
-    from hybrid.llm.rerank_model import LLMReranked
-
 logger = logging.getLogger(__name__)
+
+
+class Rehearsed(Protocol):
+    """The reranker's settings the rehearsal reads (:class:`hybrid.llm.rerank_model.RerankConfig`)."""
+
+    retriever: str
+    retriever_params: dict[str, Any]
+    max_history: int
+    top_n: int
+
+
+def progress(rows: np.ndarray) -> Iterable[int]:
+    """``rows`` with a progress bar and ETA over the batch's users (only on a terminal: tqdm's own
+    check, so a log file gets no bar lines)."""
+    return tqdm(rows, desc="LLM rerank", unit="user", disable=None, leave=False)
 
 MIN_REHEARSAL_USERS = 10  # fewer eligible users than this: weight 0 (the retriever), logged
 
@@ -55,12 +68,12 @@ def fused_order(retriever: torch.Tensor, llm: torch.Tensor, weight: float) -> to
     return torch.argsort(fused, descending=True, stable=True)
 
 
-def choose_weight(model: LLMReranked, data: FitData, llm_scores: Callable[[int, np.ndarray, np.ndarray], np.ndarray],
+def choose_weight(config: Rehearsed, data: FitData, llm_scores: Callable[[int, np.ndarray, np.ndarray], np.ndarray],
                   weights: Sequence[float], n_users: int) -> tuple[float, dict[str, Any]]:
-    """The fusion weight of ``model`` chosen on rehearsed new users (see the module docstring).
+    """The reranker's fusion weight chosen on rehearsed new users (see the module docstring).
 
     Args:
-        model: the reranker (its config names the retriever and its parameters, top_n, max_history).
+        config: the reranker's settings (the retriever and its parameters, top_n, max_history).
         data: the fit data; rehearsal users come from ``data.train`` (and ``data.valid``).
         llm_scores: ``(user, known items, candidates) -> float [m]`` LLM scores of the candidates.
         weights: the grid; must contain 0.
@@ -69,7 +82,6 @@ def choose_weight(model: LLMReranked, data: FitData, llm_scores: Callable[[int, 
     Returns:
         ``(weight, record)``: the chosen weight and what the rehearsal measured, for ``chosen()``.
     """
-    config = model.config
     everything = merged(data.train, data.valid)
     eligible = np.flatnonzero(everything.user_counts() > config.max_history)
     if len(eligible) < MIN_REHEARSAL_USERS:
@@ -91,7 +103,7 @@ def choose_weight(model: LLMReranked, data: FitData, llm_scores: Callable[[int, 
     top = torch.topk(scores, n, dim=1)
     llm = [torch.as_tensor(llm_scores(int(u), revealed.indices[revealed.indptr[r]:revealed.indptr[r + 1]],
                                       top.indices[r].cpu().numpy()))
-           for r, u in enumerate(model._progress(np.asarray(users)))]
+           for r, u in enumerate(progress(np.asarray(users)))]
     objective, record = {}, {}
     for w in weights:
         lists = np.stack([top.indices[r][fused_order(top.values[r], llm[r], w)].cpu().numpy() for r in range(len(users))])

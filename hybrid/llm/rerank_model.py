@@ -11,18 +11,16 @@ below the top ``top_n``, keeps the retriever's order.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
 import torch
-from tqdm.auto import tqdm
 from typing_extensions import Self
 
 from hybrid.config import from_dict
-from hybrid.llm.fusion import choose_weight, fused_order
+from hybrid.llm.fusion import choose_weight, fused_order, progress
 from hybrid.llm.reranker import LLMReranker, UserProfile
 from hybrid.models.base import FitData, Recommender, make_model, register
 from hybrid.retrieval.ranking import mask_history
@@ -86,7 +84,7 @@ class LLMReranked(Recommender):
         self.user_text_ = data.user_text
         self.reranked_users_ = 0
         if config.weight is None:
-            self.weight_, self.rehearsal_ = choose_weight(self, data, self._llm_scores, config.weights, config.valid_users)
+            self.weight_, self.rehearsal_ = choose_weight(config, data, self._llm_scores, config.weights, config.valid_users)
         else:
             self.weight_, self.rehearsal_ = float(config.weight), {}
         return self
@@ -121,16 +119,10 @@ class LLMReranked(Recommender):
             return np.zeros(0, np.int64)  # the retriever alone: no LLM call at all
         return np.flatnonzero(np.diff(history.indptr) <= self.config.max_history)
 
-    @staticmethod
-    def _progress(rows: np.ndarray) -> Iterable[int]:
-        """``rows`` with a progress bar and ETA over the batch's users (only on a terminal: tqdm's own
-        check, so a log file gets no bar lines)."""
-        return tqdm(rows, desc="LLM rerank", unit="user", disable=None, leave=False)
-
     def score(self, users: np.ndarray, history: sp.csr_matrix) -> torch.Tensor:
         scores = mask_history(self.retriever_.score(users, history).float(), history)
         n = min(self.config.top_n, scores.shape[1])
-        for row in self._progress(self._needs_llm(history)):
+        for row in progress(self._needs_llm(history)):
             top = torch.topk(scores[row], n)
             known = history.indices[history.indptr[row] : history.indptr[row + 1]]
             ranked = self._fused(int(users[row]), known, top.indices.cpu().numpy(), top.values)
@@ -144,7 +136,7 @@ class LLMReranked(Recommender):
         """All given candidates reordered by the fused score for users with little history."""
         scores = self.retriever_.score_candidates(users, history, candidates).float()
         m = candidates.shape[1]
-        for row in self._progress(self._needs_llm(history)):
+        for row in progress(self._needs_llm(history)):
             order = torch.argsort(scores[row], descending=True, stable=True)
             known = history.indices[history.indptr[row] : history.indptr[row + 1]]
             ranked = self._fused(int(users[row]), known, candidates[row][order.cpu().numpy()], scores[row][order])

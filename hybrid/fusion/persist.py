@@ -1,0 +1,160 @@
+"""A fitted hybrid as a folder: JSON config, safetensors arrays and the graph half in ``warm/``.
+
+Users' side text stays out of the folder: their encoded vectors are what scoring needs. Every
+array's shape is checked against the others on reading, so a damaged folder is refused with the
+file and array at fault named.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from safetensors.torch import load_file, save_file
+
+from hybrid.config import from_dict
+from hybrid.fusion.config import FusionConfig
+from hybrid.fusion.gate import BUCKET_EDGES
+from hybrid.fusion.new_users import NEW_USER_FEATURES, NO_SIDE, USER_BUCKETS, NewUserPath
+from hybrid.fusion.signals import FEATURES
+from hybrid.fusion.user_side import SideRegression
+from hybrid.models.base import Recommender, make_model
+from hybrid.persistence import check_shape
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "fusion.safetensors"
+WARM_DIR = "warm"
+class FusionHybrid(Protocol):
+    """What a saved hybrid holds (:class:`hybrid.fusion.model.FusionHybrid`)."""
+
+    name: str
+    config: FusionConfig
+    device_: torch.device
+    warm_name_: str
+    warm_: Recommender
+    text_: torch.Tensor
+    neighbours_: sp.csr_matrix
+    counts_: np.ndarray
+    gate_weight_: torch.Tensor
+    gate_bias_: torch.Tensor
+    validation_: dict[str, Any]
+    new_users_: NewUserPath
+    user_text_: list[str] | None
+    added_: int
+
+    @property
+    def warm_items_(self) -> int: ...
+
+    def user_profiles(self) -> torch.Tensor | None: ...
+
+    def set_user_profiles(self, profiles: torch.Tensor) -> None: ...
+
+    def set_counts(self, counts: np.ndarray) -> None: ...
+
+
+REQUIRED = ("text", "counts", "neighbours.indptr", "neighbours.indices", "neighbours.data", "gate.weight", "gate.bias")
+
+
+def write(model: FusionHybrid, folder: Path) -> None:
+    """The model's files in ``folder`` (the caller makes it atomic and writes the manifest)."""
+    model.warm_.save(folder / WARM_DIR)
+    path = model.new_users_
+    profiles = model.user_profiles()
+    shared = profiles is not None and profiles is path.user_vectors
+    meta = {"model": model.name, "config": dataclasses.asdict(model.config), "warm_model": model.warm_name_,
+            "validation": model.validation_, "added": getattr(model, "added_", 0),
+            "profiles": None if profiles is None else "new_users.vectors" if shared else "user_profiles",
+            "new_users": path.validation,
+            "side": None if path.side is None else [path.side.ridge_, path.side.power_]}
+    (folder / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
+    n = model.neighbours_
+    tensors = {
+        "text": model.text_, "counts": torch.as_tensor(model.counts_),
+        "neighbours.indptr": torch.as_tensor(n.indptr.astype(np.int64)),
+        "neighbours.indices": torch.as_tensor(n.indices.astype(np.int64)),
+        "neighbours.data": torch.as_tensor(n.data), "gate.weight": model.gate_weight_, "gate.bias": model.gate_bias_,
+        "user_counts": torch.as_tensor(path.user_counts),
+    }
+    for name, (weight, bias) in path.gates.items():
+        tensors[f"new_users.{name}.weight"], tensors[f"new_users.{name}.bias"] = weight, bias
+    if path.user_vectors is not None:
+        tensors["new_users.vectors"] = path.user_vectors
+    if path.side is not None:
+        tensors["new_users.side"] = path.side.weights_
+    if profiles is not None and not shared:
+        tensors["user_profiles"] = profiles
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(folder / WEIGHTS_FILE))
+
+
+def read(model: FusionHybrid, folder: Path) -> None:
+    """Fill the unfitted ``model`` (its ``device_`` set) from ``folder``, shapes checked."""
+    tensors = load_file(str(folder / WEIGHTS_FILE), device=str(model.device_))
+    meta = json.loads((folder / CONFIG_FILE).read_text())
+    where = folder / WEIGHTS_FILE
+    missing = sorted(set(REQUIRED) - set(tensors))
+    if missing:
+        raise ValueError(f"{where} lacks the arrays {missing}")
+    n = tensors["text"].shape[0]
+    check_shape("counts", tensors["counts"].shape, (n,), where)
+    check_shape("neighbours.indptr", tensors["neighbours.indptr"].shape, (n + 1,), where)
+    check_shape("gate.weight", tensors["gate.weight"].shape, (len(FEATURES), len(BUCKET_EDGES) + 1), where)
+    check_shape("gate.bias", tensors["gate.bias"].shape, (len(BUCKET_EDGES) + 1,), where)
+    indices = tensors["neighbours.indices"].cpu().numpy()
+    if len(indices) and (indices.min() < 0 or indices.max() >= n):
+        raise ValueError(f"{where}: neighbours.indices point outside the {n} items")
+    model.warm_name_ = meta["warm_model"]
+    warm_class = type(make_model(model.warm_name_, model.config.warm_params_of(model.warm_name_)))
+    model.warm_ = warm_class.load(folder / WARM_DIR, model.device_)
+    model.text_ = tensors["text"]
+    model.neighbours_ = sp.csr_matrix(
+        (tensors["neighbours.data"].cpu().numpy(), indices, tensors["neighbours.indptr"].cpu().numpy()), shape=(n, n))
+    model.gate_weight_, model.gate_bias_ = tensors["gate.weight"], tensors["gate.bias"]
+    model.validation_, model.user_text_ = meta["validation"], meta.get("user_text")  # text: older folders
+    if meta["added"]:
+        model.added_ = meta["added"]
+    warm_items = getattr(getattr(model.warm_, "graph_", None), "matrix", None)
+    if warm_items is not None and warm_items.shape[1] != model.warm_items_:
+        raise ValueError(f"{folder / WARM_DIR}: the graph half has {warm_items.shape[1]} items, "
+                         f"{where} has {model.warm_items_} (+{meta['added']} added); the folder is inconsistent")
+    model.new_users_ = read_new_users(tensors, meta, where)
+    if meta.get("profiles"):
+        if meta["profiles"] not in tensors:
+            raise ValueError(f"{where} lacks the array {meta['profiles']!r} that {folder / CONFIG_FILE} names")
+        profiles = tensors[meta["profiles"]]
+        check_shape(meta["profiles"], profiles.shape[1:], tuple(model.text_.shape[1:]), where)
+        model.set_user_profiles(profiles)
+    model.set_counts(tensors["counts"].cpu().numpy())
+
+
+def read_config(folder: Path) -> FusionConfig:
+    """The saved model's settings."""
+    meta = json.loads((folder / CONFIG_FILE).read_text())
+    return from_dict(FusionConfig, meta["config"], f"{folder / CONFIG_FILE}: config")
+
+
+def read_new_users(tensors: dict[str, torch.Tensor], meta: dict[str, Any], where: Path) -> NewUserPath:
+    """The new-user path's arrays, shapes checked (a model saved without them has none)."""
+    n_items = tensors["text"].shape[0] - meta["added"]
+    gates = {}
+    for name in (*USER_BUCKETS, *(b + NO_SIDE for b in USER_BUCKETS)):
+        if f"new_users.{name}.weight" in tensors:
+            weight, bias = tensors[f"new_users.{name}.weight"], tensors[f"new_users.{name}.bias"]
+            check_shape(f"new_users.{name}.weight", weight.shape, (len(NEW_USER_FEATURES), len(BUCKET_EDGES) + 1), where)
+            gates[name] = (weight, bias)
+    vectors = tensors.get("new_users.vectors")
+    counts = tensors["user_counts"].cpu().numpy() if "user_counts" in tensors else np.zeros(0, np.int64)
+    if vectors is not None:
+        check_shape("new_users.vectors", vectors.shape[:1], (len(counts),), where)
+    side = None
+    if "new_users.side" in tensors:
+        side = SideRegression()
+        side.weights_ = tensors["new_users.side"]
+        side.ridge_, side.power_ = meta.get("side") or (None, None)
+        if vectors is not None:
+            check_shape("new_users.side", side.weights_.shape, (vectors.shape[1] + 1, n_items), where)
+    return NewUserPath(vectors, side, gates, counts, meta.get("new_users") or {})

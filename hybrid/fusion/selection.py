@@ -1,0 +1,203 @@
+"""What the hybrid chooses on its rehearsal: the graph half, and the item gate with its sparse weight.
+
+Every choice is made on rehearsal users the chosen part was not fitted on (honest selection):
+the gate is fitted on one part of the rehearsal users and ``sparse_weight`` chosen, and every
+validation figure measured, on the others (``SELECTION_SHARE``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+
+from hybrid.evaluation.metrics import ranking_metrics, restrict_columns
+from hybrid.fusion.config import FusionConfig
+from hybrid.fusion.gate import Gate, count_buckets, fit_gate, fuse, gate_examples
+from hybrid.fusion.halves import auto_halves
+from hybrid.fusion.rehearsal import ColdValidation
+from hybrid.fusion.signals import FEATURES, FeatureBuilder
+from hybrid.models.base import FitData, Recommender, make_model
+from hybrid.profiling import StageProfile
+
+logger = logging.getLogger(__name__)
+
+SPARSE_GRID = (1.0, 2.0, 4.0, 8.0)
+SELECTION_SHARE = 0.25  # of the rehearsal users: held out of the gate's fit, sparse_weight chosen on them
+SIGNAL_CACHE_FLOATS = 2**28  # validation signals kept in memory up to 1 GiB
+
+
+def validation_users(positives: sp.csr_matrix, history: sp.csr_matrix, limit: int, rng: np.random.Generator) -> np.ndarray:
+    """Users with history and a validation positive, a seeded sample of at most ``limit``."""
+    users = np.flatnonzero((np.diff(positives.indptr) > 0) & (np.diff(history.indptr) > 0))
+    if len(users) > limit:
+        users = np.sort(rng.choice(users, limit, replace=False))
+    return users
+
+
+def top20(scores: torch.Tensor, known: torch.Tensor) -> np.ndarray:
+    """int64 [b, min(20, n_items)] the best unknown items of each row."""
+    return torch.topk(scores.masked_fill(known, -torch.inf), min(20, scores.shape[1]), dim=1).indices.cpu().numpy()
+
+
+def recall_at(top: np.ndarray, relevant: sp.csr_matrix) -> float:
+    k = top.shape[1]  # 20, or fewer on a tiny catalogue
+    return round(ranking_metrics(top, relevant, [k])[f"recall@{k}"], 4)
+
+
+def choose_graph_half(config: FusionConfig, split: ColdValidation, data: FitData, profile: StageProfile,
+                      ) -> tuple[str, Recommender, dict[str, float]]:
+    """The graph half: ``warm_model``, or with "auto" the half of :func:`auto_halves` that ranks
+    the rehearsal's warm positives best among warm items; each fitted on the rehearsal graph."""
+    names = [config.warm_model] if config.warm_model != "auto" else auto_halves(config.auto_warm, data.train.n_items)
+    fit_data = dataclasses.replace(data, train=split.fit, valid=None)
+    if len(names) == 1:
+        with profile.stage(f"graph half: {names[0]}"):
+            return names[0], make_model(names[0], config.warm_params_of(names[0])).fit(fit_data), {}
+    history = split.fit.matrix()
+    warm_items = (split.fit.item_counts() > 0) & ~split.pseudo_new
+    positives = restrict_columns(split.positives, warm_items)
+    users = validation_users(positives, history, config.max_valid_users, np.random.default_rng(data.seed))
+    excluded = torch.as_tensor(~warm_items, device=data.device)
+    models, recall = {}, {}
+    for name in names:
+        with profile.stage(f"graph half: {name}"):
+            models[name] = model = make_model(name, {}).fit(fit_data)
+            tops = []
+            with torch.no_grad():
+                for start in range(0, len(users), config.batch_size):
+                    batch = users[start:start + config.batch_size]
+                    scores = model.score(batch, history[batch]).masked_fill(excluded, -torch.inf)
+                    tops.append(top20(scores, torch.as_tensor((history[batch] > 0).toarray(), device=data.device)))
+            recall[name] = recall_at(np.concatenate(tops), positives[users])
+    best = max(names, key=lambda n: recall[n])
+    logger.info("hybrid: warm-only validation Recall@20 by graph half %s -> %s", recall, best)
+    return best, models[best], recall
+
+
+class RehearsalSignals:
+    """(user batch, its signals, its known items as bool [b, n_items]) for a fixed set of rehearsal
+    users, kept in memory after the first pass when they fit in SIGNAL_CACHE_FLOATS (the gate is
+    fitted and scored on them several times)."""
+
+    def __init__(self, warm: Recommender, builder: FeatureBuilder, buckets: torch.Tensor, history: sp.csr_matrix,
+                 users: np.ndarray, batch_size: int) -> None:
+        self.warm, self.builder, self.buckets, self.history = warm, builder, buckets, history
+        self.users, self.batch_size = users, batch_size
+        self.keep = len(users) * history.shape[1] * len(FEATURES) <= SIGNAL_CACHE_FLOATS
+        self.kept: list[tuple[np.ndarray, list[torch.Tensor], torch.Tensor]] | None = None
+
+    def __iter__(self) -> Iterator[tuple[np.ndarray, list[torch.Tensor], torch.Tensor]]:
+        if self.kept is not None:
+            yield from self.kept
+            return
+        kept = []
+        for start in range(0, len(self.users), self.batch_size):
+            batch = self.users[start:start + self.batch_size]
+            rows = self.history[batch]
+            graph = self.warm.score(batch, rows)
+            graph[:, self.buckets == 0] = 0
+            item = (batch, self.builder.signals(graph, rows), torch.as_tensor((rows > 0).toarray(), device=graph.device))
+            if self.keep:
+                kept.append(item)
+            yield item
+        if self.keep:
+            self.kept = kept
+
+
+def validation_recall(gate: Gate, batches: RehearsalSignals, positives: sp.csr_matrix) -> dict[str, float]:
+    """Full-ranking validation Recall@20 of the fused score and of each signal alone: what the
+    gate gains over its best input, on the rehearsal, for the record."""
+    names = ("hybrid", "graph", "profile", "text_knn", "text_graph", "hybrid warm_only", "graph warm_only")
+    buckets = batches.buckets
+    new = buckets == 0
+    tops: dict[str, list[np.ndarray]] = {name: [] for name in names}
+    with torch.no_grad():
+        for _, signals, known in batches:
+            fused = fuse(signals, gate.weight, gate.bias, buckets)
+            ranked = (("hybrid", fused), *zip(names[1:5], signals, strict=False),
+                      ("hybrid warm_only", fused.masked_fill(new, -torch.inf)),
+                      ("graph warm_only", signals[0].masked_fill(new, -torch.inf)))
+            for name, scores in ranked:
+                tops[name].append(top20(scores, known))
+    new_np = new.cpu().numpy()
+    relevant = positives[batches.users]
+    sparse_rel = restrict_columns(relevant, ((buckets == 1) | (buckets == 2)).cpu().numpy())
+    position = np.full(len(new_np), -1)
+    position[~new_np] = np.arange(int((~new_np).sum()))
+    out = {}
+    for name, parts in tops.items():
+        top = np.concatenate(parts)
+        if name.endswith("warm_only"):  # the warm-only metric over warm columns only
+            out[name] = recall_at(position[top], relevant[:, ~new_np])
+        else:
+            out[name] = recall_at(top, relevant)
+        if name in ("hybrid", "graph", "profile"):  # the one list scored on items with 1–19 interactions
+            out[f"{name} 1-19"] = recall_at(top, sparse_rel)
+    return out
+
+
+def fit_item_gate(config: FusionConfig, warm: Recommender, split: ColdValidation, text: torch.Tensor,
+                  neighbours: sp.csr_matrix, seed: int) -> tuple[Gate, dict[str, Any]]:
+    """The item gate fitted on the rehearsal (see :mod:`hybrid.fusion.model`), ``sparse_weight``
+    chosen on the selection users, and what it measured."""
+    device = text.device
+    counts = split.fit.item_counts()
+    builder = FeatureBuilder(text, neighbours, counts, device)
+    buckets = torch.as_tensor(count_buckets(counts), device=device)
+    history = split.fit.matrix()
+    rng = np.random.default_rng(seed)
+    users = validation_users(split.positives, history, config.max_valid_users, rng)
+    if len(users) < 2:
+        raise ValueError("hybrid: fewer than 2 users have both training history and a validation item; too little data")
+    held = np.zeros(len(users), bool)
+    held[rng.choice(len(users), max(1, round(SELECTION_SHARE * len(users))), replace=False)] = True
+    users, select = users[~held], users[held]
+    fitting = RehearsalSignals(warm, builder, buckets, history, users, config.batch_size)
+    fitting.keep = False  # read once
+    examples = gate_examples(((signals, known, split.positives[batch]) for batch, signals, known in fitting),
+                             torch.as_tensor(split.pseudo_new, device=device), buckets, rng,
+                             config.candidates, config.random_negatives, config.max_positives)
+    is_sparse = (examples.buckets == 1) | (examples.buckets == 2)
+    new_weight = config.new_weight * split.new_weight  # the data's own share for new items
+
+    def fit(sparse_weight: float, init: Gate | None) -> tuple[Gate, float]:
+        weights = torch.where(examples.new, new_weight, torch.where(is_sparse, sparse_weight, 1.0))
+        return fit_gate(examples, weights, config.reg, config.bucket_reg, config.steps, init=init)
+
+    # sparse_weight None: the smallest weight of SPARSE_GRID whose fused list serves items with
+    # 1–19 interactions at least as well as the graph and the text profile alone, on the selection
+    # users (no weight does: the one-list objective, weight 1, and a log line).
+    selection = RehearsalSignals(warm, builder, buckets, history, select, config.batch_size)
+    grid = SPARSE_GRID if config.sparse_weight is None else (config.sparse_weight,)
+    tried: dict[float, dict[str, float]] = {}
+    fitted: dict[float, tuple[Gate, float]] = {}
+    choice, gate = None, None
+    for weight in grid:  # each gate starts from the previous one (convex: the same optimum, fewer steps)
+        gate, loss = fitted[weight] = fit(weight, gate)
+        recall = tried[weight] = validation_recall(gate, selection, split.positives)
+        if config.sparse_weight is not None or recall["hybrid 1-19"] >= max(recall["graph 1-19"], recall["profile 1-19"]):
+            choice = weight
+            break
+    if choice is None:
+        logger.info("hybrid: no sparse_weight of %s serves items with 1-19 interactions as well as the graph or "
+                    "the text profile on validation; keeping the one-list objective (1)", list(grid))
+        choice = 1.0
+    gate, loss = fitted[choice]
+    info = {
+        "users": len(users), "selection users": len(select), "pseudo_new_items": int(split.pseudo_new.sum()),
+        "loss": round(loss, 4),
+        "sparse_weight": choice, "new_weight": round(new_weight, 6),
+        "valid_recall@20": tried[choice],
+        "valid_recall@20 by sparse_weight": {str(w): r["hybrid"] for w, r in tried.items()},
+        "valid_recall@20 on 1-19 by sparse_weight": {str(w): r["hybrid 1-19"] for w, r in tried.items()},
+        "weights": {f: [round(v, 4) for v in row] for f, row in zip(FEATURES, gate.weight.tolist(), strict=True)},
+        "bias": [round(v, 4) for v in gate.bias.tolist()],
+    }
+    logger.info("hybrid: gate fitted on %d validation users: %s", len(users), info)
+    return gate, info
