@@ -55,16 +55,13 @@ import torch
 
 from hybrid.data.interactions import Interactions
 from hybrid.graph.adjacency import row_entries
+from hybrid.graph.counter_rng import stream_key, uniform_bits
 
 logger = logging.getLogger(__name__)
 
 NeighbourKind = Literal["user-item", "item-user", "item-item", "user-user"]
 _KINDS = ("user-item", "item-user", "item-item", "user-user")
 
-# splitmix64 constants as signed int64 (torch has no uint64 arithmetic; products wrap mod 2^64).
-_GAMMA = 0x9E3779B97F4A7C15 - 2**64
-_MIX1 = 0xBF58476D1CE4E5B9 - 2**64
-_MIX2 = 0x94D049BB133111EB - 2**64
 # Each step takes one 63-bit draw: the low bits decide the restart (resolution 2^-23 of
 # restart_prob), the 40 above them pick the neighbour.
 _RESTART_BITS = 23
@@ -138,7 +135,7 @@ def importance_neighbourhoods(
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
     if not (isinstance(restart_prob, int | float) and 0 <= restart_prob <= 1):
         raise ValueError(f"restart_prob must be a probability in [0, 1], got {restart_prob!r}")
-    key = _key(seed)
+    key = stream_key(seed)
     degree = indptr[1:] - indptr[:-1]
     index = torch.full((len(start), top_t), -1, dtype=torch.int64, device=indptr.device)
     weight = torch.zeros((len(start), top_t), dtype=torch.float32, device=indptr.device)
@@ -174,7 +171,7 @@ def edge_visit_counts(
         entries ``indices[indptr[start[0]]:indptr[start[0] + 1]]`` first).
     """
     indptr, indices, start = _check_graph(indptr, indices, start)
-    key = _key(seed)
+    key = stream_key(seed)
     degree = indptr[1:] - indptr[:-1]
     n = len(indptr) - 1
     walk = _Walk(indptr, indices, degree, n_walks, walk_length, round(restart_prob * 2**_RESTART_BITS), key, 0, n)
@@ -292,7 +289,7 @@ class _Walk:
         pos, deg = origin, origin_deg
         last = max(len(self.indices) - 1, 0)
         for step in range(self.walk_length):
-            bits = _uniform_bits(self.key, counter + step)
+            bits = uniform_bits(self.key, counter + step)
             jump = ((bits & _RESTART_MASK) < self.restart_below) | (deg == 0)  # dead end: restart too
             pos, deg = torch.where(jump, origin, pos), torch.where(jump, origin_deg, deg)
             offset = (bits >> _RESTART_BITS) % deg.clamp(min=1)  # 40 bits: bias < deg / 2^40
@@ -327,33 +324,6 @@ class _Walk:
         kept[rows[keep], rank[keep]] = counts[keep].float()
         total = kept.sum(1, keepdim=True)
         return index, torch.where(total > 0, kept / total.clamp(min=1), 0.0)
-
-
-def _shr(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Logical right shift of int64 (torch's ``>>`` is arithmetic)."""
-    return (x >> k) & ((1 << (64 - k)) - 1)
-
-
-def _mix(z: torch.Tensor) -> torch.Tensor:
-    """splitmix64's finaliser: a bijection of 64-bit words that passes BigCrush in sequence."""
-    z = (z ^ _shr(z, 30)) * _MIX1
-    z = (z ^ _shr(z, 27)) * _MIX2
-    return z ^ _shr(z, 31)
-
-
-def _uniform_bits(key: int, counter: torch.Tensor) -> torch.Tensor:
-    """int64 uniform on [0, 2^63): draw number ``counter`` of the splitmix64 stream ``key``."""
-    return _shr(_mix(key + counter * _GAMMA), 1)
-
-
-def _key(seed: int | torch.Generator) -> int:
-    """The stream key of a seed: the seed's splitmix64 mix, or a draw from a generator."""
-    if isinstance(seed, torch.Generator):
-        return int(torch.randint(0, 2**62, (1,), generator=seed, device=seed.device).item())
-    if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-        raise ValueError(f"seed must be an int or a torch.Generator, got {type(seed).__name__}")
-    word = int(seed) % 2**64  # as a 64-bit word, then signed for torch
-    return int(_mix(torch.tensor([word - 2**64 if word >= 2**63 else word], dtype=torch.int64)).item())
 
 
 def _check_graph(

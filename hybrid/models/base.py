@@ -129,7 +129,7 @@ BUILTIN_MODELS: dict[str, str] = {
     "ngcf": "hybrid.models.graph_models",
     "gf_cf": "hybrid.models.graph_filters",
     "bspm": "hybrid.models.graph_filters",
-    "ease": "hybrid.models.graph_filters",
+    "ease": "hybrid.models.ease",
     # The hybrid stage's models.
     "text_gcn": "hybrid.models.text_gcn",
     "hybrid": "hybrid.fusion.model",

@@ -1,4 +1,4 @@
-"""Training-free graph filters: GF-CF, BSPM and EASE.
+"""Training-free graph filters: GF-CF and BSPM (EASE, dense, in :mod:`hybrid.models.ease`).
 
 All three score a user by filtering the row r_u of their known items through an item-item
 operator built in closed form from the training matrix R [n_users, n_items]:
@@ -22,6 +22,7 @@ contiguous memory); a batch's binary rows enter only through sparse products. Me
 as CSR (2 × nnz × 12 bytes), V (n_items × k × 4 bytes), and per scored batch ~3 ×
 batch × n_items × 4 bytes (GF-CF and BSPM alike). EASE holds the dense B (n_items² × 4
 bytes) and refuses above ``max_items``.
+
 
 These models choose nothing on validation, so by default they are fitted on the training and
 validation interactions together (``fit_on: train+valid``): everything the evaluation knows
@@ -75,13 +76,6 @@ class BSPMConfig:
     blur_time: float = 1.0  # T_b of the blurring ODE dy/dt = y P − y (Euler, one step: y P at T_b = 1)
     fit_on: Literal["train", "train+valid"] = "train+valid"
     svd_iterations: int = 6
-
-
-@dataclass
-class EASEConfig:
-    reg: float = 250.0  # λ on the Gram matrix's diagonal
-    max_items: int = 30_000  # the dense inverse needs n_items² floats; refuse above this
-    fit_on: Literal["train", "train+valid"] = "train+valid"
 
 
 def fitting_matrix(data: FitData, fit_on: str) -> sp.csr_matrix:
@@ -382,52 +376,6 @@ class BSPM(_GraphFilter):
         return y
 
 
-class EASE(Recommender):
-    """EASE: a closed-form item-item regression with a zero diagonal (dense; see the docstring)."""
-
-    def __init__(self, config: EASEConfig | None = None) -> None:
-        self.config = config or EASEConfig()
-
-    def fit(self, data: FitData) -> Self:
-        n_items = data.train.n_items
-        if n_items > self.config.max_items:
-            raise ValueError(
-                f"ease needs a dense {n_items} x {n_items} inverse ({n_items ** 2 * 4 / 2 ** 30:.1f} GiB); "
-                f"this data set has more than max_items={self.config.max_items} items: use gf_cf or bspm"
-            )
-        self.device_ = torch.device(data.device)
-        matrix = fitting_matrix(data, self.config.fit_on)
-        gram = torch.as_tensor((matrix.T @ matrix).toarray(), dtype=torch.float64, device=self.device_)
-        gram.diagonal().add_(self.config.reg)
-        inverse = torch.linalg.inv(gram)
-        weights = -inverse / inverse.diagonal()
-        weights.fill_diagonal_(0.0)
-        self.weights_ = weights.float()
-        return self
-
-    def score(self, users: np.ndarray, history: sp.csr_matrix) -> torch.Tensor:
-        rows = csr_tensor(binary(history), self.device_)
-        return rows @ self.weights_
-
-    def save(self, path: str | Path) -> None:
-        """The dense item-item weights, atomically."""
-        with atomic_folder(path) as folder:
-            save_file({"weights": self.weights_.detach().cpu().contiguous()}, str(folder / FILTER_FILE))
-            (folder / FILTER_CONFIG).write_text(json.dumps({"model": "ease", "config": dataclasses.asdict(self.config)}))
-            write_manifest(folder, "ease")
-
-    @classmethod
-    def load(cls, path: str | Path, device: torch.device | str = "cpu") -> Self:
-        """Read a folder written by :meth:`save`, every file checked first."""
-        path = Path(path)
-        verify_folder(path, "ease")
-        meta = json.loads((path / FILTER_CONFIG).read_text())
-        model = cls(from_dict(EASEConfig, meta["config"], f"{path / FILTER_CONFIG}: config"))
-        model.device_ = torch.device(device)
-        model.weights_ = load_file(str(path / FILTER_FILE), device=str(model.device_))["weights"]
-        return model
-
-
 def _positive(name: str, value: float, where: str) -> None:
     if not value > 0:
         raise ValueError(f"{where}.{name} must be > 0, got {value!r}")
@@ -448,10 +396,3 @@ def _bspm(params: dict[str, Any]) -> Recommender:
     if config.sharpen_steps < 1 or config.factors < 0:
         raise ValueError(f"bspm.sharpen_steps must be >= 1 and factors >= 0, got {config.sharpen_steps}, {config.factors}")
     return BSPM(config)
-
-
-@register("ease")
-def _ease(params: dict[str, Any]) -> Recommender:
-    config = from_dict(EASEConfig, params, "ease")
-    _positive("reg", config.reg, "ease")
-    return EASE(config)
