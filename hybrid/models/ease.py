@@ -52,7 +52,7 @@ class EASE(Recommender):
         matrix = fitting_matrix(data, self.config.fit_on)
         gram = torch.as_tensor((matrix.T @ matrix).toarray(), dtype=torch.float64, device=self.device_)
         gram.diagonal().add_(self.config.reg)
-        inverse = torch.linalg.inv(gram)
+        inverse = torch.cholesky_inverse(torch.linalg.cholesky(gram))  # G is positive definite (λ > 0)
         weights = -inverse / inverse.diagonal()
         weights.fill_diagonal_(0.0)
         self.weights_ = weights.float()

@@ -47,13 +47,12 @@ from typing_extensions import Self
 
 from hybrid.config import from_dict
 from hybrid.graph.adjacency import csr_from_parts, csr_tensor, row_block
+from hybrid.graph.spectral import top_right_vectors
 from hybrid.models.base import FitData, Recommender, dot_candidates, register
 from hybrid.persistence import atomic_folder, check_shape, verify_folder, write_manifest
 
 logger = logging.getLogger(__name__)
 
-OVERSAMPLE = 10
-EXACT_SVD_MAX = 4096  # top_right_vectors is exact (an eigendecomposition) up to this many nodes on the smaller side
 FILTER_FILE = "filter.safetensors"
 FILTER_CONFIG = "config.json"
 GATHER_LIMIT = 1 << 24  # entries of R̃ gathered at once when scoring candidates (~200 MB of temporaries)
@@ -189,41 +188,6 @@ class NormalizedGraph:
         if self.vectors is None:
             return torch.zeros(self.matrix.shape[1], history.shape[0], device=self.device)
         return (self.vectors @ self.ideal_queries(history).T).mul_(self.item_sqrt[:, None])
-
-
-def top_right_vectors(norm: sp.csr_matrix, k: int, iterations: int, seed: int, device: torch.device) -> torch.Tensor:
-    """float32 [n_items, k]: the top ``k`` right singular vectors of ``norm`` [n_users, n_items].
-
-    Exact where the smaller side has at most ``EXACT_SVD_MAX`` nodes: the eigenvectors of the
-    smaller Gram matrix (float64; ``EXACT_SVD_MAX``² entries at most, 128 MB, an O(n³)
-    eigendecomposition of seconds), mapped to the item side by Rᵀ u / σ when the users are the
-    smaller side. There it is faster than a randomised SVD of the large ``k`` the filters use
-    (448 of at most 4,096 is over a tenth of the rank) and exact. Above, a seeded randomised SVD
-    (:func:`torch.svd_lowrank`, oversampled by ``OVERSAMPLE`` columns, ``iterations`` power steps).
-    """
-    n_users, n_items = norm.shape
-    if min(n_users, n_items) <= EXACT_SVD_MAX:
-        by_users = n_users < n_items
-        gram = (norm @ norm.T if by_users else norm.T @ norm).toarray().astype(np.float64)
-        values, vectors = np.linalg.eigh(gram)  # ascending
-        values, vectors = values[::-1][:k], vectors[:, ::-1][:, :k]
-        if by_users:  # v = Rᵀ u / σ; directions with σ ≈ 0 carry nothing and stay zero
-            sigma = np.sqrt(np.clip(values, 0, None))
-            keep = sigma > 1e-6 * max(sigma[0], 1e-30)
-            vectors = np.asarray(norm.T @ vectors) / np.where(keep, sigma, 1.0)
-            vectors[:, ~keep] = 0.0
-        return torch.as_tensor(np.ascontiguousarray(vectors, dtype=np.float32), device=device)
-    generator_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    coo = norm.tocoo()
-    sparse = torch.sparse_coo_tensor(
-        np.vstack([coo.row, coo.col]), coo.data, size=norm.shape, dtype=torch.float32, device=device,
-        check_invariants=False,
-    ).coalesce()
-    # Oversampled by OVERSAMPLE columns: the top k of a randomised SVD are accurate only then.
-    _, _, v = torch.svd_lowrank(sparse, q=min(k + OVERSAMPLE, min(norm.shape)), niter=iterations)
-    torch.random.set_rng_state(generator_state)
-    return v[:, :k].contiguous()
 
 
 def dense_columns(history: sp.csr_matrix, device: torch.device) -> torch.Tensor:
