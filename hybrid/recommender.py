@@ -38,6 +38,8 @@ from hybrid.data.interactions import (
 from hybrid.data.splits import _last_n
 from hybrid.device import resolve_device
 from hybrid.fusion.config import FusionConfig
+from hybrid.fusion.explore import ExploreConfig, eligible_items, eligible_scores
+from hybrid.fusion.explore import explore as explore_lists
 from hybrid.fusion.halves import auto_names
 from hybrid.fusion.model import FusionHybrid
 from hybrid.models.base import FitData
@@ -142,13 +144,19 @@ class HybridRecommender:
 
     # ------------------------------------------------------------------ recommending
     def recommend(
-        self, users: Any, k: int = 10, filter_seen: bool = True, items: Sequence[Any] | None = None
-    ) -> tuple[np.ndarray, np.ndarray]:
+        self, users: Any, k: int = 10, filter_seen: bool = True, items: Sequence[Any] | None = None,
+        explore: ExploreConfig | dict[str, Any] | None = None, step: int = 0,
+    ) -> tuple[np.ndarray, ...]:
         """Top-k (item ids, scores) for known users: 1-D for one user id, 2-D for a list.
 
         ``items`` restricts the ranking to those item ids, e.g. a "new arrivals" row where new
-        items need not compete with established ones.
+        items need not compete with established ones. ``explore`` (an
+        :class:`~hybrid.fusion.explore.ExploreConfig` or a dict of its fields) gives up to
+        ``slots`` places to new or sparse items so they earn history, and then a third array says
+        which places are exploratory; ``step`` varies its random draws between calls.
         """
+        if explore is not None and not isinstance(explore, ExploreConfig):
+            explore = from_dict(ExploreConfig, explore, "explore")
         self._check_fitted()
         single = np.ndim(users) == 0
         index = lookup_ids(self.user_ids_, [users] if single else list(users), "user")
@@ -167,8 +175,14 @@ class HybridRecommender:
         top, scores = top_k(ranker, index, self.history_, k, filter_seen=filter_seen, candidates=candidates)
         if not np.isfinite(scores).all():
             raise ValueError("the model returned non-finite scores; refusing to recommend from them")
-        ids = self.item_ids_.to_numpy()[top]
-        return (ids[0], scores[0]) if single else (ids, scores)
+        out: tuple[np.ndarray, ...] = (top, scores)
+        if explore is not None:
+            allowed = None if candidates is None else np.isin(np.arange(len(self.item_ids_)), candidates)
+            eligible = eligible_items(self.model_.counts_, explore, allowed)
+            wide = eligible_scores(self.model_, index, self.history_, eligible, filter_seen)
+            out = explore_lists(top, scores, eligible, wide, self.model_.counts_, explore, step)
+        out = (self.item_ids_.to_numpy()[out[0]], *out[1:])
+        return tuple(part[0] for part in out) if single else out
 
     def recommend_for_history(self, items: Sequence[Any], k: int = 10) -> tuple[np.ndarray, np.ndarray]:
         """A new user who names a few items: folded in by the graph half and read by the text

@@ -48,6 +48,17 @@ def test_every_read_endpoint_answers_like_the_library(client, tiny_model) -> Non
     assert "c2" not in similar["items"] and len(similar["items"]) == 3
 
 
+def test_recommend_says_which_places_explore(client, tiny_model) -> None:
+    rec = tiny_model[0]
+    plain = client.post("/recommend", json={"user": "u0", "k": 4}).json()
+    assert plain["explore"] == [False] * 4
+    body = client.post("/recommend", json={"user": "u0", "k": 4, "explore": {"slots": 2, "policy": "ucb"}}).json()
+    ids, _, flags = rec.recommend("u0", k=4, explore={"slots": 2, "policy": "ucb"})
+    assert body["items"] == list(ids) and body["explore"] == flags.tolist() and any(body["explore"])
+    bad = client.post("/recommend", json={"user": "u0", "k": 4, "explore": {"slots": -1}})
+    assert bad.status_code == 422 and "slots" in bad.text
+
+
 @pytest.mark.parametrize(("path", "body", "status", "names"), [
     ("/recommend", {"user": "u0", "k": 0}, 422, "k"),
     ("/recommend", {"user": "u0", "k": 51}, 422, "k"),

@@ -22,7 +22,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -31,6 +31,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from hybrid.data.interactions import BadInputError, UnknownIdError, coerce_ids_like
+from hybrid.fusion.explore import ExploreConfig
+from hybrid.fusion.gate import BUCKET_EDGES
 from hybrid.recommender import HybridRecommender
 
 logger = logging.getLogger(__name__)
@@ -61,10 +63,21 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)  # "k": "10" or true is a 422, not a guess
 
 
+class ExploreBody(Strict):
+    """:class:`~hybrid.fusion.explore.ExploreConfig`'s fields: exploration slots for new or sparse items."""
+
+    slots: int = Field(1, ge=0)
+    policy: Literal["thompson", "ucb", "epsilon"] = "thompson"
+    max_count: int = Field(BUCKET_EDGES[1], ge=1)
+    width: float = Field(1.0, ge=0)
+    seed: int = 0
+
+
 class RecommendBody(Strict):
     user: Id
     k: int = Field(10, ge=1)
     items: list[Id] | None = Field(None, min_length=1)
+    explore: ExploreBody | None = None
 
 
 class HistoryBody(Strict):
@@ -89,6 +102,7 @@ class ItemsBody(Strict):
 class Ranked(BaseModel):
     items: list[Id]
     scores: list[float]
+    explore: list[bool] | None = None  # /recommend: which places are exploratory slots
 
 
 class ModelHolder:
@@ -119,8 +133,9 @@ def _plain(values: np.ndarray) -> list[Any]:
     return [v.item() if isinstance(v, np.generic) else v for v in values]
 
 
-def _ranked(items: np.ndarray, scores: np.ndarray) -> Ranked:
-    return Ranked(items=_plain(items), scores=[float(s) for s in scores])
+def _ranked(items: np.ndarray, scores: np.ndarray, explore: np.ndarray | None = None) -> Ranked:
+    flags = None if explore is None else [bool(f) for f in explore]
+    return Ranked(items=_plain(items), scores=[float(s) for s in scores], explore=flags)
 
 
 def _item_ids(model: HybridRecommender, ids: list[Id]) -> list[Any]:
@@ -187,7 +202,9 @@ def create_app(model_dir: str | Path, config: ServeConfig | None = None) -> Fast
         check_k(body.k)
         model = holder.model
         items = None if body.items is None else _item_ids(model, body.items)
-        return _ranked(*model.recommend(_user_id(model, body.user), k=body.k, items=items))
+        explore = ExploreConfig(**body.explore.model_dump()) if body.explore is not None else None
+        ranked = model.recommend(_user_id(model, body.user), k=body.k, items=items, explore=explore)
+        return _ranked(*ranked) if explore is not None else _ranked(*ranked, np.zeros(len(ranked[0]), bool))
 
     @app.post("/recommend/history")
     def recommend_history(body: HistoryBody) -> Ranked:

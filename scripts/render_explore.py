@@ -1,0 +1,56 @@
+"""Render ``benchmarks/explore_replay.py``'s JSON: the exploration trade-off per data set (for docs/results.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+WARM_TARGET = 1.5  # new items reaching 5 interactions, chosen setting over m = 0
+
+
+def _ratio(value: float | None) -> str:
+    return "—" if value is None else f"{value:.2f}×"
+
+
+def _cost(value: float | None) -> str:
+    return "—" if value is None else f"{value:+.1%}"
+
+
+def _table(rows: list[dict[str, Any]]) -> list[str]:
+    lines = ["| policy | slots | click rate | click cost | new items shown | warmed (≥5) | warmed vs m=0 | "
+             "steps to half warmed | explore clicks / shown |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['policy'] or 'off'} | {r['slots']} | {r['click_rate']:.4f} | {_cost(r['click_cost'])} | "
+                     f"{r['shown_new']} of {r['new_items']} | {r['warmed']} | {_ratio(r['warmed_ratio'])} | "
+                     f"{r['steps_to_half_warmed'] if r['steps_to_half_warmed'] is not None else '—'} | "
+                     f"{r['explore_clicks']} / {r['explore_shown']} |")
+    return lines
+
+
+def verdict(chosen: dict[str, Any], max_cost: float) -> str:
+    """Whether the chosen setting meets the target (≥1.5× warmed at ≤3% click cost), and by how much not."""
+    if not chosen["slots"]:
+        return ("validation chose m = 0: no setting warmed more new items than m = 0 within a "
+                f"{max_cost:.0%} click cost there, so the test row is m = 0 itself (**target not shown**)")
+    ratio, cost = chosen["warmed_ratio"], chosen["click_cost"]
+    met = ratio is not None and ratio >= WARM_TARGET and cost <= max_cost
+    return (f"chosen on validation: {chosen['policy']}, {chosen['slots']} slot(s); on test it warms "
+            f"{_ratio(ratio)} the new items of m = 0 at a click cost of {_cost(cost)}: "
+            f"**{'met' if met else 'missed'}** (target ≥{WARM_TARGET}× at ≤{max_cost:.0%})")
+
+
+def render_explore_replay(result: dict[str, Any], source: str) -> str:
+    """One section per data set: the validation rows, the test rows and the chosen setting."""
+    lines = [f"#### Exploration slots replayed, from `{source}`", "", f"    {result['command']}", "",
+             f"commit `{str(result.get('git_commit') or 'unknown')[:12]}`, {result.get('date', '?')}. Each step the "
+             "hybrid recommends 20 items to that step's known users; a shown item the user buys or rates in the "
+             "same step is a click and joins the model (`partial_fit`); nothing unshown joins. *Warmed*: a new "
+             "item (no interaction before the replay) that reaches 5 interactions. *Click cost*: the relative "
+             "loss of click rate against m = 0.", ""]
+    for name, entry in result["datasets"].items():
+        served = entry["test"][0]
+        lines += [f"**{name}** (steps: {entry['step']}; test: {served['steps']} steps, {served['users_served']} "
+                  f"user-steps served, {served['users_unknown']} skipped as unknown users)", "",
+                  "Validation (the last stretch of the training period; chooses the setting):", "",
+                  *_table(entry["validation"]), "", "Test:", "", *_table(entry["test"]), "",
+                  verdict(entry["chosen"], result["max_click_cost"]) + ".", ""]
+    return "\n".join(lines).rstrip("\n") + "\n"
