@@ -10,6 +10,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "hybrid"
 MAX_LINES = 400
 # A module may pass MAX_LINES only where its docstring says why it is not split.
 EXEMPT_LINES: dict[str, str] = {}
+MAX_FUNCTION_LINES = 60  # a def's lines, its docstring included
 PRIVATE_OK_NAMES = {"self", "cls"}
 
 def modules() -> dict[str, Path]:
@@ -29,6 +30,17 @@ def test_no_module_over_the_line_limit() -> None:
             too_long[name] = lines
     print("modules over", MAX_LINES, "lines:", too_long)
     assert not too_long, f"modules over {MAX_LINES} lines (split them, or exempt one whose docstring says why): {too_long}"
+
+
+def test_no_function_over_the_line_limit() -> None:
+    too_long = {}
+    for name, path in modules().items():
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                lines = node.end_lineno - node.lineno + 1
+                if lines > MAX_FUNCTION_LINES:
+                    too_long[f"{name}.{node.name}"] = lines
+    assert not too_long, f"functions over {MAX_FUNCTION_LINES} lines (split them): {too_long}"
 
 
 def imported(name: str, path: Path, known: set[str]) -> set[str]:

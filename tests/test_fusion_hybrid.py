@@ -13,10 +13,10 @@ from conftest import DATA_ROOT, data_folder
 from test_recommender import COOKING, SPACE
 
 from hybrid.config import load_config
+from hybrid.data.buckets import bucket_of
 from hybrid.data.datasets import load_dataset
 from hybrid.data.interactions import Interactions
 from hybrid.evaluation.evaluate import prepare
-from hybrid.fusion.gate import count_buckets
 from hybrid.fusion.rehearsal import MIN_NEW_POSITIVES, cold_validation, temporal_validation
 from hybrid.models import make_model
 from hybrid.models.base import FitData
@@ -79,7 +79,7 @@ def test_time_rehearsal_with_a_burst_of_few_late_users_falls_back_to_random(capl
 
 
 def test_count_buckets_follow_the_reported_buckets() -> None:
-    assert count_buckets(np.array([0, 1, 4, 5, 19, 20, 99, 100, 10_000])).tolist() == [0, 1, 1, 2, 2, 3, 3, 4, 4]
+    assert bucket_of(np.array([0, 1, 4, 5, 19, 20, 99, 100, 10_000])).tolist() == [0, 1, 1, 2, 2, 3, 3, 4, 4]
 
 
 def test_validation_on_real_data_holds_pseudo_new_items_and_nothing_of_the_test() -> None:

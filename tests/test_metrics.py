@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from hybrid.evaluation.metrics import bucket_of, ranking_metrics, restrict_columns
+from hybrid.evaluation.metrics import bucket_labels, ranking_metrics, restrict_columns
 
 
 def csr(rows: list[list[int]], n_items: int = 10) -> sp.csr_matrix:
@@ -54,7 +54,7 @@ def test_restrict_columns_and_buckets() -> None:
     rel = csr([[1, 2, 3]], n_items=4)
     keep = np.array([False, True, False, True])
     assert restrict_columns(rel, keep).indices.tolist() == [1, 3]
-    assert bucket_of(np.array([0, 1, 4, 5, 19, 20, 99, 100, 5000])).tolist() == [
+    assert bucket_labels(np.array([0, 1, 4, 5, 19, 20, 99, 100, 5000])).tolist() == [
         "0", "1-4", "1-4", "5-19", "5-19", "20-99", "20-99", "100+", "100+",
     ]
 

@@ -44,6 +44,28 @@ _TIME_START = 1_577_836_800
 _TIME_SPAN = 366 * 24 * 3600
 
 
+def _draw_edges(table: _ItemTable, degrees: np.ndarray, n_edges: int, n_items: int, rng: np.random.Generator,
+                ) -> tuple[np.ndarray, np.ndarray, int]:
+    """Users' and items' int64 arrays of the drawn edges, block by block of about ``_CHUNK_EDGES``
+    edges (bounded memory), and how many repeated draws were redrawn."""
+    users_out = np.empty(n_edges, np.int64)
+    items_out = np.empty(n_edges, np.int64)
+    filled = redrawn = 0
+    cuts = np.searchsorted(np.cumsum(degrees), np.arange(_CHUNK_EDGES, n_edges, _CHUNK_EDGES), side="right")
+    for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, len(degrees)], strict=True):
+        if hi <= lo:
+            continue
+        keys, repeats = table.draw_block(int(lo), int(hi), degrees[lo:hi], rng)
+        redrawn += repeats
+        users_out[filled:filled + len(keys)] = keys // n_items
+        items_out[filled:filled + len(keys)] = keys % n_items
+        filled += len(keys)
+    # Shrink in place (no view of them exists): no second copy of the output at the peak.
+    users_out.resize(filled, refcheck=False)
+    items_out.resize(filled, refcheck=False)
+    return users_out, items_out, redrawn
+
+
 def power_law_interactions(
     n_users: int,
     n_items: int,
@@ -63,10 +85,8 @@ def power_law_interactions(
         n_edges: target number of distinct (user, item) edges. The result can hold slightly
             fewer, and the log says how many: repeated draws are redrawn for a few rounds only
             (a WARNING past 1% short, when n_edges nears the degree cap below).
-        user_exponent: a_user ≥ 0, the Zipf exponent of user activity. Degrees are capped at
-            max(1, n_items // (2 * communities)) so that a heavy user can still find that many
-            distinct items, most of them inside their community; the capped excess goes to the
-            other users in proportion to their activity.
+        user_exponent: a_user ≥ 0, the Zipf exponent of user activity; degrees are capped at
+            max(1, n_items // (2 * communities)), the excess going to the others by activity.
         item_exponent: a_item ≥ 0, the Zipf exponent of item popularity.
         seed: seeds numpy's generator; the same arguments and seed give the same graph.
         communities: C in [1, n_items], the planted taste communities.
@@ -97,22 +117,8 @@ def power_law_interactions(
     del activity, user_by_rank
     table = _ItemTable.build(item_by_rank, item_exponent, communities, user_comm, in_community)
 
-    users_out = np.empty(n_edges, np.int64)
-    items_out = np.empty(n_edges, np.int64)
-    filled = redrawn = 0
-    cuts = np.searchsorted(np.cumsum(degrees), np.arange(_CHUNK_EDGES, n_edges, _CHUNK_EDGES), side="right")
-    for lo, hi in zip(np.r_[0, cuts], np.r_[cuts, n_users], strict=True):
-        if hi <= lo:
-            continue
-        keys, repeats = table.draw_block(int(lo), int(hi), degrees[lo:hi], rng)
-        redrawn += repeats
-        users_out[filled:filled + len(keys)] = keys // n_items
-        items_out[filled:filled + len(keys)] = keys % n_items
-        filled += len(keys)
-    # Shrink in place (no view of them exists): no second copy of the output at the peak.
-    users_out.resize(filled, refcheck=False)
-    items_out.resize(filled, refcheck=False)
-    # A shortfall past 1% means the degree cap is nearly binding (n_edges close to n_users * cap).
+    users_out, items_out, redrawn = _draw_edges(table, degrees, n_edges, n_items, rng)
+    filled = len(users_out)  # short by over 1%: the degree cap is nearly binding
     logger.log(
         logging.WARNING if n_edges - filled > 0.01 * n_edges else logging.INFO,
         "power_law_interactions: %d edges, %d (%.3f%%) below n_edges=%d; %d repeated draws redrawn",

@@ -20,14 +20,10 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
+from hybrid.data.buckets import NAMES, RANGES, bucket_of
+
 METRICS = ("recall", "precision", "ndcg", "mrr", "hit_rate")
-BUCKETS: tuple[tuple[str, int, int], ...] = (
-    ("0", 0, 0),
-    ("1-4", 1, 4),
-    ("5-19", 5, 19),
-    ("20-99", 20, 99),
-    ("100+", 100, np.iinfo(np.int64).max),
-)
+BUCKETS = RANGES  # the report's count buckets: hybrid.data.buckets, the gate's own
 
 
 def hit_matrix(top: torch.Tensor, relevant: sp.csr_matrix) -> torch.Tensor:
@@ -118,9 +114,17 @@ def restrict_columns(relevant: sp.csr_matrix, keep: np.ndarray) -> sp.csr_matrix
     return out
 
 
-def bucket_of(counts: np.ndarray) -> np.ndarray:
-    """Bucket label per item from its training-interaction count."""
-    labels = np.empty(len(counts), dtype=object)
-    for name, low, high in BUCKETS:
-        labels[(counts >= low) & (counts <= high)] = name
-    return labels
+def bucket_labels(counts: np.ndarray) -> np.ndarray:
+    """Bucket label per item from its training-interaction count (:mod:`hybrid.data.buckets`)."""
+    return np.asarray(NAMES, dtype=object)[bucket_of(counts)]
+
+
+def recall_at(top: np.ndarray, relevant: sp.csr_matrix) -> float:
+    """Recall at the lists' length (rounded to 4 places): the rehearsal's figure for the record."""
+    k = top.shape[1]
+    return round(ranking_metrics(top, relevant, [k])[f"recall@{k}"], 4)
+
+
+def top_unknown(scores: torch.Tensor, known: torch.Tensor, k: int = 20) -> np.ndarray:
+    """int64 [b, min(k, n_items)] the best items of each row that bool ``known`` [b, n_items] leaves out."""
+    return torch.topk(scores.masked_fill(known, -torch.inf), min(k, scores.shape[1]), dim=1).indices.cpu().numpy()

@@ -20,7 +20,7 @@ from hybrid.data.interactions import Interactions, item_texts
 from hybrid.data.splits import Split, make_split
 from hybrid.evaluation.metrics import (
     BUCKETS,
-    bucket_of,
+    bucket_labels,
 )
 from hybrid.models.base import FitData
 from hybrid.retrieval.candidates import draw_candidates
@@ -125,7 +125,7 @@ def _groups(split: Split, counts: np.ndarray, user_ids: pd.Index,
         groups["warm"], groups["cold"] = (~cold_rows, None), (cold_rows, None)
     elif split.cold_items:
         groups["warm"], groups["cold"] = (every_user, counts > 0), (every_user, counts == 0)
-    labels = bucket_of(counts)
+    labels = bucket_labels(counts)
     for name, _, _ in BUCKETS:
         groups[f"bucket:{name}"] = (every_user, labels == name)
     return groups

@@ -29,7 +29,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from hybrid.fusion.gate import BUCKET_EDGES
+from hybrid.data.buckets import SPARSE_BELOW
 from hybrid.models.base import Recommender
 
 POLICIES = ("thompson", "ucb", "epsilon")
@@ -51,7 +51,7 @@ class ExploreConfig:
 
     slots: int = 1
     policy: Literal["thompson", "ucb", "epsilon"] = "thompson"
-    max_count: int = BUCKET_EDGES[1]
+    max_count: int = SPARSE_BELOW
     width: float = 1.0
     seed: int = 0
 
@@ -111,18 +111,7 @@ def explore(
             j = position.get(int(item))
             if j is not None:
                 scores[row, j] = -torch.inf
-    valid = torch.isfinite(scores)
-    generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
-    if config.policy == "epsilon":
-        value = torch.rand(scores.shape, generator=generator)
-    else:
-        finite = torch.where(valid, scores, torch.nan)
-        mean = torch.nanmean(finite, dim=1, keepdim=True)
-        spread = torch.sqrt(torch.nanmean((finite - mean) ** 2, dim=1, keepdim=True)).nan_to_num(0.0)
-        sigma = spread / torch.sqrt(1.0 + torch.as_tensor(counts[eligible], dtype=torch.float32))
-        noise = torch.randn(scores.shape, generator=generator) if config.policy == "thompson" else 1.0
-        value = scores + config.width * sigma * noise
-    value = torch.where(valid, value, -torch.inf)
+    value = policy_values(scores, counts[eligible], config, step)
     picked_value, picked = torch.topk(value, min(m, value.shape[1]), dim=1)
     items, out_scores = top.copy(), top_scores.copy()
     for row in range(b):
@@ -137,6 +126,22 @@ def explore(
         out_scores[row, keep:] = [by_item.get(i, own.get(i)) for i in tail]
         flags[row, keep + len(fill):] = True
     return items, out_scores, flags
+
+
+def policy_values(scores: torch.Tensor, counts: np.ndarray, config: ExploreConfig, step: int) -> torch.Tensor:
+    """float32 [b, e] what each policy ranks the eligible items by (-inf stays -inf: not showable)."""
+    valid = torch.isfinite(scores)
+    generator = torch.Generator().manual_seed(config.seed * 1_000_003 + step)
+    if config.policy == "epsilon":
+        value = torch.rand(scores.shape, generator=generator)
+    else:
+        finite = torch.where(valid, scores, torch.nan)
+        mean = torch.nanmean(finite, dim=1, keepdim=True)
+        spread = torch.sqrt(torch.nanmean((finite - mean) ** 2, dim=1, keepdim=True)).nan_to_num(0.0)
+        sigma = spread / torch.sqrt(1.0 + torch.as_tensor(counts, dtype=torch.float32))
+        noise = torch.randn(scores.shape, generator=generator) if config.policy == "thompson" else 1.0
+        value = scores + config.width * sigma * noise
+    return torch.where(valid, value, -torch.inf)
 
 
 def eligible_scores(model: Recommender, users: np.ndarray, history: sp.csr_matrix,

@@ -20,12 +20,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-BUCKET_EDGES = (1, 5, 20, 100)  # β(n) = number of edges <= n
-
-
-def count_buckets(counts: np.ndarray) -> np.ndarray:
-    """int64 [n]: β(n_i) of each count (see BUCKET_EDGES)."""
-    return np.searchsorted(np.asarray(BUCKET_EDGES), np.asarray(counts), side="right").astype(np.int64)
+from hybrid.data.buckets import EDGES
 
 
 class Gate(torch.nn.Module):
@@ -37,7 +32,7 @@ class Gate(torch.nn.Module):
 
     def __init__(self, n_features: int) -> None:
         super().__init__()
-        n_warm = len(BUCKET_EDGES)
+        n_warm = len(EDGES)
         self.cold_weight = torch.nn.Parameter(torch.full((n_features, 1), 0.1))
         self.warm_weight = torch.nn.Parameter(torch.full((n_features, 1), 0.1))
         self.warm_offset = torch.nn.Parameter(torch.zeros(n_features, n_warm))
@@ -137,7 +132,7 @@ class GateExamples:
         by bucket, so each bucket's scores and gradients are one dense product."""
         flat = self.buckets.reshape(-1)
         order = torch.argsort(flat, stable=True)
-        sizes = torch.bincount(flat, minlength=len(BUCKET_EDGES) + 1).tolist()
+        sizes = torch.bincount(flat, minlength=len(EDGES) + 1).tolist()
         return order, self.feats.reshape(-1, self.feats.shape[-1])[order], [0, *np.cumsum(sizes).tolist()]
 
     def scores(self, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:

@@ -39,6 +39,7 @@ import torch
 from typing_extensions import Self
 
 from hybrid.config import from_dict
+from hybrid.data.buckets import bucket_of
 from hybrid.data.interactions import Interactions
 from hybrid.data.text_features import encode_texts
 from hybrid.fusion import persist
@@ -49,7 +50,7 @@ from hybrid.fusion.candidates import (
     reference_items,
 )
 from hybrid.fusion.config import FusionConfig
-from hybrid.fusion.gate import count_buckets, fuse
+from hybrid.fusion.gate import fuse
 from hybrid.fusion.new_users import NewUserPath, fit_new_user_path, refit_side
 from hybrid.fusion.rehearsal import cold_validation, merged
 from hybrid.fusion.selection import choose_graph_half, fit_item_gate
@@ -148,7 +149,7 @@ class FusionHybrid(Recommender):
         self.counts_ = np.asarray(counts, dtype=np.int64)
         self.reference_ = reference_items(len(self.counts_), seed=0)
         self.builder_ = FeatureBuilder(self.text_, self.neighbours_, self.counts_, self.device_)
-        self.buckets_ = torch.as_tensor(count_buckets(self.counts_), device=self.device_)
+        self.buckets_ = torch.as_tensor(bucket_of(self.counts_), device=self.device_)
 
     # ------------------------------------------------------------------ score
     def score(self, users: np.ndarray, history: sp.csr_matrix) -> torch.Tensor:

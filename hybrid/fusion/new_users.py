@@ -25,9 +25,10 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from hybrid.evaluation.metrics import ranking_metrics
+from hybrid.data.buckets import NAMES, SPARSE_BELOW, bucket_of
+from hybrid.evaluation.metrics import recall_at, top_unknown
 from hybrid.fusion.config import FusionConfig
-from hybrid.fusion.gate import count_buckets, fit_gate, fuse, gate_examples
+from hybrid.fusion.gate import fit_gate, fuse, gate_examples
 from hybrid.fusion.rehearsal import ColdValidation, earliest, first_items, subset
 from hybrid.fusion.signals import FEATURES, FeatureBuilder, standardise
 from hybrid.fusion.user_side import SideRegression
@@ -35,8 +36,8 @@ from hybrid.models.base import FitData, Recommender, make_model
 
 logger = logging.getLogger(__name__)
 
-COLD_USER_MAX = 4  # a new user with at most this many known items gets the new-user gates
-USER_BUCKETS = ("0", "1-4")
+COLD_USER_MAX = SPARSE_BELOW - 1  # a new user with at most this many known items gets the new-user gates
+USER_BUCKETS = NAMES[:2]  # their count buckets (hybrid.data.buckets): none, 1-4
 NO_SIDE = " no side"  # suffix of the gate for users of a bucket who give no side information
 NEW_USER_FEATURES = (*FEATURES[:-1], "side", FEATURES[-1])  # popularity stays last (no hard negatives of its own)
 MIN_HISTORY = 5  # rehearsal users need this many interactions (≥ 1 left after revealing 4)
@@ -152,16 +153,17 @@ def fit_new_user_path(model: TextSide, split: ColdValidation, data: FitData,
         side = SideRegression().fit(user_vectors[torch.as_tensor(others, device=device)], reduced.matrix()[others], data.seed)
     counts = reduced.item_counts()
     builder = FeatureBuilder(model.text_, model.neighbours_, counts, device)
-    buckets = torch.as_tensor(count_buckets(counts), device=device)
+    buckets = torch.as_tensor(bucket_of(counts), device=device)
     new_items = torch.as_tensor(counts == 0, device=device)
     path = NewUserPath(user_vectors, side, {}, reduced.user_counts(), {})
     everything = ((fit.matrix() + split.positives) > 0).astype(np.float32).tocsr()[users]
     first = earliest(fit, users)
     gates, validation = {}, {"users": len(users)}
-    reveals = {"0": np.zeros(len(users), np.int64), "1-4": rng.integers(1, COLD_USER_MAX + 1, len(users))}
-    variants = [("0", "0", True), ("1-4", "1-4", True)]
+    none, few = USER_BUCKETS
+    reveals = {none: np.zeros(len(users), np.int64), few: rng.integers(1, COLD_USER_MAX + 1, len(users))}
+    variants = [(none, none, True), (few, few, True)]
     if side is not None:  # a user who brings items but no side information gets a gate fitted that way
-        variants.append(("1-4" + NO_SIDE, "1-4", False))
+        variants.append((few + NO_SIDE, few, False))
     for name, bucket, with_side in variants:
         revealed = first_items(first, reveals[bucket], fit.n_items)
         positives = ((everything - revealed) > 0).astype(np.float32).tocsr()
@@ -220,7 +222,5 @@ def rehearsal_recall(gate: tuple[torch.Tensor, torch.Tensor], batches: Iterable,
         for signals, known, _ in batches:
             fused = fuse(signals, gate[0], gate[1], buckets)
             for name, scores in zip(names, (fused, signals[-2], signals[-1]), strict=True):
-                top = torch.topk(scores.masked_fill(known, -torch.inf), min(k, scores.shape[1]), dim=1).indices
-                tops[name].append(top.cpu().numpy())
-    return {f"valid_recall@{k} {name}": round(ranking_metrics(np.concatenate(t), positives, [k])[f"recall@{k}"], 4)
-            for name, t in tops.items()}
+                tops[name].append(top_unknown(scores, known, k))
+    return {f"valid_recall@{k} {name}": recall_at(np.concatenate(t), positives) for name, t in tops.items()}

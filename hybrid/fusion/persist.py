@@ -18,8 +18,8 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from hybrid.config import from_dict
+from hybrid.data.buckets import EDGES
 from hybrid.fusion.config import FusionConfig
-from hybrid.fusion.gate import BUCKET_EDGES
 from hybrid.fusion.new_users import NEW_USER_FEATURES, NO_SIDE, USER_BUCKETS, NewUserPath
 from hybrid.fusion.signals import FEATURES
 from hybrid.fusion.user_side import SideRegression
@@ -102,8 +102,8 @@ def read(model: FusionHybrid, folder: Path) -> None:
     n = tensors["text"].shape[0]
     check_shape("counts", tensors["counts"].shape, (n,), where)
     check_shape("neighbours.indptr", tensors["neighbours.indptr"].shape, (n + 1,), where)
-    check_shape("gate.weight", tensors["gate.weight"].shape, (len(FEATURES), len(BUCKET_EDGES) + 1), where)
-    check_shape("gate.bias", tensors["gate.bias"].shape, (len(BUCKET_EDGES) + 1,), where)
+    check_shape("gate.weight", tensors["gate.weight"].shape, (len(FEATURES), len(EDGES) + 1), where)
+    check_shape("gate.bias", tensors["gate.bias"].shape, (len(EDGES) + 1,), where)
     indices = tensors["neighbours.indices"].cpu().numpy()
     if len(indices) and (indices.min() < 0 or indices.max() >= n):
         raise ValueError(f"{where}: neighbours.indices point outside the {n} items")
@@ -144,7 +144,7 @@ def read_new_users(tensors: dict[str, torch.Tensor], meta: dict[str, Any], where
     for name in (*USER_BUCKETS, *(b + NO_SIDE for b in USER_BUCKETS)):
         if f"new_users.{name}.weight" in tensors:
             weight, bias = tensors[f"new_users.{name}.weight"], tensors[f"new_users.{name}.bias"]
-            check_shape(f"new_users.{name}.weight", weight.shape, (len(NEW_USER_FEATURES), len(BUCKET_EDGES) + 1), where)
+            check_shape(f"new_users.{name}.weight", weight.shape, (len(NEW_USER_FEATURES), len(EDGES) + 1), where)
             gates[name] = (weight, bias)
     vectors = tensors.get("new_users.vectors")
     counts = tensors["user_counts"].cpu().numpy() if "user_counts" in tensors else np.zeros(0, np.int64)

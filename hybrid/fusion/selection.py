@@ -16,9 +16,10 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from hybrid.evaluation.metrics import ranking_metrics, restrict_columns
+from hybrid.data.buckets import bucket_of
+from hybrid.evaluation.metrics import recall_at, restrict_columns, top_unknown
 from hybrid.fusion.config import FusionConfig
-from hybrid.fusion.gate import Gate, count_buckets, fit_gate, fuse, gate_examples
+from hybrid.fusion.gate import Gate, fit_gate, fuse, gate_examples
 from hybrid.fusion.halves import auto_halves
 from hybrid.fusion.rehearsal import ColdValidation
 from hybrid.fusion.signals import FEATURES, FeatureBuilder
@@ -38,16 +39,6 @@ def validation_users(positives: sp.csr_matrix, history: sp.csr_matrix, limit: in
     if len(users) > limit:
         users = np.sort(rng.choice(users, limit, replace=False))
     return users
-
-
-def top20(scores: torch.Tensor, known: torch.Tensor) -> np.ndarray:
-    """int64 [b, min(20, n_items)] the best unknown items of each row."""
-    return torch.topk(scores.masked_fill(known, -torch.inf), min(20, scores.shape[1]), dim=1).indices.cpu().numpy()
-
-
-def recall_at(top: np.ndarray, relevant: sp.csr_matrix) -> float:
-    k = top.shape[1]  # 20, or fewer on a tiny catalogue
-    return round(ranking_metrics(top, relevant, [k])[f"recall@{k}"], 4)
 
 
 def choose_graph_half(config: FusionConfig, split: ColdValidation, data: FitData, profile: StageProfile,
@@ -73,7 +64,7 @@ def choose_graph_half(config: FusionConfig, split: ColdValidation, data: FitData
                 for start in range(0, len(users), config.batch_size):
                     batch = users[start:start + config.batch_size]
                     scores = model.score(batch, history[batch]).masked_fill(excluded, -torch.inf)
-                    tops.append(top20(scores, torch.as_tensor((history[batch] > 0).toarray(), device=data.device)))
+                    tops.append(top_unknown(scores, torch.as_tensor((history[batch] > 0).toarray(), device=data.device)))
             recall[name] = recall_at(np.concatenate(tops), positives[users])
     best = max(names, key=lambda n: recall[n])
     logger.info("hybrid: warm-only validation Recall@20 by graph half %s -> %s", recall, best)
@@ -124,7 +115,7 @@ def validation_recall(gate: Gate, batches: RehearsalSignals, positives: sp.csr_m
                       ("hybrid warm_only", fused.masked_fill(new, -torch.inf)),
                       ("graph warm_only", signals[0].masked_fill(new, -torch.inf)))
             for name, scores in ranked:
-                tops[name].append(top20(scores, known))
+                tops[name].append(top_unknown(scores, known))
     new_np = new.cpu().numpy()
     relevant = positives[batches.users]
     sparse_rel = restrict_columns(relevant, ((buckets == 1) | (buckets == 2)).cpu().numpy())
@@ -149,7 +140,7 @@ def fit_item_gate(config: FusionConfig, warm: Recommender, split: ColdValidation
     device = text.device
     counts = split.fit.item_counts()
     builder = FeatureBuilder(text, neighbours, counts, device)
-    buckets = torch.as_tensor(count_buckets(counts), device=device)
+    buckets = torch.as_tensor(bucket_of(counts), device=device)
     history = split.fit.matrix()
     rng = np.random.default_rng(seed)
     users = validation_users(split.positives, history, config.max_valid_users, rng)

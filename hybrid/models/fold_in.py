@@ -15,6 +15,22 @@ import torch
 import torch.nn.functional as F
 
 
+def _draw_pairs(rows: sp.csr_matrix, pool: np.ndarray, steps: int, pairs: int, seed: int,
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """int64 [steps, b, pairs] positives (each row's own items) and negatives (from ``pool``).
+
+    Each user's draws come from their own stream, seeded by their items, so a user's vector does
+    not depend on who else is in the batch (each user's loss is their own mean, too)."""
+    positives = np.empty((steps, rows.shape[0], pairs), np.int64)
+    negatives = np.empty((steps, rows.shape[0], pairs), np.int64)
+    for r in range(rows.shape[0]):
+        items_r = rows.indices[rows.indptr[r] : rows.indptr[r + 1]]
+        rng = np.random.default_rng([seed, *items_r.tolist()])
+        positives[:, r] = items_r[rng.integers(0, len(items_r), (steps, pairs))]
+        negatives[:, r] = pool[rng.integers(0, len(pool), (steps, pairs))]
+    return positives, negatives
+
+
 def refine_by_bpr(
     items: torch.Tensor,
     start: torch.Tensor,
@@ -54,15 +70,7 @@ def refine_by_bpr(
     counts = counts[active]
     n_items = history.shape[1]
     known = np.sort(np.repeat(np.arange(len(active)), counts) * n_items + rows.indices)
-    # Each user's draws come from their own stream, seeded by their items, and each user's loss is
-    # their own mean: a user's vector does not depend on who else is in the batch.
-    positives = np.empty((steps, len(active), pairs), np.int64)
-    negatives = np.empty((steps, len(active), pairs), np.int64)
-    for r in range(len(active)):
-        items_r = rows.indices[rows.indptr[r] : rows.indptr[r + 1]]
-        rng = np.random.default_rng([seed, *items_r.tolist()])
-        positives[:, r] = items_r[rng.integers(0, len(items_r), (steps, pairs))]
-        negatives[:, r] = pool[rng.integers(0, len(pool), (steps, pairs))]
+    positives, negatives = _draw_pairs(rows, pool, steps, pairs, seed)
     valid = ~np.isin(np.arange(len(active))[None, :, None] * n_items + negatives, known)
     device = start.device
     frozen = items.detach()

@@ -97,17 +97,7 @@ def top_k_masked(
         ends in entries scored -inf, which are not recommendations.
     """
     users = np.asarray(users, dtype=np.int64)
-    k = check_k(k)
-    excluded: dict[str, torch.Tensor | None] = {}
-    sizes: dict[str, int] = {}
-    for name, mask in item_masks.items():
-        if mask is None:
-            excluded[name], sizes[name] = None, min(k, history.shape[1])
-            continue
-        mask = np.asarray(mask, dtype=bool)
-        if mask.shape != (history.shape[1],):
-            raise ValueError(f"item mask {name!r} has shape {mask.shape}, expected ({history.shape[1]},)")
-        excluded[name], sizes[name] = torch.as_tensor(~mask), min(k, int(mask.sum()))
+    excluded, sizes = _exclusions(item_masks, check_k(k), history.shape[1])
     out = {
         name: (np.empty((len(users), size), np.int64), np.empty((len(users), size), np.float32))
         for name, size in sizes.items()
@@ -133,6 +123,22 @@ def top_k_masked(
                 out[name][0][start : start + len(batch)] = items.cpu().numpy()
                 out[name][1][start : start + len(batch)] = values.cpu().numpy()
     return out
+
+
+def _exclusions(item_masks: Mapping[str, np.ndarray | None], k: int, n_items: int,
+                ) -> tuple[dict[str, torch.Tensor | None], dict[str, int]]:
+    """Per mask name: the bool [n_items] items it leaves out (None: none) and its list length."""
+    excluded: dict[str, torch.Tensor | None] = {}
+    sizes: dict[str, int] = {}
+    for name, mask in item_masks.items():
+        if mask is None:
+            excluded[name], sizes[name] = None, min(k, n_items)
+            continue
+        mask = np.asarray(mask, dtype=bool)
+        if mask.shape != (n_items,):
+            raise ValueError(f"item mask {name!r} has shape {mask.shape}, expected ({n_items},)")
+        excluded[name], sizes[name] = torch.as_tensor(~mask), min(k, int(mask.sum()))
+    return excluded, sizes
 
 
 def ranked(scores: torch.Tensor, size: int, order: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:

@@ -30,9 +30,9 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from hybrid.data.buckets import SPARSE_BELOW
 from hybrid.data.interactions import BadInputError, UnknownIdError, coerce_ids_like
 from hybrid.fusion.explore import ExploreConfig
-from hybrid.fusion.gate import BUCKET_EDGES
 from hybrid.recommender import HybridRecommender
 
 logger = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ class ExploreBody(Strict):
 
     slots: int = Field(1, ge=0)
     policy: Literal["thompson", "ucb", "epsilon"] = "thompson"
-    max_count: int = Field(BUCKET_EDGES[1], ge=1)
+    max_count: int = Field(SPARSE_BELOW, ge=1)
     width: float = Field(1.0, ge=0)
     seed: int = 0
 
@@ -153,6 +153,14 @@ def create_app(model_dir: str | Path, config: ServeConfig | None = None) -> Fast
     holder = ModelHolder(Path(model_dir), config.device)
     app = FastAPI(title="hybrid-coldstart", version="0.1.0")
     app.state.holder = holder
+    _guard(app, config)
+    _read_routes(app, holder, config)
+    _write_routes(app, holder, config)
+    return app
+
+
+def _guard(app: FastAPI, config: ServeConfig) -> None:
+    """The body-size limit and the error handlers (4xx for the caller's mistakes, 500 for ours)."""
 
     @app.middleware("http")
     async def limit_body(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
@@ -179,13 +187,13 @@ def create_app(model_dir: str | Path, config: ServeConfig | None = None) -> Fast
         logger.error("%s %s failed", request.method, request.url.path, exc_info=error)
         return JSONResponse({"detail": "internal error; the server log has the details"}, status_code=500)
 
+
+def _read_routes(app: FastAPI, holder: ModelHolder, config: ServeConfig) -> None:
+    """The endpoints that read the live model: health, readiness and the four rankings."""
+
     def check_k(k: int) -> None:
         if k > config.max_k:
             raise HTTPException(422, f"k: must be at most {config.max_k}, got {k}")
-
-    def require_key(x_api_key: str | None = Header(None)) -> None:
-        if config.api_key is not None and not hmac.compare_digest(x_api_key or "", config.api_key):
-            raise HTTPException(401, "missing or wrong X-API-Key header")
 
     @app.get("/health")
     def health() -> dict[str, Any]:
@@ -227,6 +235,14 @@ def create_app(model_dir: str | Path, config: ServeConfig | None = None) -> Fast
         model = holder.model
         return _ranked(*model.similar_items(_item_ids(model, [body.item])[0], k=body.k))
 
+
+def _write_routes(app: FastAPI, holder: ModelHolder, config: ServeConfig) -> None:
+    """The endpoints that change the live model (new items, reload), behind the API key when set."""
+
+    def require_key(x_api_key: str | None = Header(None)) -> None:
+        if config.api_key is not None and not hmac.compare_digest(x_api_key or "", config.api_key):
+            raise HTTPException(401, "missing or wrong X-API-Key header")
+
     @app.post("/items", dependencies=[Depends(require_key)])
     def add_items(body: ItemsBody) -> dict[str, Any]:
         model = holder.model
@@ -241,5 +257,3 @@ def create_app(model_dir: str | Path, config: ServeConfig | None = None) -> Fast
         except (OSError, ValueError) as error:
             raise HTTPException(503, f"reload failed, the previous model is still serving: {error}") from error
         return {"status": "reloaded", "users": len(model.user_ids_), "items": len(model.item_ids_)}
-
-    return app
