@@ -23,6 +23,9 @@ from typing import Any
 
 from hybrid.evaluation.provenance import commits_since, recorded_commit
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from render_explore import render_explore_replay
+
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_JSON = ROOT / "benchmarks" / "results" / "cold_start.json"
 DEFAULT_README = ROOT / "docs" / "results.md"
@@ -341,7 +344,8 @@ def render_file(path: Path) -> str:
                            ("serving.json", render_serving), ("gowalla_lightgcn.json", render_gowalla_lightgcn),
                            ("gowalla_sampled.json", render_gowalla_lightgcn),
                            ("distributed_train.json", render_distributed),
-                           ("sampled_selection.json", render_sampled_selection)):
+                           ("sampled_selection.json", render_sampled_selection),
+                           ("explore_replay.json", render_explore_replay)):
         extra = path.parent / name
         if extra.exists():
             body += "\n" + renderer(json.loads(extra.read_text()), f"{path.parent.name}/{name}")

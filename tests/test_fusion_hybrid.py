@@ -169,3 +169,19 @@ def test_a_random_rehearsal_is_weighted_to_the_new_items_share_of_the_latest_per
     assert weighted == pytest.approx(natural, rel=1e-6)  # the odds ratio gives the natural share
     assert late.new_weight == split.new_weight
     assert cold_validation(data, None, 0.2, "random", seed=0).new_weight == 1.0  # nothing tells it: 1
+
+
+def test_text_neighbours_through_ivf_match_the_exact_ones(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hybrid.fusion import signals
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(40, 32))
+    points = centres[rng.integers(0, 40, 3000)] + 0.5 * rng.normal(size=(3000, 32))
+    vectors = torch.nn.functional.normalize(torch.as_tensor(points, dtype=torch.float32), dim=1)
+    exact = signals.text_neighbours(vectors, 10)
+    monkeypatch.setattr(signals, "EXACT_KNN_MAX", 100)
+    approx = signals.text_neighbours(vectors, 10)
+    assert approx.diagonal().sum() == 0 and np.diff(approx.indptr).max() <= 10
+    assert exact.multiply(approx > 0).getnnz() / exact.getnnz() >= 0.95
+    shared = exact.multiply(approx > 0)
+    assert np.allclose(shared.data, approx.multiply(exact > 0).data, atol=1e-5)  # same cosines where both have the pair

@@ -190,3 +190,20 @@ def test_readme_summary_matches_committed_results() -> None:
     assert summary == render_results.render_summary(json.loads(RESULTS.read_text())), (
         "README.md's cold-start summary is out of date; run: python scripts/render_results.py"
     )
+
+
+def test_explore_verdict_says_met_missed_or_off() -> None:
+    from render_explore import verdict
+
+    def entry(policy: str | None, slots: int, warmed: int, cost: float, base_warmed: int = 2) -> dict[str, Any]:
+        rows = [{"policy": None, "slots": 0, "warmed": base_warmed, "warmed_ratio": 1.0, "click_cost": 0.0},
+                {"policy": "ucb", "slots": 1, "warmed": warmed, "click_cost": cost,
+                 "warmed_ratio": warmed / base_warmed if base_warmed else None}]
+        return {"chosen": {"policy": policy, "slots": slots}, "test": rows}
+
+    assert "**met**" in verdict(entry("ucb", 1, 4, 0.01), 0.03)
+    assert "**missed**" in verdict(entry("ucb", 1, 4, 0.05), 0.03)  # too costly
+    assert "**missed**" in verdict(entry("ucb", 1, 2, 0.0), 0.03)  # not 1.5x
+    assert "**met**" in verdict(entry("ucb", 1, 3, 0.0, base_warmed=0), 0.03)  # m = 0 warms none
+    assert "**missed**" in verdict(entry("ucb", 1, 0, 0.0, base_warmed=0), 0.03)
+    assert "m = 0" in verdict(entry(None, 0, 0, 0.0), 0.03)

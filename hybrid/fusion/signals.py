@@ -19,6 +19,10 @@ import scipy.sparse as sp
 import torch
 
 from hybrid.graph.adjacency import csr_tensor
+from hybrid.retrieval.ann import AnnConfig, AnnIndex
+
+# Above this many items the text kNN graph comes from an IVF index, not the exact batched products.
+EXACT_KNN_MAX = 50_000
 
 FEATURES = ("graph", "profile", "text_knn", "text_graph", "popularity")
 
@@ -33,6 +37,8 @@ def text_neighbours(vectors: torch.Tensor, m: int, batch_size: int = 2048) -> sp
     m = min(m, n - 1)
     if m <= 0:
         return sp.csr_matrix((n, n), dtype=np.float32)
+    if n > EXACT_KNN_MAX:
+        return _ivf_neighbours(vectors, m)
     rows, cols, vals = [], [], []
     with torch.no_grad():
         for start in range(0, n, batch_size):
@@ -44,6 +50,25 @@ def text_neighbours(vectors: torch.Tensor, m: int, batch_size: int = 2048) -> sp
             rows.append(idx.unsqueeze(1).expand_as(top)[keep].cpu().numpy())
             cols.append(top[keep].cpu().numpy())
             vals.append(values[keep].cpu().numpy())
+    return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n),
+                         dtype=np.float32)
+
+
+def _ivf_neighbours(vectors: torch.Tensor, m: int) -> sp.csr_matrix:
+    """:func:`text_neighbours` through a faiss IVF index (4·√n cells, 32 probed): the exact
+    search's n² products would dominate the fit past :data:`EXACT_KNN_MAX` items."""
+    points = vectors.detach().float().cpu().numpy()
+    index = AnnIndex(AnnConfig(kind="ivf")).build(points)
+    n, rows, cols, vals = len(points), [], [], []
+    for start in range(0, n, 65_536):
+        values, top = index.search(points[start:start + 65_536], m + 1)
+        own = np.arange(start, start + len(top))[:, None]
+        keep = (top >= 0) & (top != own) & (values > 0)
+        # At most m per row: the self match (when found) is dropped, else the last neighbour is.
+        keep &= np.cumsum(keep, axis=1) <= m
+        rows.append(np.broadcast_to(own, top.shape)[keep])
+        cols.append(top[keep])
+        vals.append(values[keep])
     return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n),
                          dtype=np.float32)
 
