@@ -136,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         result["chosen"] = {n: d["chosen"] for n, d in result["datasets"].items()}
         args.json.write_text(json.dumps(result, indent=1) + "\n")
     sys.path.insert(0, str(ROOT / "scripts"))
-    from render_explore import render_explore_replay
+    from render_sections import render_explore_replay
 
     print(render_explore_replay(result, str(args.json.relative_to(ROOT))))
     return 0

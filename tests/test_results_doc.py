@@ -193,7 +193,7 @@ def test_readme_summary_matches_committed_results() -> None:
 
 
 def test_explore_verdict_says_met_missed_or_off() -> None:
-    from render_explore import verdict
+    from render_sections import verdict
 
     def entry(policy: str | None, slots: int, warmed: int, cost: float, base_warmed: int = 2) -> dict[str, Any]:
         rows = [{"policy": None, "slots": 0, "warmed": base_warmed, "warmed_ratio": 1.0, "click_cost": 0.0},

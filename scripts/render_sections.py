@@ -1,4 +1,5 @@
-"""Render ``benchmarks/explore_replay.py``'s JSON: the exploration trade-off per data set (for docs/results.md)."""
+"""Sections of docs/results.md beyond the cold-start tables: the fit's cost by stage
+(``benchmarks/fit_profile.py``) and the exploration replay (``benchmarks/explore_replay.py``)."""
 
 from __future__ import annotations
 
@@ -60,3 +61,22 @@ def render_explore_replay(result: dict[str, Any], source: str) -> str:
                   *_table(entry["validation"]), "", "Test:", "", *_table(entry["test"]), "",
                   verdict(entry, result["max_click_cost"]) + ".", ""]
     return "\n".join(lines).rstrip("\n") + "\n"
+
+
+def render_fit_profile(result: dict[str, Any], source: str) -> str:
+    """One row per config: the hybrid's fit against GF-CF's and the target, then the stages that cost most."""
+    lines = [f"#### The hybrid's fit by stage, from `{source}`", "", f"    {result['command']}", "",
+             f"commit `{str(result.get('git_commit') or 'unknown')[:12]}`, {result.get('torch_threads', '?')} torch "
+             "threads, warm encoder cache, one seed.", "",
+             "| config | items | interactions | hybrid fit s | target s | GF-CF s | ratio | graph half | three costliest stages (s) |",
+             "|---|---:|---:|---:|---:|---:|---:|---|---|"]
+    for name, e in result["configs"].items():
+        parts = [(k, v) for k, v in e["stages"].items() if k != "total"]
+        stages = sorted(parts, key=lambda kv: -kv[1]["seconds"])[:3]
+        costly = ", ".join(f"{stage} {s['seconds']:.1f}" for stage, s in stages)
+        target = e.get("target_seconds")
+        mark = "" if target is None else (" ✓" if e["hybrid_fit_seconds"] <= target else " ✗")
+        lines.append(f"| {name} | {e['items']:,} | {e['interactions']:,} | {e['hybrid_fit_seconds']:.1f}{mark} | "
+                     f"{target if target is not None else '—'} | {e['gf_cf_fit_seconds']:.1f} | {e['ratio']:.0f}× | "
+                     f"{e.get('warm_model') or '?'} | {costly} |")
+    return "\n".join(lines) + "\n"
