@@ -24,7 +24,7 @@ from typing import Any
 from hybrid.evaluation.provenance import commits_since, recorded_commit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from render_sections import render_explore_replay, render_fit_profile
+from render_sections import render_explore_replay, render_fit_profile, render_fit_scaling
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_JSON = ROOT / "benchmarks" / "results" / "cold_start.json"
@@ -345,7 +345,7 @@ def render_file(path: Path) -> str:
                            ("gowalla_sampled.json", render_gowalla_lightgcn),
                            ("distributed_train.json", render_distributed),
                            ("sampled_selection.json", render_sampled_selection),
-                           ("fit_profile.json", render_fit_profile),
+                           ("fit_profile.json", render_fit_profile), ("fit_scaling.json", render_fit_scaling),
                            ("explore_replay.json", render_explore_replay)):
         extra = path.parent / name
         if extra.exists():

@@ -80,3 +80,25 @@ def render_fit_profile(result: dict[str, Any], source: str) -> str:
                      f"{target if target is not None else '—'} | {e['gf_cf_fit_seconds']:.1f} | {e['ratio']:.0f}× | "
                      f"{e.get('warm_model') or '?'} | {costly} |")
     return "\n".join(lines) + "\n"
+
+
+def render_fit_scaling(result: dict[str, Any], source: str) -> str:
+    """``benchmarks/fit_scaling.py``'s JSON: fit seconds and peak memory per point, the fitted exponents."""
+    lines = [f"#### The hybrid's fit against the data's size (synthetic), from `{source}`", "",
+             f"    {result['command']}", "", f"commit `{str(result.get('git_commit') or 'unknown')[:12]}`.", "",
+             "| sweep | interactions | users | items | hybrid fit s | GF-CF s | peak GiB | graph half | three costliest stages (s) |",
+             "|---|---:|---:|---:|---:|---:|---:|---|---|"]
+    for key, label in (("by_interactions", "interactions"), ("by_items", "items")):
+        for r in result.get(key, []):
+            if "error" in r:
+                lines.append(f"| {label} | {r['interactions']:,} | — | {r['items']:,} | failed: {' '.join(r['error'])} "
+                             "| | | | |")
+                continue
+            parts = [(k, v) for k, v in r["stages"].items() if k != "total"]
+            costly = ", ".join(f"{k} {v['seconds']:.1f}" for k, v in sorted(parts, key=lambda kv: -kv[1]["seconds"])[:3])
+            lines.append(f"| {label} | {r['interactions']:,} | {r['users']:,} | {r['items']:,} | "
+                         f"{r['hybrid_fit_seconds']:.1f} | {r['gf_cf_fit_seconds']:.1f} | {r['peak_rss_gib']:.2f} | "
+                         f"{r['warm_model']} | {costly} |")
+    lines += ["", f"Fit seconds ∝ interactions^{result.get('exponent_interactions')} (catalogue fixed), "
+              f"∝ items^{result.get('exponent_items')} (interactions fixed); target: the first ≤ 1.15."]
+    return "\n".join(lines) + "\n"
