@@ -172,7 +172,7 @@ def test_a_random_rehearsal_is_weighted_to_the_new_items_share_of_the_latest_per
 
 
 def test_text_neighbours_through_ivf_match_the_exact_ones(monkeypatch: pytest.MonkeyPatch) -> None:
-    from hybrid.fusion import signals
+    from hybrid.fusion import neighbours as signals
 
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(40, 32))

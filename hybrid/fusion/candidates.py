@@ -28,7 +28,7 @@ import torch
 
 from hybrid.fusion.gate import fuse
 from hybrid.fusion.new_users import NewUserPath
-from hybrid.fusion.signals import FeatureBuilder
+from hybrid.fusion.signals import SignalSet, UserBatch, standardise
 from hybrid.models.base import Recommender
 
 REFERENCE_ITEMS = 2048
@@ -42,7 +42,7 @@ class FusionHybrid(Protocol):
     neighbours_: sp.csr_matrix
     reference_: np.ndarray
     buckets_: torch.Tensor
-    builder_: FeatureBuilder
+    builder_: SignalSet
     gate_weight_: torch.Tensor
     gate_bias_: torch.Tensor
     warm_: Recommender
@@ -53,7 +53,7 @@ class FusionHybrid(Protocol):
 
     def graph_scores(self, users: np.ndarray, history: sp.csr_matrix) -> torch.Tensor: ...
 
-    def text_profiles(self, users: np.ndarray, history: sp.csr_matrix, builder: FeatureBuilder | None = None,
+    def text_profiles(self, users: np.ndarray, history: sp.csr_matrix, builder: SignalSet | None = None,
                       encoded: torch.Tensor | None = None) -> torch.Tensor | None: ...
 
 
@@ -62,13 +62,6 @@ def reference_items(n_items: int, seed: int) -> np.ndarray:
     if n_items <= REFERENCE_ITEMS:
         return np.arange(n_items)
     return np.sort(np.random.default_rng(seed).choice(n_items, REFERENCE_ITEMS, replace=False))
-
-
-def _standardised(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    """``x`` [b, c] z-scored per row by the mean and spread of its ``reference`` columns."""
-    ref = x[:, reference]
-    mean, std = ref.mean(1, keepdim=True), ref.std(1, keepdim=True)
-    return (x - mean) / torch.where(std > 0, std, torch.ones_like(std))
 
 
 def column_scores(model: FusionHybrid, users: np.ndarray, history: sp.csr_matrix, cols: np.ndarray) -> torch.Tensor:
@@ -80,23 +73,14 @@ def column_scores(model: FusionHybrid, users: np.ndarray, history: sp.csr_matrix
     cols = np.union1d(wanted, model.reference_)
     at = lambda items: torch.as_tensor(np.searchsorted(cols, items), device=device)  # noqa: E731
     reference = at(model.reference_)
-    near = sp.csr_matrix(model.neighbours_[cols])
-    graph_cols = np.union1d(cols, near.indices)
+    graph_cols = model.builder_.text_graph.neighbour_cols(cols)
     with torch.no_grad():
-        graph = _graph_columns(model, users, history, graph_cols)
-        mean_rows = sp.csr_matrix(sp.diags(_inverse_sums(near)) @ near)[:, graph_cols]
-        text_graph = torch.as_tensor((mean_rows @ graph.cpu().numpy().T).T, device=device, dtype=torch.float32)
-        own = graph[:, torch.as_tensor(np.searchsorted(graph_cols, cols), device=device)]
         profiles = model.text_profiles(users, history, encoded=model.new_users_.user_vectors)
         if profiles is None:
             profiles = model.builder_.profile_vectors(history)
-        index = torch.as_tensor(cols, device=device)
-        profile = torch.nn.functional.normalize(profiles, dim=1) @ model.text_[index].T
-        binary = (history > 0).astype(np.float32)
-        text_knn = torch.as_tensor((near @ binary.T).T.toarray(), device=device, dtype=torch.float32)
-        popularity = model.builder_.popularity[index].expand(len(users), -1)
-        signals = [_standardised(s, reference) for s in (own, profile, text_knn, text_graph)] + [popularity]
-        buckets = model.buckets_[index]
+        batch = UserBatch(history, _graph_columns(model, users, history, graph_cols), profiles, graph_cols)
+        signals = model.builder_.columns(batch, cols, reference)
+        buckets = model.buckets_[torch.as_tensor(cols, device=device)]
         fused = fuse(signals, model.gate_weight_, model.gate_bias_, buckets)
         rows = model.new_users_.rows(users, history)
         if len(rows):
@@ -132,16 +116,11 @@ def _new_user_rows(model: FusionHybrid, users: np.ndarray, history: sp.csr_matri
         inside = np.flatnonzero(cols < path.side.weights_.shape[1])  # items added after fit: no side score
         side[:, torch.as_tensor(inside, device=device)] = path.side.score(
             features, torch.as_tensor(cols[inside], device=device))
-        side = _standardised(side, reference)
+        side = standardise(side, reference)
     has_side = np.zeros(len(rows), bool) if features is None else (features != 0).any(1).cpu().numpy()
     part = fused[picked]
     path.fuse_rows([s[picked] for s in signals], side, np.diff(history.indptr)[rows], has_side, buckets, part)
     fused[picked] = part
-
-
-def _inverse_sums(matrix: sp.csr_matrix) -> np.ndarray:
-    sums = np.asarray(matrix.sum(1)).ravel()
-    return np.divide(1.0, sums, out=np.zeros_like(sums), where=sums > 0)
 
 
 def _mean_weights(model: FusionHybrid) -> tuple[float, float]:

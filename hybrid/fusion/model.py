@@ -51,10 +51,11 @@ from hybrid.fusion.candidates import (
 )
 from hybrid.fusion.config import FusionConfig
 from hybrid.fusion.gate import fuse
+from hybrid.fusion.neighbours import text_neighbours
 from hybrid.fusion.new_users import NewUserPath, fit_new_user_path, refit_side
 from hybrid.fusion.rehearsal import cold_validation, merged
 from hybrid.fusion.selection import choose_graph_half, fit_item_gate
-from hybrid.fusion.signals import FeatureBuilder, text_neighbours
+from hybrid.fusion.signals import SignalSet
 from hybrid.models.base import FitData, Recommender, make_model, register
 from hybrid.persistence import atomic_folder, verify_folder, write_manifest
 from hybrid.profiling import StageProfile
@@ -148,7 +149,7 @@ class FusionHybrid(Recommender):
         buckets, the signal builder, the reference items)."""
         self.counts_ = np.asarray(counts, dtype=np.int64)
         self.reference_ = reference_items(len(self.counts_), seed=0)
-        self.builder_ = FeatureBuilder(self.text_, self.neighbours_, self.counts_, self.device_)
+        self.builder_ = SignalSet(self.text_, self.neighbours_, self.counts_, self.device_)
         self.buckets_ = torch.as_tensor(bucket_of(self.counts_), device=self.device_)
 
     # ------------------------------------------------------------------ score
@@ -234,7 +235,7 @@ class FusionHybrid(Recommender):
             self.__dict__["_user_profiles"] = vectors
         return self.__dict__.get("_user_profiles")
 
-    def text_profiles(self, users: np.ndarray, history: sp.csr_matrix, builder: FeatureBuilder | None = None,
+    def text_profiles(self, users: np.ndarray, history: sp.csr_matrix, builder: SignalSet | None = None,
                        encoded: torch.Tensor | None = None) -> torch.Tensor | None:
         """Profile vectors where a zero-history user has profile text; None when no row needs one
         (``builder``: the one whose text vectors average the rows' items, default the fitted one;

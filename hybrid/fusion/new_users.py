@@ -30,7 +30,7 @@ from hybrid.evaluation.metrics import recall_at, top_unknown
 from hybrid.fusion.config import FusionConfig
 from hybrid.fusion.gate import fit_gate, fuse, gate_examples
 from hybrid.fusion.rehearsal import ColdValidation, earliest, first_items, subset
-from hybrid.fusion.signals import FEATURES, FeatureBuilder, standardise
+from hybrid.fusion.signals import FEATURES, SignalSet, standardise
 from hybrid.fusion.user_side import SideRegression
 from hybrid.models.base import FitData, Recommender, make_model
 
@@ -54,7 +54,7 @@ class TextSide(Protocol):
     neighbours_: sp.csr_matrix
     warm_name_: str
 
-    def text_profiles(self, users: np.ndarray, history: sp.csr_matrix, builder: FeatureBuilder | None = None,
+    def text_profiles(self, users: np.ndarray, history: sp.csr_matrix, builder: SignalSet | None = None,
                       encoded: torch.Tensor | None = None) -> torch.Tensor | None: ...
 
 
@@ -152,7 +152,7 @@ def fit_new_user_path(model: TextSide, split: ColdValidation, data: FitData,
         others = np.flatnonzero(reduced.user_counts() > 0)
         side = SideRegression().fit(user_vectors[torch.as_tensor(others, device=device)], reduced.matrix()[others], data.seed)
     counts = reduced.item_counts()
-    builder = FeatureBuilder(model.text_, model.neighbours_, counts, device)
+    builder = SignalSet(model.text_, model.neighbours_, counts, device)
     buckets = torch.as_tensor(bucket_of(counts), device=device)
     new_items = torch.as_tensor(counts == 0, device=device)
     path = NewUserPath(user_vectors, side, {}, reduced.user_counts(), {})
@@ -200,7 +200,7 @@ def refit_side(path: NewUserPath, rows: sp.csr_matrix, seed: int) -> None:
     path.user_counts = np.asarray(rows.getnnz(axis=1), dtype=np.int64)
 
 
-def rehearsal_signals(model: TextSide, path: NewUserPath, warm: Recommender, builder: FeatureBuilder,
+def rehearsal_signals(model: TextSide, path: NewUserPath, warm: Recommender, builder: SignalSet,
                       buckets: torch.Tensor, users: np.ndarray, revealed: sp.csr_matrix, with_side: bool) -> list[torch.Tensor]:
     """:data:`NEW_USER_FEATURES` of rehearsal users with their revealed items, as at scoring time
     (``with_side`` False: as for users who give no side information, profile text included)."""

@@ -22,7 +22,7 @@ from hybrid.fusion.config import FusionConfig
 from hybrid.fusion.gate import Gate, fit_gate, fuse, gate_examples
 from hybrid.fusion.halves import auto_halves
 from hybrid.fusion.rehearsal import ColdValidation
-from hybrid.fusion.signals import FEATURES, FeatureBuilder
+from hybrid.fusion.signals import FEATURES, SignalSet
 from hybrid.models.base import FitData, Recommender, make_model
 from hybrid.profiling import StageProfile
 
@@ -76,7 +76,7 @@ class RehearsalSignals:
     users, kept in memory after the first pass when they fit in SIGNAL_CACHE_FLOATS (the gate is
     fitted and scored on them several times)."""
 
-    def __init__(self, warm: Recommender, builder: FeatureBuilder, buckets: torch.Tensor, history: sp.csr_matrix,
+    def __init__(self, warm: Recommender, builder: SignalSet, buckets: torch.Tensor, history: sp.csr_matrix,
                  users: np.ndarray, batch_size: int) -> None:
         self.warm, self.builder, self.buckets, self.history = warm, builder, buckets, history
         self.users, self.batch_size = users, batch_size
@@ -139,7 +139,7 @@ def fit_item_gate(config: FusionConfig, warm: Recommender, split: ColdValidation
     chosen on the selection users, and what it measured."""
     device = text.device
     counts = split.fit.item_counts()
-    builder = FeatureBuilder(text, neighbours, counts, device)
+    builder = SignalSet(text, neighbours, counts, device)
     buckets = torch.as_tensor(bucket_of(counts), device=device)
     history = split.fit.matrix()
     rng = np.random.default_rng(seed)

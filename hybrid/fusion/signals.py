@@ -1,4 +1,4 @@
-"""The signals the hybrid fuses, per user and item, computed for a batch of users at a time.
+"""The signals the hybrid fuses: each a small object fitted once per state and scored per batch of users.
 
     graph      g(u, i)   the warm scorer's score (a graph filter or LightGCN); 0 for new items
     profile    c(u, i)   cos(mean text vector of u's items, x_i): what content kNN ranks by
@@ -7,99 +7,193 @@
                          which carries what the graph knows to new and sparse items
     popularity p(i)      log(1 + n_i), standardised over the catalogue and clipped to ±3
 
-Each user-item signal is standardised per user over the catalogue (mean 0, variance 1), so the
-fusion weights see one scale whatever the scorer's, the graph's size or the user's history length.
-S [n_items, n_items] keeps each item's top-M text neighbours (cosine > 0, itself excluded).
+A :class:`Signal` is fitted on :class:`SignalInputs` (text vectors, the text-neighbour graph, item
+counts) and scores a :class:`UserBatch` on every item or on given columns; :class:`SignalSet`
+holds the fitted signals in :data:`FEATURES` order and standardises them: each user-item signal
+per user over the catalogue (mean 0, variance 1), so the fusion weights see one scale whatever
+the scorer's, the graph's size or the user's history length. S [n_items, n_items] keeps each
+item's top-M text neighbours (cosine > 0, itself excluded): :mod:`hybrid.fusion.neighbours`.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
 import numpy as np
 import scipy.sparse as sp
 import torch
+from typing_extensions import Self
 
 from hybrid.graph.adjacency import csr_tensor
-from hybrid.retrieval.ann import AnnConfig, AnnIndex
-
-# Above this many items the text kNN graph comes from an IVF index, not the exact batched products.
-EXACT_KNN_MAX = 50_000
-
-FEATURES = ("graph", "profile", "text_knn", "text_graph", "popularity")
 
 
-def text_neighbours(vectors: torch.Tensor, m: int, batch_size: int = 2048) -> sp.csr_matrix:
-    """CSR [n, n]: row i holds the cosine of i's top-``m`` text neighbours (positive ones, not i).
+@dataclass(frozen=True)
+class SignalInputs:
+    """What the signals are fitted on.
 
-    Args:
-        vectors: float32 [n, d] L2-normalised text vectors (zero rows: items with no text).
-    """
-    n = vectors.shape[0]
-    m = min(m, n - 1)
-    if m <= 0:
-        return sp.csr_matrix((n, n), dtype=np.float32)
-    if n > EXACT_KNN_MAX:
-        return _ivf_neighbours(vectors, m)
-    rows, cols, vals = [], [], []
-    with torch.no_grad():
-        for start in range(0, n, batch_size):
-            sims = vectors[start:start + batch_size] @ vectors.T
-            idx = torch.arange(start, min(start + batch_size, n), device=vectors.device)
-            sims[idx - start, idx] = -torch.inf
-            values, top = torch.topk(sims, m, dim=1)
-            keep = values > 0
-            rows.append(idx.unsqueeze(1).expand_as(top)[keep].cpu().numpy())
-            cols.append(top[keep].cpu().numpy())
-            vals.append(values[keep].cpu().numpy())
-    return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n),
-                         dtype=np.float32)
-
-
-def _ivf_neighbours(vectors: torch.Tensor, m: int) -> sp.csr_matrix:
-    """:func:`text_neighbours` through a faiss IVF index (4·√n cells, 32 probed): the exact
-    search's n² products would dominate the fit past :data:`EXACT_KNN_MAX` items."""
-    points = vectors.detach().float().cpu().numpy()
-    index = AnnIndex(AnnConfig(kind="ivf")).build(points)
-    n, rows, cols, vals = len(points), [], [], []
-    for start in range(0, n, 65_536):
-        values, top = index.search(points[start:start + 65_536], m + 1)
-        own = np.arange(start, start + len(top))[:, None]
-        keep = (top >= 0) & (top != own) & (values > 0)
-        # At most m per row: the self match (when found) is dropped, else the last neighbour is.
-        keep &= np.cumsum(keep, axis=1) <= m
-        rows.append(np.broadcast_to(own, top.shape)[keep])
-        cols.append(top[keep])
-        vals.append(values[keep])
-    return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n),
-                         dtype=np.float32)
-
-
-def standardise(x: torch.Tensor) -> torch.Tensor:
-    """Per-row z-score of float [b, n] (rows with no spread become 0)."""
-    mean = x.mean(1, keepdim=True)
-    std = x.std(1, keepdim=True)
-    return (x - mean) / torch.where(std > 0, std, torch.ones_like(std))
-
-
-class FeatureBuilder:
-    """The per-(user, item) signals of the module docstring for one fitted state.
-
-    Args:
+    Attributes:
         text: float32 [n_items, d] L2-normalised text vectors.
-        neighbours: CSR [n_items, n_items] text neighbours (:func:`text_neighbours`).
-        counts: int64 [n_items] interactions per item in the graph the scorer was fitted on.
+        neighbours: CSR [n_items, n_items] text neighbours (:func:`hybrid.fusion.neighbours.text_neighbours`).
+        counts: int64 [n_items] interactions per item in the graph the warm scorer was fitted on.
         device: where the batch tensors live.
     """
 
-    def __init__(self, text: torch.Tensor, neighbours: sp.csr_matrix, counts: np.ndarray, device: torch.device) -> None:
-        self.text = text
-        self.neighbours = csr_tensor(neighbours, device)
-        row_sums = np.asarray(neighbours.sum(1)).ravel()
-        scale = np.divide(1.0, row_sums, out=np.zeros_like(row_sums), where=row_sums > 0)
-        self.neighbours_mean = csr_tensor(sp.csr_matrix(sp.diags(scale) @ neighbours, dtype=np.float32), device)
-        popularity = torch.as_tensor(np.log1p(counts), dtype=torch.float32, device=device)
+    text: torch.Tensor
+    neighbours: sp.csr_matrix
+    counts: np.ndarray
+    device: torch.device
+
+
+@dataclass
+class UserBatch:
+    """What one batch of users brings to the signals.
+
+    Attributes:
+        history: CSR [b, n_items] each user's known items.
+        graph: float32 [b, c] the warm scorer's scores on ``graph_cols`` (0 on new items).
+        profiles: float32 [b, d] each user's profile vector (mean text vector of their items, or
+            their encoded profile text).
+        graph_cols: int64 sorted items ``graph`` covers (None: every item, in order); a column
+            query needs the graph on its items' text neighbours too.
+    """
+
+    history: sp.csr_matrix
+    graph: torch.Tensor
+    profiles: torch.Tensor
+    graph_cols: np.ndarray | None = None
+
+    def graph_at(self, cols: np.ndarray | None) -> torch.Tensor:
+        """The graph scores of ``cols`` (None: of every item)."""
+        if cols is None or self.graph_cols is None:
+            return self.graph
+        return self.graph[:, torch.as_tensor(np.searchsorted(self.graph_cols, cols), device=self.graph.device)]
+
+
+class Signal(ABC):
+    """One signal: ``fit`` once per fitted state, then ``score`` float32 [b, len(cols)] raw (before
+    the per-user standardisation that :class:`SignalSet` applies where ``per_user``)."""
+
+    name: ClassVar[str]
+    per_user: ClassVar[bool] = True
+
+    @abstractmethod
+    def fit(self, inputs: SignalInputs) -> Self: ...
+
+    @abstractmethod
+    def score(self, batch: UserBatch, cols: np.ndarray | None = None) -> torch.Tensor: ...
+
+
+class GraphSignal(Signal):
+    """The warm scorer's score, as the batch carries it."""
+
+    name = "graph"
+
+    def fit(self, inputs: SignalInputs) -> Self:
+        return self
+
+    def score(self, batch: UserBatch, cols: np.ndarray | None = None) -> torch.Tensor:
+        return batch.graph_at(cols)
+
+
+class ProfileSignal(Signal):
+    """Cosine of the user's profile vector and the item's text vector."""
+
+    name = "profile"
+
+    def fit(self, inputs: SignalInputs) -> Self:
+        self.text = inputs.text
+        return self
+
+    def score(self, batch: UserBatch, cols: np.ndarray | None = None) -> torch.Tensor:
+        text = self.text if cols is None else self.text[torch.as_tensor(cols, device=self.text.device)]
+        return torch.nn.functional.normalize(batch.profiles, dim=1) @ text.T
+
+
+class TextKnnSignal(Signal):
+    """The similarity mass of the user's items among the item's text neighbours."""
+
+    name = "text_knn"
+
+    def fit(self, inputs: SignalInputs) -> Self:
+        self.neighbours, self.device = inputs.neighbours, inputs.device
+        self.tensor = csr_tensor(inputs.neighbours, inputs.device)
+        return self
+
+    def score(self, batch: UserBatch, cols: np.ndarray | None = None) -> torch.Tensor:
+        binary = (batch.history > 0).astype(np.float32)
+        if cols is None:
+            rows = torch.as_tensor(binary.toarray(), device=self.device)
+            return (self.tensor @ rows.T).T
+        near = sp.csr_matrix(self.neighbours[cols])
+        return torch.as_tensor((near @ binary.T).T.toarray(), device=self.device, dtype=torch.float32)
+
+
+class TextGraphSignal(Signal):
+    """The mean graph score of the item's text neighbours (weighted by their similarity)."""
+
+    name = "text_graph"
+
+    def fit(self, inputs: SignalInputs) -> Self:
+        sums = np.asarray(inputs.neighbours.sum(1)).ravel()
+        scale = np.divide(1.0, sums, out=np.zeros_like(sums), where=sums > 0)
+        self.neighbours = inputs.neighbours
+        self.mean = sp.csr_matrix(sp.diags(scale) @ inputs.neighbours, dtype=np.float32)
+        self.tensor, self.device = csr_tensor(self.mean, inputs.device), inputs.device
+        return self
+
+    def score(self, batch: UserBatch, cols: np.ndarray | None = None) -> torch.Tensor:
+        if cols is None:
+            return (self.tensor @ batch.graph.T).T
+        rows = self.mean[cols][:, batch.graph_cols]
+        return torch.as_tensor((rows @ batch.graph.cpu().numpy().T).T, device=self.device, dtype=torch.float32)
+
+    def neighbour_cols(self, cols: np.ndarray) -> np.ndarray:
+        """int64 sorted ``cols`` and their text neighbours: where a column query needs the graph."""
+        return np.union1d(cols, self.neighbours[cols].indices)
+
+
+class PopularitySignal(Signal):
+    """log(1 + n_i) standardised over the catalogue and clipped to ±3: one ranking for every user."""
+
+    name = "popularity"
+    per_user = False
+
+    def fit(self, inputs: SignalInputs) -> Self:
+        popularity = torch.as_tensor(np.log1p(inputs.counts), dtype=torch.float32, device=inputs.device)
         # Clipped: an item far outside the usual counts must not get an extrapolated weight.
-        self.popularity = ((popularity - popularity.mean()) / popularity.std().clamp_min(1e-6)).clamp(-3, 3)
-        self.device = device
+        self.values = ((popularity - popularity.mean()) / popularity.std().clamp_min(1e-6)).clamp(-3, 3)
+        return self
+
+    def score(self, batch: UserBatch, cols: np.ndarray | None = None) -> torch.Tensor:
+        values = self.values if cols is None else self.values[torch.as_tensor(cols, device=self.values.device)]
+        return values.expand(batch.history.shape[0], -1)
+
+
+SIGNALS: tuple[type[Signal], ...] = (GraphSignal, ProfileSignal, TextKnnSignal, TextGraphSignal, PopularitySignal)
+FEATURES = tuple(s.name for s in SIGNALS)  # the gate's rows, in this order (popularity last)
+
+
+def standardise(x: torch.Tensor, reference: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-row z-score of float [b, n] by the mean and spread of its ``reference`` columns (None:
+    all of them); rows with no spread become 0."""
+    ref = x if reference is None else x[:, reference]
+    mean, std = ref.mean(1, keepdim=True), ref.std(1, keepdim=True)
+    return (x - mean) / torch.where(std > 0, std, torch.ones_like(std))
+
+
+class SignalSet:
+    """The fitted signals of one state, in :data:`FEATURES` order."""
+
+    def __init__(self, text: torch.Tensor, neighbours: sp.csr_matrix, counts: np.ndarray, device: torch.device) -> None:
+        inputs = SignalInputs(text, neighbours, np.asarray(counts), device)
+        self.text, self.device = text, device
+        self.members = [kind().fit(inputs) for kind in SIGNALS]
+
+    @property
+    def text_graph(self) -> TextGraphSignal:
+        return next(s for s in self.members if isinstance(s, TextGraphSignal))
 
     def profile_vectors(self, history: sp.csr_matrix) -> torch.Tensor:
         """float32 [b, d] mean text vector of each row's items (zero for an empty row)."""
@@ -109,7 +203,7 @@ class FeatureBuilder:
         return csr_tensor(mean, self.device) @ self.text
 
     def signals(self, graph: torch.Tensor, history: sp.csr_matrix, profiles: torch.Tensor | None = None) -> list[torch.Tensor]:
-        """The standardised signals, in :data:`FEATURES` order, each float32 [b, n_items].
+        """Every signal on every item, standardised, each float32 [b, n_items].
 
         Args:
             graph: float32 [b, n_items] the warm scorer's scores.
@@ -117,12 +211,11 @@ class FeatureBuilder:
             profiles: float32 [b, d] profile vectors overriding :meth:`profile_vectors` (e.g. from
                 a new user's text), or None.
         """
-        if profiles is None:
-            profiles = self.profile_vectors(history)
-        profile = torch.nn.functional.normalize(profiles, dim=1) @ self.text.T
-        rows = torch.as_tensor((history > 0).astype(np.float32).toarray(), device=self.device)
-        text_knn = (self.neighbours @ rows.T).T
-        text_graph = (self.neighbours_mean @ graph.T).T
-        del rows
-        popularity = self.popularity.expand(graph.shape[0], -1)
-        return [standardise(graph), standardise(profile), standardise(text_knn), standardise(text_graph), popularity]
+        batch = UserBatch(history, graph, self.profile_vectors(history) if profiles is None else profiles)
+        return [standardise(s.score(batch)) if s.per_user else s.score(batch) for s in self.members]
+
+    def columns(self, batch: UserBatch, cols: np.ndarray, reference: torch.Tensor) -> list[torch.Tensor]:
+        """Every signal on items ``cols`` (sorted), each standardised by its ``reference`` columns
+        (positions in ``cols``): :mod:`hybrid.fusion.candidates`."""
+        return [standardise(s.score(batch, cols), reference) if s.per_user else s.score(batch, cols)
+                for s in self.members]
