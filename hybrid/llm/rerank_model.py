@@ -21,7 +21,7 @@ from typing_extensions import Self
 
 from hybrid.config import from_dict
 from hybrid.llm.fusion import choose_weight, fused_order, progress
-from hybrid.llm.reranker import LLMReranker, UserProfile
+from hybrid.llm.reranker import SCORES, LLMReranker, UserProfile, prompt_title
 from hybrid.models.base import FitData, Recommender, make_model, register
 from hybrid.retrieval.ranking import mask_history
 
@@ -78,9 +78,9 @@ class LLMReranked(Recommender):
         self.retriever_ = retriever or make_model(self.config.retriever, self.config.retriever_params).fit(data)
         self.reranker_ = LLMReranker(
             self.config.model, mode=self.config.mode, n_shuffles=self.config.n_shuffles,
-            device=str(data.device), batch_size=self.config.batch_size, seed=data.seed,
+            device=str(data.device), batch_size=self.config.batch_size, seed=data.seed, memo=SCORES,
         )
-        self.titles_ = titles
+        self.titles_ = [prompt_title(t) for t in titles]
         self.user_text_ = data.user_text
         self.reranked_users_ = 0
         if config.weight is None:

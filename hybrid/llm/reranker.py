@@ -11,6 +11,12 @@ content kNN, the graph model) proposed. Two scorers:
 - ``listwise``: the LM sees the numbered candidates and writes an ordering (greedy decoding), which
   :func:`parse_ranking` reads robustly; whatever it cannot read keeps its retrieval order.
 
+Titles written in capitals (catalogue descriptions such as "WHITE HANGING HEART T-LIGHT HOLDER")
+go into prompts in sentence case (:func:`prompt_title`): a capital word is split into about twice
+the tokens, which doubles the cost of scoring it, and prose rarely shouts. Likelihood scores are
+memoised per (model, prompt, title) for the process (:class:`ScoreMemo`): a score depends on
+nothing else, and the rows of one evaluation (``llm`` and ``hybrid+llm``) rehearse the same users.
+
 Position bias (LLMs favour candidates by where they appear in the prompt; Hou et al. 2024, "Large
 Language Models are Zero-Shot Rankers") is controlled by ranking several seeded shuffles of the
 candidate list and averaging rank positions.
@@ -20,6 +26,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import OrderedDict
 from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -38,6 +45,31 @@ _NUMBER = re.compile(r"\b\d+\b")
 # What may sit between a list label and the title it labels: "1. Heat", "[1] Heat", "(1) Heat".
 _LABEL_GAP = re.compile(r"[ \t\[\]().:#*\-]*")
 _TRAILING_PARENS = re.compile(r"\s*\([^()]*\)\s*$")
+
+
+def prompt_title(title: str) -> str:
+    """``title`` as a prompt shows it: sentence case where it is written in capitals, else as is."""
+    return title.capitalize() if title.isupper() else title
+
+
+class ScoreMemo:
+    """Likelihood scores by (model key, reduction, prompt text, title), the ``max_prompts`` most
+    recent prompts kept: a memo of a deterministic function, so it changes no result."""
+
+    def __init__(self, max_prompts: int = 4096) -> None:
+        self.max_prompts = max_prompts
+        self.prompts: OrderedDict[tuple[str, str, str], dict[str, float]] = OrderedDict()
+
+    def known(self, key: tuple[str, str, str]) -> dict[str, float]:
+        """The memoised scores of ``key``'s titles (a live dict: add to it), marked most recent."""
+        scores = self.prompts.setdefault(key, {})
+        self.prompts.move_to_end(key)
+        while len(self.prompts) > self.max_prompts:
+            self.prompts.popitem(last=False)
+        return scores
+
+
+SCORES = ScoreMemo()  # the process's memo: what LLMReranked rows share
 
 
 @dataclass(frozen=True)
@@ -173,6 +205,8 @@ class LLMReranker:
             penalise long titles) or ``"sum"`` (the title's full log-probability).
         seed: seed of the listwise shuffles; a user's result does not depend on other users.
         show_progress: tqdm bar over users in :meth:`rerank_many`.
+        memo: likelihood scores already computed, shared with other rerankers of the same model
+            (:data:`SCORES` for the process), or None to score every call afresh.
     """
 
     def __init__(
@@ -186,6 +220,7 @@ class LLMReranker:
         reduction: Literal["mean", "sum"] = "mean",
         seed: int = 0,
         show_progress: bool = False,
+        memo: ScoreMemo | None = None,
     ) -> None:
         self.model = model
         self.mode = mode
@@ -196,6 +231,7 @@ class LLMReranker:
         self.reduction = reduction
         self.seed = seed
         self.show_progress = show_progress
+        self.memo = memo
 
     def _check_params(self) -> None:
         if self.mode not in _MODES:
@@ -240,14 +276,20 @@ class LLMReranker:
         self._check_params()
         model, tokenizer = self._lm()
         block = profile.render() if isinstance(profile, UserProfile) else profile
-        prompt = llm_backend.encode_prompt(tokenizer, prompts.render("likelihood", profile=block))
-        return llm_backend.score_cached(
-            model,
-            llm_backend.prefill(model, prompt, reuse=self._shared_prefix()),
-            llm_backend.encode_continuations(tokenizer, candidates),
-            batch_size=self.batch_size,
-            reduction=self.reduction,
-        )
+        text = prompts.render("likelihood", profile=block)
+        known = {} if self.memo is None else self.memo.known((str(self.model), self.reduction, text))
+        missing = list(dict.fromkeys(t for t in candidates if t not in known))
+        if missing:
+            prompt = llm_backend.encode_prompt(tokenizer, text)
+            scores = llm_backend.score_cached(
+                model,
+                llm_backend.prefill(model, prompt, reuse=self._shared_prefix()),
+                llm_backend.encode_continuations(tokenizer, missing),
+                batch_size=self.batch_size,
+                reduction=self.reduction,
+            )
+            known.update(zip(missing, scores.tolist(), strict=True))
+        return np.array([known[t] for t in candidates], dtype=np.float64)
 
     def _listwise(self, block: str, candidates: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         model, tokenizer = self._lm()
