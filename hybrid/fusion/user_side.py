@@ -52,13 +52,14 @@ class SideRegression:
             x_held, y_held = features[torch.as_tensor(held)], rows[held]
             k = min(20, rows.shape[1])
             for power in POWER_GRID:
+                system = self._system(x_fit, y_fit, power)  # one Gram matrix and right side for every λ
                 for ridge in RIDGE_GRID:
-                    top = torch.topk(self._predict(x_held, self._solve(x_fit, y_fit, ridge, power)), k, dim=1).indices
+                    top = torch.topk(self._predict(x_held, self._solve(system, ridge)), k, dim=1).indices
                     metrics = ranking_metrics(top.cpu().numpy(), y_held, [k])
                     self.valid_[f"{ridge} {power}"] = round(metrics[f"recall@{k}"] + metrics[f"ndcg@{k}"], 4)
             best = max(self.valid_, key=self.valid_.get)
             self.ridge_, self.power_ = (float(v) for v in best.split())
-        self.weights_ = self._solve(features, rows, self.ridge_, self.power_)
+        self.weights_ = self._solve(self._system(features, rows, self.power_), self.ridge_)
         logger.info("side regression: %d users, held-out Recall@20 + NDCG@20 by 'ridge power' %s -> %s %s", n,
                     self.valid_, self.ridge_, self.power_)
         return self
@@ -73,14 +74,20 @@ class SideRegression:
         ones = torch.ones(features.shape[0], 1, dtype=torch.float64, device=features.device)
         return torch.cat([features.double(), ones], dim=1)
 
-    def _solve(self, features: torch.Tensor, rows: sp.csr_matrix, ridge: float, power: float) -> torch.Tensor:
+    def _system(self, features: torch.Tensor, rows: sp.csr_matrix, power: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """The normal equations' XᵀX [d+1, d+1] and XᵀY [d+1, n_items] (float64) for targets of power ``power``."""
         x = self._design(features)
         counts = np.maximum(np.diff(rows.indptr), 1)
         targets = sp.csr_matrix(((rows.data > 0) / np.repeat(counts, np.diff(rows.indptr)) ** power, rows.indices, rows.indptr),
                                 shape=rows.shape)
-        gram = x.T @ x
+        right = torch.as_tensor((targets.T @ x.cpu().numpy()).T, dtype=torch.float64, device=x.device)
+        return x.T @ x, right
+
+    @staticmethod
+    def _solve(system: tuple[torch.Tensor, torch.Tensor], ridge: float) -> torch.Tensor:
+        gram, right = system
+        gram = gram.clone()
         gram.diagonal().add_(ridge * float(gram.diagonal().mean()))
-        right = torch.as_tensor((targets.T @ x.cpu().numpy()).T, dtype=torch.float64, device=x.device)  # [d+1, n_items]
         return torch.linalg.solve(gram, right).float()
 
     def _predict(self, features: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
