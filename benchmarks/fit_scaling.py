@@ -7,10 +7,12 @@ vocabulary, so text and graph agree as in real catalogues), then ``HybridRecomme
 the defaults and a warm encoder cache (as in ``fit_profile.py``): encoding is not what this
 measures, and MiniLM on two CPU cores encodes about a hundred texts a second, so the cache (a
 temporary one) is filled with bag-of-words vectors (a seeded random vector per word, summed,
-stored under the default encoder's name). Then, in the same process,
-in the same process, GF-CF's fit on the same interactions (the peer ratio). Two sweeps: interactions
-at a fixed catalogue, and catalogue size at fixed interactions; the fitted exponent b of
-seconds ∝ x^b (least squares in log-log) for each.
+stored under the default encoder's name). Then, in the same process, GF-CF's fit on the same
+interactions (the peer ratio). Two sweeps: interactions at a fixed catalogue, and catalogue size
+at fixed interactions (a point both sweeps share runs once); the fitted exponent b of
+seconds ∝ x^b (least squares in log-log) for each, for the whole fit and for each stage. The
+``projection`` block applies each stage's two exponents to its seconds at the largest
+catalogue measured, out to 100M users × 10M items × 1B interactions (docs/scale.md renders it).
 
     python benchmarks/fit_scaling.py                  # 1M, 5M, 20M interactions; 50k, 200k, 1M items
     python benchmarks/fit_scaling.py --quick          # a grid this 2-core machine fits in minutes
@@ -37,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 GRIDS = {  # (interactions sweep at items, items sweep at interactions)
     "full": (((1_000_000, 5_000_000, 20_000_000), 50_000), ((50_000, 200_000, 1_000_000), 5_000_000)),
-    "quick": (((250_000, 500_000, 1_000_000), 20_000), ((20_000, 50_000, 100_000), 1_000_000)),
+    "quick": (((250_000, 500_000, 1_000_000), 20_000), ((20_000, 50_000, 200_000), 1_000_000)),
 }
 COMMUNITIES, WORDS_PER_COMMUNITY, VOCABULARY = 64, 24, 5000
 
@@ -95,13 +97,39 @@ def worker(interactions: int, items: int, seed: int) -> dict[str, Any]:
             "warm_model": rec.model_.warm_name_, "stages": rec.model_.chosen()["profile"]}
 
 
-def exponent(points: list[dict[str, Any]], axis: str) -> float | None:
-    """b of seconds ∝ axis^b, least squares in log-log (None with fewer than two points)."""
+TARGET = {"users": 100_000_000, "items": 10_000_000, "interactions": 1_000_000_000}
+
+
+def exponent(points: list[dict[str, Any]], axis: str, stage: str | None = None) -> float | None:
+    """b of seconds ∝ axis^b, least squares in log-log, of the whole fit or of one ``stage``
+    (None with fewer than two points; a stage under 10 ms anywhere has no measurable trend: 0)."""
     if len(points) < 2:
         return None
+    seconds = [p["hybrid_fit_seconds"] if stage is None else p["stages"].get(stage, {}).get("seconds", 0.0)
+               for p in points]
+    if min(seconds) < 0.01:
+        return 0.0
     x = np.log([p[axis] for p in points])
-    y = np.log([p["hybrid_fit_seconds"] for p in points])
-    return round(float(np.polyfit(x, y, 1)[0]), 3)
+    return round(float(np.polyfit(x, np.log(seconds), 1)[0]), 3)
+
+
+def projection(by_interactions: list[dict[str, Any]], by_items: list[dict[str, Any]]) -> dict[str, Any]:
+    """Each stage's seconds at the largest catalogue measured, scaled by its own exponents in
+    interactions and items (each clipped to [0, 3]) out to :data:`TARGET`: a trend, not a promise."""
+    if len(by_interactions) < 2 or len(by_items) < 2:
+        return {}
+    base = max(by_items, key=lambda p: p["items"])
+    stages = {}
+    for stage, measured in base["stages"].items():
+        if stage == "total":
+            continue
+        b_x = min(max(exponent(by_interactions, "interactions", stage) or 0.0, 0.0), 3.0)
+        b_n = min(max(exponent(by_items, "items", stage) or 0.0, 0.0), 3.0)
+        scale = (TARGET["interactions"] / base["interactions"]) ** b_x * (TARGET["items"] / base["items"]) ** b_n
+        stages[stage] = {"seconds_measured": measured["seconds"], "exponent_interactions": b_x,
+                         "exponent_items": b_n, "seconds_projected": round(measured["seconds"] * scale, 1)}
+    return {"target": TARGET, "from": {k: base[k] for k in ("interactions", "users", "items")}, "stages": stages,
+            "hours_projected": round(sum(s["seconds_projected"] for s in stages.values()) / 3600, 1)}
 
 
 def run_point(interactions: int, items: int, seed: int, timeout: int) -> dict[str, Any]:
@@ -130,10 +158,13 @@ def main(argv: list[str] | None = None) -> int:
     (sweep_x, at_items), (sweep_items, at_x) = GRIDS["quick" if args.quick else "full"]
     result: dict[str, Any] = {"command": "python benchmarks/fit_scaling.py" + (" --quick" if args.quick else ""),
                               "git_commit": git_commit(), "by_interactions": [], "by_items": []}
+    done: dict[tuple[int, int], dict[str, Any]] = {}
     for key, points in (("by_interactions", [(x, at_items) for x in sweep_x]),
                         ("by_items", [(at_x, n) for n in sweep_items])):
         for interactions, items in points:
-            row = run_point(interactions, items, args.seed, args.timeout)
+            if (interactions, items) not in done:
+                done[interactions, items] = run_point(interactions, items, args.seed, args.timeout)
+            row = done[interactions, items]
             result[key].append(row)
             print(f"{interactions:>11,} interactions {items:>9,} items: "
                   + (f"fit {row['hybrid_fit_seconds']} s (GF-CF {row['gf_cf_fit_seconds']} s), peak {row['peak_rss_gib']} GiB"
@@ -142,6 +173,7 @@ def main(argv: list[str] | None = None) -> int:
     ok = {key: [r for r in result[key] if "error" not in r] for key in ("by_interactions", "by_items")}
     result["exponent_interactions"] = exponent(ok["by_interactions"], "interactions")
     result["exponent_items"] = exponent(ok["by_items"], "items")
+    result["projection"] = projection(ok["by_interactions"], ok["by_items"])
     args.json.write_text(json.dumps(result, indent=1) + "\n")
     print(f"fit seconds ∝ interactions^{result['exponent_interactions']}, items^{result['exponent_items']}")
     return 0
