@@ -87,3 +87,14 @@ def test_a_registered_toy_half_is_fused_named_and_chosen_by_auto(toy_half: str) 
     assert auto.chosen()["warm_model"] == max(tried, key=tried.get)
     default = FusionConfig()  # auto_warm None: every half marked auto, the toy included
     assert toy_half in auto_halves(default.auto_warm, n_items=len(items))
+
+
+def test_text_propagated_over_the_graph_is_a_named_half() -> None:
+    """text_gcn (text vectors propagated LightGCN-style over the graph) is the graph signal when named."""
+    data, _ = planted()
+    model = make_model("hybrid", {"neighbours": 5, "warm_model": "text_gcn"}).fit(data)
+    assert model.chosen()["warm_model"] == "text_gcn"
+    assert "text_gcn" not in auto_halves(None, n_items=100)  # named only: auto keeps to the filters
+    users = np.arange(2, 20)
+    history = data.train.matrix()[users]
+    assert model.score(users, history).isfinite().all()

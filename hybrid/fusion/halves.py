@@ -37,11 +37,12 @@ class GraphHalf:
 
 
 # The built-in halves (their models register lazily in hybrid.models.base.BUILTIN_MODELS): the
-# training-free filters are tried by "auto"; the trained ones are there to be named.
+# training-free filters are tried by "auto"; the trained ones, and text_gcn (the LightGCN-style
+# propagation of text vectors over the graph, the TFCE peer), are there to be named.
 GRAPH_HALVES: dict[str, GraphHalf] = {h.name: h for h in (
     GraphHalf("gf_cf", auto=True), GraphHalf("bspm", auto=True),
     GraphHalf("ease", auto=True, max_items=EASE_MAX_ITEMS),
-    GraphHalf("lightgcn"), GraphHalf("mf"),
+    GraphHalf("lightgcn"), GraphHalf("mf"), GraphHalf("text_gcn"),
 )}
 
 
