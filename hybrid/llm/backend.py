@@ -93,8 +93,16 @@ def _load(model: str | None, default_file: str | None, device: str | None) -> tu
     logger.info(
         "loading reranker LM %s%s on %s", source, f" ({path.name})" if extra else "", device
     )
-    tokenizer = AutoTokenizer.from_pretrained(source, **extra)
-    lm = AutoModelForCausalLM.from_pretrained(source, **extra)
+    from transformers.utils import logging as hf_logging
+
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # the GGUF conversion's bars: two screens of noise before a table
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, **extra)
+        lm = AutoModelForCausalLM.from_pretrained(source, **extra)
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
     # float32 everywhere: GGUF weights are dequantized to it anyway, and CPU half precision is slow.
     lm = lm.to(device=device, dtype=torch.float32).eval()
     if tokenizer.pad_token_id is None:
