@@ -94,6 +94,7 @@ def worker(interactions: int, items: int, seed: int) -> dict[str, Any]:
     return {"interactions": len(data), "users": users, "items": items, "hybrid_fit_seconds": round(fit_seconds, 2),
             "gf_cf_fit_seconds": round(peer_seconds, 2), "ratio": round(fit_seconds / max(peer_seconds, 1e-9), 1),
             "cache_fill_seconds": round(encode_seconds, 1), "peak_rss_gib": round(peak_rss_bytes() / 2**30, 2),
+            "text_dim": default.dim,
             "warm_model": rec.model_.warm_name_, "stages": rec.model_.chosen()["profile"]}
 
 
@@ -129,7 +130,28 @@ def projection(by_interactions: list[dict[str, Any]], by_items: list[dict[str, A
         stages[stage] = {"seconds_measured": measured["seconds"], "exponent_interactions": b_x,
                          "exponent_items": b_n, "seconds_projected": round(measured["seconds"] * scale, 1)}
     return {"target": TARGET, "from": {k: base[k] for k in ("interactions", "users", "items")}, "stages": stages,
-            "hours_projected": round(sum(s["seconds_projected"] for s in stages.values()) / 3600, 1)}
+            "hours_projected": round(sum(s["seconds_projected"] for s in stages.values()) / 3600, 1),
+            "arrays_gib": arrays_at(TARGET, base.get("text_dim", 384))}
+
+
+def arrays_at(size: dict[str, int], dim: int) -> dict[str, float]:
+    """GiB of each array the default fit holds at ``size`` (arithmetic from the defaults, not a
+    measurement): what decides which parts leave one machine."""
+    from hybrid.fusion.config import FusionConfig
+    from hybrid.models.graph_filters import BSPMConfig
+
+    config, items, edges = FusionConfig(), size["items"], size["interactions"]
+    gib = {
+        "text vectors (items x d, float32)": items * dim * 4,
+        "text-neighbour graph (items x M, value + int64 column)": items * config.neighbours * 12,
+        "interaction CSR, both orientations (value + int64 column)": 2 * edges * 12,
+        "ideal-filter factors (items x k of BSPM, float32)": items * BSPMConfig().factors * 4,
+        "side regression weights ((d + 1) x items, float32)": (dim + 1) * items * 4,
+        "one gate batch of signals (batch x items x 5, float32)": config.batch_size * items * 5 * 4,
+        "a dense items x items matrix (float32), which no stage holds": items * items * 4,
+        "a dense users x items matrix (float32), which no stage holds": size["users"] * items * 4,
+    }
+    return {name: round(b / 2**30, 1) for name, b in gib.items()}
 
 
 def run_point(interactions: int, items: int, seed: int, timeout: int) -> dict[str, Any]:

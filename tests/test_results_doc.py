@@ -207,3 +207,37 @@ def test_explore_verdict_says_met_missed_or_off() -> None:
     assert "**met**" in verdict(entry("ucb", 1, 3, 0.0, base_warmed=0), 0.03)  # m = 0 warms none
     assert "**missed**" in verdict(entry("ucb", 1, 0, 0.0, base_warmed=0), 0.03)
     assert "m = 0" in verdict(entry(None, 0, 0, 0.0), 0.03)
+
+
+def test_the_scale_page_renders_the_fit_scaling_json() -> None:
+    fit = ROOT / "benchmarks" / "results" / "fit_scaling.json"
+    if not fit.exists():
+        pytest.skip("benchmarks/results/fit_scaling.json not generated yet (python benchmarks/fit_scaling.py --quick)")
+    expected = render_results.render_fit_scale(json.loads(fit.read_text()), "results/fit_scaling.json")
+    section = render_results.section_of((ROOT / "docs" / "scale.md").read_text(), render_results.FIT_BEGIN,
+                                        render_results.FIT_END)
+    assert section == expected, "docs/scale.md's fit-scaling section is out of date; " + render_results.FIX
+
+
+def test_the_fit_projection_scales_each_stage_by_its_own_exponents() -> None:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("fit_scaling", ROOT / "benchmarks" / "fit_scaling.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+
+    def point(interactions: int, items: int, seconds: float) -> dict[str, Any]:
+        return {"interactions": interactions, "users": interactions // 20, "items": items, "hybrid_fit_seconds": seconds,
+                "text_dim": 384, "stages": {"gate": {"seconds": seconds}, "index": {"seconds": 0.001},
+                                            "total": {"seconds": seconds}}}
+
+    by_x = [point(1_000_000, 1000, 2.0), point(2_000_000, 1000, 4.0)]  # linear in interactions
+    by_n = [point(1_000_000, 1000, 2.0), point(1_000_000, 4000, 4.0)]  # square root in items
+    assert module.exponent(by_x, "interactions") == 1.0 and module.exponent(by_n, "items") == 0.5
+    projected = module.projection(by_x, by_n)
+    gate = projected["stages"]["gate"]
+    assert gate["exponent_interactions"] == 1.0 and gate["exponent_items"] == 0.5
+    # From the 4,000-item point: × 1000 in interactions, × 2500 in items (square root: × 50).
+    assert gate["seconds_projected"] == pytest.approx(4.0 * 1000 * 50, rel=1e-6)
+    assert projected["stages"]["index"]["exponent_items"] == 0.0  # under 10 ms: no measurable trend
+    assert projected["arrays_gib"]["a dense items x items matrix (float32), which no stage holds"] > 1e5
