@@ -111,3 +111,18 @@ def test_bootstrap_intervals_bracket_the_mean_and_repeat_with_the_seed() -> None
     narrow = ranking_metrics(np.tile(top, (4, 1)), sp.vstack([relevant] * 4).tocsr(), [10], bootstrap=500, seed=3)
     assert narrow["ndcg@10_hi"] - narrow["ndcg@10_lo"] < metrics["ndcg@10_hi"] - metrics["ndcg@10_lo"]
     assert "recall@10_lo" not in ranking_metrics(top, relevant, [10])
+
+
+def test_rehearsal_batches_too_large_to_keep_are_recomputed_to_the_same_gates(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Beyond SIGNAL_CACHE_FLOATS the new-user rehearsal recomputes its batches per pass instead
+    of holding users × items signals: the gates come out the same."""
+    from hybrid.fusion import new_users as module
+
+    train, texts, profiles = planted(80)
+    data = FitData(train=train, item_text=texts, user_text=profiles, seed=0)
+    kept = make_model("hybrid", {"neighbours": 5}).fit(data).new_users_.gates
+    monkeypatch.setattr(module, "SIGNAL_CACHE_FLOATS", 0)
+    recomputed = make_model("hybrid", {"neighbours": 5}).fit(data).new_users_.gates
+    assert set(kept) == {"0", "1-4", "1-4 no side"} and kept.keys() == recomputed.keys()
+    for name, (weight, bias) in kept.items():
+        assert torch.equal(weight, recomputed[name][0]) and torch.equal(bias, recomputed[name][1])

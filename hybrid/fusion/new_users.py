@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol
 
 import numpy as np
@@ -30,7 +30,7 @@ from hybrid.evaluation.metrics import recall_at, top_unknown
 from hybrid.fusion.config import FusionConfig
 from hybrid.fusion.gate import fit_gate, fuse, gate_examples
 from hybrid.fusion.rehearsal import ColdValidation, earliest, first_items, subset
-from hybrid.fusion.signals import FEATURES, SignalSet, standardise
+from hybrid.fusion.signals import FEATURES, SIGNAL_CACHE_FLOATS, SignalSet, standardise
 from hybrid.fusion.user_side import SideRegression
 from hybrid.models.base import FitData, Recommender, make_model
 
@@ -56,6 +56,16 @@ class TextSide(Protocol):
 
     def text_profiles(self, users: np.ndarray, history: sp.csr_matrix, builder: SignalSet | None = None,
                       encoded: torch.Tensor | None = None) -> torch.Tensor | None: ...
+
+
+class Replayable:
+    """An iterable that calls ``make`` afresh for each pass (batches too large to keep)."""
+
+    def __init__(self, make: Callable[[], Iterator]) -> None:
+        self.make = make
+
+    def __iter__(self) -> Iterator:
+        return self.make()
 
 
 def user_bucket(known: np.ndarray) -> np.ndarray:
@@ -169,12 +179,7 @@ def fit_new_user_path(model: TextSide, split: ColdValidation, data: FitData,
         positives = ((everything - revealed) > 0).astype(np.float32).tocsr()
         keep = np.flatnonzero(positives.getnnz(axis=1) > 0)
 
-        # Computed once: the gate's fit and its rehearsal recall read the same batches.
-        batches = []
-        for start in range(0, len(keep), config.batch_size):
-            rows = keep[start:start + config.batch_size]
-            signals = rehearsal_signals(model, path, warm, builder, buckets, users[rows], revealed[rows], with_side)
-            batches.append((signals, torch.as_tensor((revealed[rows] > 0).toarray(), device=device), positives[rows]))
+        batches = rehearsal_batches(model, path, warm, builder, buckets, users, keep, revealed, positives, with_side)
         examples = gate_examples(batches, new_items, buckets, rng, config.candidates, config.random_negatives,
                                  config.max_positives)
         weights = torch.where(examples.new, config.new_weight, 1.0)
@@ -198,6 +203,25 @@ def refit_side(path: NewUserPath, rows: sp.csr_matrix, seed: int) -> None:
     device = path.user_vectors.device
     path.side = SideRegression().fit(path.user_vectors[torch.as_tensor(users, device=device)], rows[users], seed)
     path.user_counts = np.asarray(rows.getnnz(axis=1), dtype=np.int64)
+
+
+def rehearsal_batches(model: TextSide, path: NewUserPath, warm: Recommender, builder: SignalSet, buckets: torch.Tensor,
+                      users: np.ndarray, keep: np.ndarray, revealed: sp.csr_matrix, positives: sp.csr_matrix,
+                      with_side: bool) -> Iterable[tuple[list[torch.Tensor], torch.Tensor, sp.csr_matrix]]:
+    """(signals, revealed items as bool, positives) per batch of rehearsal users ``users[keep]``:
+    the gate's fit and its rehearsal recall read them twice, so they are kept when they fit in
+    SIGNAL_CACHE_FLOATS and otherwise computed again for each pass (the same numbers)."""
+    size, device = model.config.batch_size, model.device_
+
+    def batches() -> Iterator[tuple[list[torch.Tensor], torch.Tensor, sp.csr_matrix]]:
+        for start in range(0, len(keep), size):
+            rows = keep[start:start + size]
+            signals = rehearsal_signals(model, path, warm, builder, buckets, users[rows], revealed[rows], with_side)
+            yield signals, torch.as_tensor((revealed[rows] > 0).toarray(), device=device), positives[rows]
+
+    if len(keep) * revealed.shape[1] * len(NEW_USER_FEATURES) <= SIGNAL_CACHE_FLOATS:
+        return list(batches())
+    return Replayable(batches)
 
 
 def rehearsal_signals(model: TextSide, path: NewUserPath, warm: Recommender, builder: SignalSet,

@@ -22,7 +22,7 @@ from hybrid.fusion.config import FusionConfig
 from hybrid.fusion.gate import Gate, fit_gate, fuse, gate_examples
 from hybrid.fusion.halves import auto_halves
 from hybrid.fusion.rehearsal import ColdValidation
-from hybrid.fusion.signals import FEATURES, SignalSet
+from hybrid.fusion.signals import FEATURES, SIGNAL_CACHE_FLOATS, SignalSet
 from hybrid.models.base import FitData, Recommender, make_model
 from hybrid.profiling import StageProfile
 
@@ -30,7 +30,6 @@ logger = logging.getLogger(__name__)
 
 SPARSE_GRID = (1.0, 2.0, 4.0, 8.0)
 SELECTION_SHARE = 0.25  # of the rehearsal users: held out of the gate's fit, sparse_weight chosen on them
-SIGNAL_CACHE_FLOATS = 2**28  # validation signals kept in memory up to 1 GiB
 
 
 def validation_users(positives: sp.csr_matrix, history: sp.csr_matrix, limit: int, rng: np.random.Generator) -> np.ndarray:

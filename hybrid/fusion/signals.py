@@ -171,6 +171,11 @@ class PopularitySignal(Signal):
         return values.expand(batch.history.shape[0], -1)
 
 
+# Rehearsal signals (users × items × signals floats) are kept in memory between the passes that
+# read them up to this many floats (1 GiB), and recomputed per pass beyond: a rehearsal sample of
+# thousands of users over a catalogue of 10⁵ items would otherwise hold tens of GiB.
+SIGNAL_CACHE_FLOATS = 2**28
+
 SIGNALS: tuple[type[Signal], ...] = (GraphSignal, ProfileSignal, TextKnnSignal, TextGraphSignal, PopularitySignal)
 FEATURES = tuple(s.name for s in SIGNALS)  # the gate's rows, in this order (popularity last)
 
