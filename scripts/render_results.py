@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hybrid.evaluation.provenance import commits_since, recorded_commit
+from hybrid.evaluation.provenance import commits_since, is_dirty, recorded_commit, short_commit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from render_sections import render_explore_replay, render_fit_profile, render_fit_scaling
@@ -260,12 +260,15 @@ def dataset_heading(name: str, entry: dict[str, Any]) -> str:
 
 
 def provenance_line(commit: str | None) -> str:
-    """Which commit wrote the numbers, and whether ``hybrid/`` changed since (the numbers may be stale)."""
+    """Which commit wrote the numbers, and whether ``hybrid/`` changed since (the numbers may be stale);
+    numbers from a dirty tree came from code that no commit holds, whatever changed since."""
     changed = commits_since(commit, "hybrid/")
-    state = ("hybrid/ unchanged since" if changed == 0 else
+    state = ("**written from uncommitted changes on top of that commit: no commit holds the code behind these "
+             "numbers**" if is_dirty(commit) else
+             "hybrid/ unchanged since" if changed == 0 else
              "cannot tell whether hybrid/ changed since" if changed is None else
              f"**hybrid/ changed in {changed} commit(s) since: these numbers may be stale**")
-    return f"Written by the code at `{str(commit or 'unknown')[:12]}`; {state}."
+    return f"Written by the code at `{short_commit(commit)}`; {state}."
 
 
 def dataset_section(name: str, entry: dict[str, Any]) -> str:
@@ -422,7 +425,7 @@ def render_partial_fit(result: dict[str, Any], source: str) -> str:
     """``benchmarks/partial_fit.py``'s JSON: partial_fit against a full refit."""
     lines = [
         *_heading("partial_fit against a full refit (ML-100K temporal)", source, result["command"]),
-        f"commit `{str(result.get('git_commit') or 'unknown')[:12]}`; the last {result['late_share']:.0%} of the "
+        f"commit `{short_commit(result.get('git_commit'))}`; the last {result['late_share']:.0%} of the "
         f"training timeline ({result['late_interactions']} interactions) given to `partial_fit`.", "",
         "| model | Recall@20 | seconds | test users |", "|---|---|---|---|",
     ]
@@ -554,7 +557,7 @@ def render_eval(results: dict[str, Any], source: str) -> str:
     lines = [
         *_heading(f"{results['dataset']} — {results['split']} ({results['n_test_users']} test users)", source,
                   results.get("command", "?")),
-        f"commit `{str(prov.get('git_commit') or 'unknown')[:12]}`, device {results.get('device')}, torch threads "
+        f"commit `{short_commit(prov.get('git_commit'))}`, device {results.get('device')}, torch threads "
         f"{prov.get('torch_threads')}, wall {results.get('wall_seconds', '?')} s"
         + (f", peak memory {peak / 2**30:.2f} GiB" if peak else "") + ".",
         "",

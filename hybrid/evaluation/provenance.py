@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     import torch
 
 REPO = Path(__file__).resolve().parents[2]  # the checkout this package runs from (when it is one)
+DIRTY = "+dirty"  # the mark git_commit appends when the checkout had uncommitted changes
 
 
 def git(*args: str) -> str | None:
@@ -43,7 +44,7 @@ def git_commit() -> str | None:
     commit = head_commit()
     if commit is None:
         return None
-    return commit + ("+dirty" if dirty_files() else "")
+    return commit + (DIRTY if dirty_files() else "")
 
 
 def commits_since(commit: str | None, path: str) -> int | None:
@@ -51,14 +52,27 @@ def commits_since(commit: str | None, path: str) -> int | None:
     None for an unknown commit or no git."""
     if not commit:
         return None
-    out = (git("rev-list", "--count", f"{commit.removesuffix('+dirty')}..HEAD", "--", path) or "").strip()
+    out = (git("rev-list", "--count", f"{commit.removesuffix(DIRTY)}..HEAD", "--", path) or "").strip()
     return int(out) if out.isdigit() else None
 
 
+def is_dirty(commit: str | None) -> bool:
+    """Whether ``commit`` (as :func:`git_commit` writes it) names a checkout with uncommitted changes."""
+    return bool(commit) and str(commit).endswith(DIRTY)
+
+
+def short_commit(commit: str | None) -> str:
+    """``commit`` cut to 12 hex digits for display, its "+dirty" kept: a result from uncommitted code
+    must not read as if the commit held that code; "unknown" for None."""
+    if not commit:
+        return "unknown"
+    return str(commit).removesuffix(DIRTY)[:12] + (DIRTY if is_dirty(commit) else "")
+
+
 def recorded_commit(result: dict[str, Any]) -> str:
-    """The commit a result JSON records (in its ``provenance`` or at its top), first 12 characters."""
+    """The commit a result JSON records (in its ``provenance`` or at its top), as :func:`short_commit` shows it."""
     prov = result.get("provenance") or {}
-    return str(prov.get("git_commit") or result.get("git_commit") or "unknown")[:12]
+    return short_commit(prov.get("git_commit") or result.get("git_commit"))
 
 
 def package_versions(packages: Iterable[str]) -> dict[str, str | None]:
