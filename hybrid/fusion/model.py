@@ -98,6 +98,7 @@ class FusionHybrid(UserText, Recommender):
         with profile.stage("rehearsal split"):
             split = cold_validation(data.train, data.valid, config.valid_new_share, by, data.seed)
         self.user_text_ = data.user_text if config.use_user_text else None
+        self.item_text_ = list(data.item_text)  # what refit_graph gives the graph half, as fit gave it
         self.warm_name_, warm, warm_recall = choose_graph_half(config, split, data, profile)
         with profile.stage("gate"):
             gate, self.validation_ = fit_item_gate(config, warm, split, self.text_, self.neighbours_, data.seed)
@@ -220,7 +221,7 @@ class FusionHybrid(UserText, Recommender):
         train = Interactions(pd.Index(users), pd.Index(items), coo.row.astype(np.int64), coo.col.astype(np.int64),
                              np.ones(coo.nnz, np.float32), None)
         self.warm_ = make_model(self.warm_name_, self.config.warm_params_of(self.warm_name_)).fit(
-            FitData(train=train, device=self.device_))
+            FitData(train=train, item_text=self.item_text_, device=self.device_))
         self.added_ = 0
         # A path of its own (a copy of this model may share the old one), its side vectors padded
         # with zero rows for new users (who bring no side text) and its side regression refitted on
@@ -238,6 +239,8 @@ class FusionHybrid(UserText, Recommender):
         self.text_ = torch.cat([self.text_, new])
         self.neighbours_ = text_neighbours(self.text_, self.config.neighbours)
         self.added_ = getattr(self, "added_", 0) + len(texts)
+        if self.item_text_ is not None:  # a new list: a copy of this model may share the old one
+            self.item_text_ = [*self.item_text_, *texts]
         self.set_counts(np.concatenate([self.counts_, np.zeros(len(texts), np.int64)]))
 
     # ------------------------------------------------------------------ persistence

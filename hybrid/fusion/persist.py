@@ -1,6 +1,7 @@
-"""A fitted hybrid as a folder: JSON config, safetensors arrays and the graph half in ``warm/``.
+"""A fitted hybrid as a folder: JSON config, safetensors arrays, the items' text and the graph half in ``warm/``.
 
-Users' side text stays out of the folder: their encoded vectors are what scoring needs. Every
+The items' text travels so that ``partial_fit`` can refit a graph half that reads it (``text_gcn``)
+as ``fit`` did. Users' side text stays out of the folder: their encoded vectors are what scoring needs. Every
 array's shape is checked against the others on reading, so a damaged folder is refused with the
 file and array at fault named.
 """
@@ -29,6 +30,9 @@ from hybrid.persistence import check_shape
 CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "fusion.safetensors"
 WARM_DIR = "warm"
+ITEM_TEXT_FILE = "item_text.json"
+
+
 class FusionHybrid(Protocol):
     """What a saved hybrid holds (:class:`hybrid.fusion.model.FusionHybrid`)."""
 
@@ -45,6 +49,7 @@ class FusionHybrid(Protocol):
     validation_: dict[str, Any]
     new_users_: NewUserPath
     user_text_: list[str] | None
+    item_text_: list[str] | None
     added_: int
 
     @property
@@ -72,6 +77,8 @@ def write(model: FusionHybrid, folder: Path) -> None:
             "new_users": path.validation,
             "side": None if path.side is None else [path.side.ridge_, path.side.power_]}
     (folder / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
+    if model.item_text_ is not None:
+        (folder / ITEM_TEXT_FILE).write_text(json.dumps(model.item_text_))
     n = model.neighbours_
     tensors = {
         "text": model.text_, "counts": torch.as_tensor(model.counts_),
@@ -115,6 +122,7 @@ def read(model: FusionHybrid, folder: Path) -> None:
         (tensors["neighbours.data"].cpu().numpy(), indices, tensors["neighbours.indptr"].cpu().numpy()), shape=(n, n))
     model.gate_weight_, model.gate_bias_ = tensors["gate.weight"], tensors["gate.bias"]
     model.validation_, model.user_text_ = meta["validation"], meta.get("user_text")  # text: older folders
+    model.item_text_ = read_item_text(folder / ITEM_TEXT_FILE, n)
     if meta["added"]:
         model.added_ = meta["added"]
     warm_items = getattr(getattr(model.warm_, "graph_", None), "matrix", None)
@@ -129,6 +137,17 @@ def read(model: FusionHybrid, folder: Path) -> None:
         check_shape(meta["profiles"], profiles.shape[1:], tuple(model.text_.shape[1:]), where)
         model.set_user_profiles(profiles)
     model.set_counts(tensors["counts"].cpu().numpy())
+
+
+def read_item_text(path: Path, n_items: int) -> list[str] | None:
+    """One text per item, or None for a folder saved before the text travelled (its graph half
+    can still be refitted unless it reads item text)."""
+    if not path.exists():
+        return None
+    texts = json.loads(path.read_text())
+    if not isinstance(texts, list) or len(texts) != n_items or not all(isinstance(t, str) for t in texts):
+        raise ValueError(f"{path} must hold a list of {n_items} strings, one per item; the folder is inconsistent")
+    return texts
 
 
 def read_config(folder: Path) -> FusionConfig:

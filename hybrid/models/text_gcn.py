@@ -15,12 +15,16 @@ design to the hybrid's content path and the bar its new-item rankings must clear
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
 import torch
+from safetensors.torch import load_file, save_file
 from typing_extensions import Self
 
 from hybrid.config import from_dict
@@ -28,6 +32,10 @@ from hybrid.data.text_features import EncoderConfig, encode_texts
 from hybrid.fusion.rehearsal import merged
 from hybrid.models.base import FitData, Recommender, dot_candidates, register
 from hybrid.models.content import sparse_rows
+from hybrid.persistence import atomic_folder, check_shape, verify_folder, write_manifest
+
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "items.safetensors"
 
 
 @dataclass
@@ -85,6 +93,29 @@ class TextGCN(Recommender):
 
     def score_candidates(self, users: np.ndarray, history: sp.csr_matrix, candidates: np.ndarray) -> torch.Tensor:
         return dot_candidates(self.user_factors(users, history), self.items_, candidates)
+
+    def save(self, path: str | Path) -> None:
+        """The propagated item vectors and the config, atomically (:mod:`hybrid.persistence`); what
+        scoring needs, so a loaded model scores without the encoder."""
+        if not hasattr(self, "items_"):
+            raise RuntimeError("TextGCN is not fitted; nothing to save")
+        with atomic_folder(path) as folder:
+            save_file({"items": self.items_.detach().cpu().contiguous()}, str(folder / WEIGHTS_FILE))
+            meta = {"model": "text_gcn", "config": dataclasses.asdict(self.config)}
+            (folder / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
+            write_manifest(folder, "text_gcn", {"items": list(self.items_.shape)})
+
+    @classmethod
+    def load(cls, path: str | Path, device: torch.device | str = "cpu") -> Self:
+        """Read a folder written by :meth:`save`, every file checked first (a ``ValueError`` names the bad one)."""
+        path = Path(path)
+        manifest = verify_folder(path, "text_gcn")
+        meta = json.loads((path / CONFIG_FILE).read_text())
+        model = cls(from_dict(TextGCNConfig, meta["config"], f"{path / CONFIG_FILE}: config"))
+        model.device_ = torch.device(device)
+        model.items_ = load_file(str(path / WEIGHTS_FILE), device=str(model.device_))["items"]
+        check_shape("items", model.items_.shape, manifest["shapes"]["items"], path / WEIGHTS_FILE)
+        return model
 
 
 @register("text_gcn")
