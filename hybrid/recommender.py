@@ -305,15 +305,26 @@ class HybridRecommender:
 
     # ------------------------------------------------------------------ catalogue
     def add_items(self, item_text: Mapping[Any, str]) -> Self:
-        """Add catalogue items with no interactions (scored from their text alone), no refit."""
-        new = pd.Index(list(item_text))
+        """Add catalogue items with no interactions (scored from their text alone), no refit.
+
+        Ids are spelt as the catalogue's (as the server spells JSON ids): "7" is item 7 where the
+        ids are integers and 7 is "7" where they are strings, so one item cannot enter twice."""
+        self._check_fitted()
+        if not isinstance(item_text, Mapping):
+            raise BadInputError(f"item_text must map each new item id to its text, got {type(item_text).__name__}")
+        new = coerce_ids_like(pd.Index(list(item_text)), self.item_ids_)
+        twice = new[new.duplicated()].unique()
+        if len(twice):
+            raise BadInputError(f"item ids {list(twice[:5])} are given twice (spelt as the catalogue's ids); "
+                                "give each new item once")
         clash = new[new.isin(self.item_ids_)]
         if len(clash):
             raise BadInputError(f"item ids {list(clash[:5])} already exist; add_items takes new items only")
-        empty = [i for i, t in item_text.items() if not isinstance(t, str) or not t.strip()]
+        texts = list(item_text.values())
+        empty = [i for i, t in zip(new, texts, strict=True) if not isinstance(t, str) or not t.strip()]
         if empty:
             raise BadInputError(f"items {empty[:5]} have empty text; a new item needs text to be scored")
-        self.model_.add_items([item_text[i] for i in new])
+        self.model_.add_items(texts)
         if self.stage_ is not None:
             self.stage_ = self.stage_.extended(self.model_)
         self.item_ids_ = self.item_ids_.append(new)

@@ -277,3 +277,66 @@ def test_partial_fit_folds_in_new_users_and_interactions(catalogue) -> None:
     assert "c0" not in ids and taste(ids) <= 0.25  # a cooking fan now, and their items are seen
     assert "s9" not in rec.recommend("u0", k=20)[0]  # u0's new interaction is filtered as seen
     assert rec.model_.counts_[rec.item_ids_.get_loc("s9")] == 1  # s9 is no longer new
+
+
+@pytest.fixture(scope="module")
+def numbered(catalogue) -> HybridRecommender:
+    """The catalogue with integer item ids (s3 -> 3, c3 -> 103), fitted with seed 7."""
+    frame, text = catalogue
+    number = {name: int(name[1:]) + (100 if name[0] == "c" else 0) for name in text}
+    frame = frame.assign(item=frame["item"].map(number))
+    return HybridRecommender({"neighbours": 5}, device="cpu", seed=7).fit(
+        frame, {number[name]: t for name, t in text.items()})
+
+
+def test_partial_fit_refits_with_the_fits_seed_also_after_load(numbered, monkeypatch, tmp_path) -> None:
+    """The graph half and the side regression are refitted with the seed the model was fitted
+    with (7 here), not 0; the seed travels with a saved model."""
+    import hybrid.fusion.model as fusion_model
+
+    seeds: list[tuple[str, int]] = []
+    make_model, refit_side = fusion_model.make_model, fusion_model.refit_side
+
+    def recording_make_model(name: str, params: dict | None = None):
+        model = make_model(name, params)
+        fit = model.fit
+
+        def recording_fit(data: FitData):
+            seeds.append(("graph half", data.seed))
+            return fit(data)
+
+        model.fit = recording_fit
+        return model
+
+    def recording_refit_side(path, rows, seed: int) -> None:
+        seeds.append(("side", seed))
+        refit_side(path, rows, seed)
+
+    monkeypatch.setattr(fusion_model, "make_model", recording_make_model)
+    monkeypatch.setattr(fusion_model, "refit_side", recording_refit_side)
+    numbered.save(tmp_path / "seven")
+    loaded = HybridRecommender.load(tmp_path / "seven", device="cpu")
+    more = pd.DataFrame({"user": ["newcomer", "newcomer"], "item": [103, 104], "timestamp": [99, 100]})
+    for model in (numbered.copy(), loaded):
+        seeds.clear()
+        model.partial_fit(more)
+        assert seeds == [("graph half", 7), ("side", 7)]
+
+
+def test_add_items_spells_ids_as_the_catalogue_does(fitted, numbered) -> None:
+    """As the server does: "7" is item 7 where the ids are integers, 7 is "7" where they are
+    strings, so the same item cannot enter the catalogue twice under two spellings."""
+    numbers = numbered.copy()
+    numbers.add_items({"7000": "A new documentary about rockets and planets"})
+    assert 7000 in numbers.item_ids_ and "7000" not in numbers.item_ids_
+    assert numbers.item_ids_.dtype == np.int64
+    with pytest.raises(ValueError, match=r"item ids \[7000\] already exist"):
+        numbers.add_items({7000: "The same item again"})
+    with pytest.raises(ValueError, match=r"item ids \[7001\] are given twice"):
+        numbers.add_items({7001: "One spelling", "7001": "and the other"})
+    names = fitted.copy()
+    names.add_items({42: "A baking show about bread"})
+    assert "42" in names.item_ids_ and 42 not in list(names.item_ids_)
+    with pytest.raises(ValueError, match=r"item ids \['42'\] already exist"):
+        names.add_items({"42": "The same item again"})
+    assert names.recommend(["u1"], k=3, items=["42", "c9"])[0].shape == (1, 2)

@@ -98,7 +98,8 @@ class FusionHybrid(UserText, Recommender):
         with profile.stage("rehearsal split"):
             split = cold_validation(data.train, data.valid, config.valid_new_share, by, data.seed)
         self.user_text_ = data.user_text if config.use_user_text else None
-        self.item_text_ = list(data.item_text)  # what refit_graph gives the graph half, as fit gave it
+        # What refit_graph gives the graph half, as fit gave it: the items' text and the seed.
+        self.item_text_, self.seed_ = list(data.item_text), data.seed
         self.warm_name_, warm, warm_recall = choose_graph_half(config, split, data, profile)
         with profile.stage("gate"):
             gate, self.validation_ = fit_item_gate(config, warm, split, self.text_, self.neighbours_, data.seed)
@@ -221,7 +222,7 @@ class FusionHybrid(UserText, Recommender):
         train = Interactions(pd.Index(users), pd.Index(items), coo.row.astype(np.int64), coo.col.astype(np.int64),
                              np.ones(coo.nnz, np.float32), None)
         self.warm_ = make_model(self.warm_name_, self.config.warm_params_of(self.warm_name_)).fit(
-            FitData(train=train, item_text=self.item_text_, device=self.device_))
+            FitData(train=train, item_text=self.item_text_, device=self.device_, seed=self.seed_))
         self.added_ = 0
         # A path of its own (a copy of this model may share the old one), its side vectors padded
         # with zero rows for new users (who bring no side text) and its side regression refitted on
@@ -229,7 +230,7 @@ class FusionHybrid(UserText, Recommender):
         path = self.new_users_ = copy.copy(self.new_users_)
         if path.user_vectors is not None and path.user_vectors.shape[0] < history.shape[0]:
             path.user_vectors = torch.nn.functional.pad(path.user_vectors, (0, 0, 0, history.shape[0] - path.user_vectors.shape[0]))
-        refit_side(path, history.tocsr(), seed=0)
+        refit_side(path, history.tocsr(), seed=self.seed_)
         path.user_counts = train.user_counts()
         self.set_counts(train.item_counts())
 

@@ -50,6 +50,7 @@ class FusionHybrid(Protocol):
     new_users_: NewUserPath
     user_text_: list[str] | None
     item_text_: list[str] | None
+    seed_: int
     added_: int
 
     @property
@@ -72,7 +73,7 @@ def write(model: FusionHybrid, folder: Path) -> None:
     profiles = model.user_profiles()
     shared = profiles is not None and profiles is path.user_vectors
     meta = {"model": model.name, "config": dataclasses.asdict(model.config), "warm_model": model.warm_name_,
-            "validation": model.validation_, "added": getattr(model, "added_", 0),
+            "validation": model.validation_, "added": getattr(model, "added_", 0), "seed": model.seed_,
             "profiles": None if profiles is None else "new_users.vectors" if shared else "user_profiles",
             "new_users": path.validation,
             "side": None if path.side is None else [path.side.ridge_, path.side.power_]}
@@ -123,6 +124,7 @@ def read(model: FusionHybrid, folder: Path) -> None:
     model.gate_weight_, model.gate_bias_ = tensors["gate.weight"], tensors["gate.bias"]
     model.validation_, model.user_text_ = meta["validation"], meta.get("user_text")  # text: older folders
     model.item_text_ = read_item_text(folder / ITEM_TEXT_FILE, n)
+    model.seed_ = meta.get("seed", 0)  # folders saved before the seed travelled were refitted with 0
     if meta["added"]:
         model.added_ = meta["added"]
     warm_items = getattr(getattr(model.warm_, "graph_", None), "matrix", None)
