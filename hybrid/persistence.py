@@ -112,6 +112,17 @@ def verify_folder(path: str | Path, kind: str) -> dict[str, Any]:
     return manifest
 
 
+def folder_version(path: str | Path) -> str | None:
+    """SHA-256 of a saved folder's manifest, None where it has none. The manifest holds every
+    file's checksum, so the version changes with any save over the folder: a writer that read it
+    before loading can tell that someone saved since, and refuse to overwrite that save."""
+    manifest = Path(path) / MANIFEST_FILE
+    try:
+        return _digest(manifest)
+    except FileNotFoundError:
+        return None
+
+
 def check_shape(name: str, actual: tuple[int, ...] | list[int], expected: tuple[int, ...] | list[int], where: Path) -> None:
     """A ``ValueError`` naming ``name`` in ``where`` unless its shape is ``expected``."""
     if tuple(actual) != tuple(expected):

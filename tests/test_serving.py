@@ -18,6 +18,7 @@ import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 
+from hybrid.recommender import HybridRecommender
 from hybrid.serving.app import ServeConfig, create_app
 from hybrid.serving.batch import export
 
@@ -107,7 +108,42 @@ def test_adding_items_needs_the_key_and_they_are_then_recommended_by_text(client
     again = client.post("/items", json=new, headers={"X-API-Key": "secret"})
     assert again.status_code == 400 and "s_new" in again.text
     assert client.post("/admin/reload", headers={"X-API-Key": "secret"}).status_code == 200
-    assert client.get("/ready").json()["items"] == 20  # back to the saved folder
+    assert client.get("/ready").json()["items"] == 21  # the added item was saved with the folder
+
+
+def test_added_items_survive_a_reload_and_a_restart(tiny_model, tmp_path) -> None:
+    """POST /items writes the items into the model folder before it answers: the folder on disk,
+    a reload (as SIGHUP does) and a new server over the same folder all have them."""
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model[1], folder)
+    client = TestClient(create_app(folder), raise_server_exceptions=False)
+    n_items = client.get("/ready").json()["items"]
+    new = {"s_kept": "A crewed mission to Mars and its rocket launch", "c_kept": "Slow-cooked stews and soups"}
+    added = client.post("/items", json={"items": new})
+    assert added.status_code == 200 and added.json() == {"added": 2, "items": n_items + 2}
+    assert set(new) <= set(HybridRecommender.load(folder, device="cpu").item_ids_)  # on disk before the answer
+    assert client.post("/admin/reload").status_code == 200
+    for server in (client, TestClient(create_app(folder), raise_server_exceptions=False)):  # reloaded, restarted
+        assert server.get("/ready").json()["items"] == n_items + 2
+        ranked = server.post("/recommend", json={"user": "u0", "k": 2, "items": ["s_kept", "c_kept"]})
+        assert ranked.status_code == 200 and ranked.json()["items"][0] == "s_kept"  # u0 is a space fan
+        assert "s_kept" in server.post("/similar", json={"item": "s1", "k": 8}).json()["items"]
+
+
+def test_adding_items_never_overwrites_a_folder_saved_since_the_server_loaded_it(tiny_model, tmp_path) -> None:
+    folder = tmp_path / "model"
+    shutil.copytree(tiny_model[1], folder)
+    client = TestClient(create_app(folder), raise_server_exceptions=False)
+    newer = HybridRecommender.load(folder, device="cpu")
+    newer.add_items({"s_elsewhere": "A starship saved by another process"})
+    newer.save(folder)  # e.g. a retrained model, not yet reloaded
+    refused = client.post("/items", json={"items": {"c_late": "A soup competition"}})
+    assert refused.status_code == 409 and "reload" in refused.text
+    on_disk = HybridRecommender.load(folder, device="cpu").item_ids_
+    assert "s_elsewhere" in on_disk and "c_late" not in on_disk
+    assert client.post("/admin/reload").status_code == 200
+    assert client.post("/items", json={"items": {"c_late": "A soup competition"}}).status_code == 200
+    assert {"s_elsewhere", "c_late"} <= set(HybridRecommender.load(folder, device="cpu").item_ids_)
 
 
 def test_requests_never_fail_while_the_model_is_reloaded(client) -> None:

@@ -6,6 +6,11 @@ swaps the reference: no request ever sees half of each, and none fails during th
 mutating endpoints take a lock among themselves and, when the server has an API key, require it
 in the ``X-API-Key`` header.
 
+``POST /items`` saves the updated model over its folder (atomically, as ``save`` does) before it
+answers, so a reload, SIGHUP or a restart keeps the items; it costs one save of the model. It is
+refused (409) when the folder changed on disk since this server loaded it: writing over it would
+lose that save, so the caller reloads first.
+
 Client errors are 4xx with a message naming the field: 422 for a body that is not valid JSON or
 breaks the schema (FastAPI names the field's location), 400 for values the model refuses
 (:class:`~hybrid.data.interactions.BadInputError`), 404 for unknown ids, 413 for a body over the
@@ -33,6 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from hybrid.data.buckets import SPARSE_BELOW
 from hybrid.data.interactions import BadInputError, UnknownIdError, coerce_ids_like
 from hybrid.fusion.explore import ExploreConfig
+from hybrid.persistence import folder_version
 from hybrid.recommender import HybridRecommender
 
 logger = logging.getLogger(__name__)
@@ -105,27 +111,42 @@ class Ranked(BaseModel):
     explore: list[bool] | None = None  # /recommend: which places are exploratory slots
 
 
+class FolderChangedError(RuntimeError):
+    """The model folder was saved over since this server loaded it (a 409: reload first)."""
+
+
 class ModelHolder:
-    """The live model and where it came from; ``swap`` replaces it in one assignment."""
+    """The live model, the folder it came from and that folder's version when it was read; a
+    reload or an update replaces the model in one assignment."""
 
     def __init__(self, path: Path, device: str) -> None:
         self.path, self.device = path, device
         self.lock = threading.Lock()  # serialises the mutations (reload, add items) among themselves
+        # The version is read before the model: a save landing in between makes /items refuse, never clobber.
+        self.version = folder_version(path)
         self.model: HybridRecommender = HybridRecommender.load(path, device=device)
         self.loaded_at = time.time()
 
     def reload(self) -> HybridRecommender:
         with self.lock:
+            version = folder_version(self.path)
             fresh = HybridRecommender.load(self.path, device=self.device)
-            self.model, self.loaded_at = fresh, time.time()
+            self.model, self.version, self.loaded_at = fresh, version, time.time()
             logger.info("reloaded the model from %s", self.path)
             return fresh
 
     def add_items(self, item_text: dict[Any, str]) -> int:
+        """Add the items to a copy of the live model, save it over the folder, then serve it: the
+        items are on disk before the caller hears they were added. Returns the catalogue's size."""
         with self.lock:
+            if folder_version(self.path) != self.version:
+                raise FolderChangedError(f"{self.path} was saved over since this server loaded it; reload it "
+                                         "(POST /admin/reload or SIGHUP), then add the items again")
             updated = self.model.copy()
             updated.add_items(item_text)
-            self.model = updated
+            updated.save(self.path)
+            self.model, self.version = updated, folder_version(self.path)
+            logger.info("added %d items and saved the model to %s", len(item_text), self.path)
             return len(updated.item_ids_)
 
 
@@ -245,10 +266,13 @@ def _write_routes(app: FastAPI, holder: ModelHolder, config: ServeConfig) -> Non
 
     @app.post("/items", dependencies=[Depends(require_key)])
     def add_items(body: ItemsBody) -> dict[str, Any]:
-        model = holder.model
-        ids = _item_ids(model, list(body.items))
-        total = holder.add_items(dict(zip(ids, body.items.values(), strict=True)))
-        return {"added": len(ids), "items": total}
+        try:
+            total = holder.add_items(body.items)  # the model spells the JSON ids as its own
+        except FolderChangedError as error:
+            raise HTTPException(409, str(error)) from error
+        except OSError as error:
+            raise HTTPException(503, f"the items were not added: saving the model failed: {error}") from error
+        return {"added": len(body.items), "items": total}
 
     @app.post("/admin/reload", dependencies=[Depends(require_key)])
     def reload() -> dict[str, Any]:
