@@ -60,6 +60,10 @@ import_builtins()  # every built-in model's module now: the run uses one version
 logger = logging.getLogger(__name__)
 
 DEFAULT_CONFIGS = (
+    "configs/amazon_magazine_replay.yaml",
+    "configs/ml100k_replay.yaml",
+    "configs/ml_latest_small_replay.yaml",
+    "configs/online_retail_replay.yaml",
     "configs/ml100k_cold_items.yaml",
     "configs/ml_latest_small_cold_items.yaml",
     "configs/ml1m_cold_items.yaml",
@@ -69,7 +73,11 @@ DEFAULT_CONFIGS = (
     "configs/ml_latest_small_temporal.yaml",
     "configs/amazon_magazine_temporal.yaml",
 )
-MODELS_RUN = ["popularity", "content", "text_gcn", "lightgcn", "gf_cf", "bspm", "lightfm", "hybrid"]
+MODELS_RUN = ["popularity", "trending", "content", "text_gcn", "lightgcn", "gf_cf", "bspm", "lightfm", "hybrid"]
+# A random cold-item config (no time) also runs at these new-item shares (``split.cold_fraction``),
+# as "<name>@<share>": the one list depends on how many new items a test holds, and a deployment
+# does not choose that. The config's own share keeps the config's name.
+SHARES = (0.05, 0.2, 0.4)
 DEFAULT_JSON = "benchmarks/results/cold_start.json"
 PACKAGES = ("torch", "numpy", "scipy", "pandas", "scikit-learn", "sentence-transformers", "transformers",
             "lightfm-next", "hybrid-coldstart")
@@ -127,6 +135,17 @@ def benchmark_config(path: Path, seeds: int | None) -> ExperimentConfig:
     return config
 
 
+def with_shares(path: Path, config: ExperimentConfig) -> list[tuple[Path, ExperimentConfig]]:
+    """``config``, and for a random cold-item split one copy per other share of :data:`SHARES`."""
+    runs = [(path, config)]
+    if config.split.kind == "cold_items" and config.split.at is None:
+        for share in SHARES:
+            if share != config.split.cold_fraction:
+                split = dataclasses.replace(config.split, cold_fraction=share)
+                runs.append((path, dataclasses.replace(config, name=f"{config.name}@{share:g}", split=split)))
+    return runs
+
+
 def finite(value: Any) -> Any:
     """``value`` with NaN / infinite floats replaced by None, so the JSON is standard."""
     if isinstance(value, dict):
@@ -163,6 +182,7 @@ def dataset_entry(config_path: Path, config: ExperimentConfig, results: dict[str
         "params": {name: config.params.get(name) or {} for name in config.models},
         "wall_seconds": round(wall, 1),
         "models": models,
+        **({"steps": results["steps"]} if "steps" in results else {}),
     }
 
 
@@ -220,7 +240,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     register_lightfm()
     paths = [resolve_config_path(name) for name in args.configs]
-    configs = [(path, benchmark_config(path, args.seeds)) for path in paths]  # every config checked first
+    configs = [run for path in paths for run in with_shares(path, benchmark_config(path, args.seeds))]
     names = [config.name for _, config in configs]
     if len(set(names)) != len(names):
         raise SystemExit(f"two configs share a name: {names}")

@@ -71,10 +71,15 @@ class DataConfig:
 class SplitConfig:
     # temporal: train before `at` (date) or the first `fraction` of time; leave_last: each user's
     # last `n` by time; cold_items: `cold_fraction` of items held out entirely (or items first seen
-    # after `at`); cold_users: `cold_fraction` of users held out; predefined: the data set's own split.
-    kind: Literal["temporal", "leave_last", "cold_items", "cold_users", "predefined"] = "temporal"
+    # after `at`); cold_users: `cold_fraction` of users held out; predefined: the data set's own split;
+    # replay: a rolling origin, `steps` periods of `step` from `start` (a date, else the `fraction`
+    # quantile of time), each model refitted on everything before each step and scored on the step.
+    kind: Literal["temporal", "leave_last", "cold_items", "cold_users", "predefined", "replay"] = "temporal"
     at: str | None = None
     fraction: float | None = 0.8
+    start: str | None = None
+    step: str = "W"  # D, W, M, Q, Y (calendar) or a duration such as "14D"
+    steps: int = 4
     n: int = 1
     cold_fraction: float = 0.2
     # cold_items at random: this seeded share of the held-out items loses its test interactions and

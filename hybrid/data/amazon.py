@@ -19,9 +19,10 @@ def load_amazon_scientific(path: str | Path) -> DataBundle:
     """Amazon "Industrial and Scientific" in UniSRec format: 2,928 users, 1,585 items.
 
     The ``.inter`` files hold (user, history prefix, next item) rows; each user's full
-    sequence is the longest history + target across train/valid/test. The ``timestamp``
-    column is the position in that sequence (0, 1, 2, ...): the order is chronological but
-    the source has no times, so splits by "time" here are splits by order. Ids are the
+    sequence is the longest history + target across train/valid/test. The source has an order
+    but no times: the ``order`` column is the position in that sequence (0, 1, 2, ...), which
+    leave-last splits use, while temporal and replay splits refuse it and no model sees it as
+    time. The item table is product metadata, independent of the interactions. Ids are the
     files' integer indices; item text (title. categories. brand.) comes from
     ``Scientific.text`` via ``Scientific.item2index``.
     """
@@ -41,7 +42,7 @@ def load_amazon_scientific(path: str | Path) -> DataBundle:
         {
             "user": np.repeat(users, lengths),
             "item": np.concatenate([np.asarray(s, np.int64) for s in sequences.values()]),
-            "timestamp": positions,
+            "order": positions,
         }
     )
 
@@ -59,7 +60,8 @@ def load_amazon_scientific(path: str | Path) -> DataBundle:
         raise ValueError(f"{folder}: {len(index) - len(texts)} items of Scientific.item2index have no text")
     text = pd.Series(texts["text"].str.strip().to_numpy(), index=pd.Index(texts["item"], name="item"))
     titles = text.map(lambda t: m.group(1) if (m := _AMAZON_TITLE.match(t)) else t.rstrip(". "))
-    return DataBundle("amazon-scientific", interactions, text.rename("text"), titles.rename("title"))
+    return DataBundle("amazon-scientific", interactions, text.rename("text"), titles.rename("title"),
+                      independent_catalogue=True)
 
 
 # ---------------------------------------------------------------------------- Amazon magazines
@@ -69,4 +71,4 @@ def load_amazon_magazine(path: str | Path) -> DataBundle:
     from hybrid.data.magazine import read_magazine
 
     interactions, text, titles = read_magazine(existing_dir(path, "amazon2018-magazine-subscriptions"))
-    return DataBundle("amazon-magazine", interactions, text, titles)
+    return DataBundle("amazon-magazine", interactions, text, titles, independent_catalogue=True)

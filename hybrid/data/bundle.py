@@ -22,11 +22,22 @@ class DataBundle:
     Attributes:
         name: the registry name.
         interactions: columns ``user``, ``item`` and, where the source has them, ``timestamp``
-            (int Unix seconds, or order positions where noted) and ``weight``.
+            (int Unix seconds) and ``weight``; a source with only an order and no times has
+            ``order`` (each user's sequence position) instead of ``timestamp``: an order is not a
+            time, so nothing rehearses or splits "by time" on it.
         item_text: index = item id (dtype of ``interactions["item"]``), value = text to encode.
         item_titles: index = item id, a short human title for prompts and display.
         user_text: index = user id, a side-information sentence, or None when there is none.
         test: a test set shipped with the data (``user``, ``item``), or None.
+        written: text that users wrote about items (MovieLens tags, reviews): columns ``user``,
+            ``item``, ``text`` and ``timestamp`` where the source has times. It is an interaction,
+            not item text: a fit's item text gets it only from that fit's training period
+            (:mod:`hybrid.data.written`); ``written_label`` introduces it there ("Tags: ...").
+        independent_catalogue: whether the item table lists items independently of the
+            interactions (Amazon metadata: bought and unbought products alike). A table derived
+            from the interactions (MovieLens lists only rated films, Online Retail only products
+            that sold) holds an item from its first interaction on, so on a split by time an item
+            first seen after the cut is not in the catalogue at the cut.
     """
 
     name: str
@@ -35,6 +46,9 @@ class DataBundle:
     item_titles: pd.Series
     user_text: pd.Series | None = None
     test: pd.DataFrame | None = None
+    written: pd.DataFrame | None = None
+    written_label: str = "Tags"
+    independent_catalogue: bool = False
 
 
 def int_column(frame: pd.DataFrame, column: str, file: Path) -> pd.Series:

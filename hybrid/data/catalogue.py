@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from hybrid.config import DataConfig
-from hybrid.data.interactions import ITEM, USER
+from hybrid.data.interactions import ITEM, TIMESTAMP, USER
 from hybrid.data.splits import Split
 
 logger = logging.getLogger(__name__)
@@ -42,6 +42,16 @@ def catalogue_ids(frame: pd.DataFrame, item_table: pd.Index, user_table: pd.Inde
         logger.info("catalogue: %d items, %d of them with no interaction at all (they join as new items)",
                     len(item_ids), unbought)
     return user_ids, item_ids
+
+
+def catalogue_at(item_ids: pd.Index, every: pd.DataFrame, cut: int) -> pd.Index:
+    """The items of ``item_ids`` listed at time ``cut`` when the item table is derived from the
+    interactions: those with a first interaction (by anyone, ``every``) before the cut."""
+    first = every.groupby(ITEM)[TIMESTAMP].min()
+    listed = item_ids[item_ids.isin(first.index[first.to_numpy() < cut])]
+    logger.info("catalogue at the cut: %d of %d items (the item table is derived from the interactions; "
+                "the other %d are first seen from the cut on)", len(listed), len(item_ids), len(item_ids) - len(listed))
+    return listed
 
 
 def filter_ratings(frame: pd.DataFrame, data: DataConfig) -> pd.DataFrame:

@@ -27,6 +27,9 @@ from hybrid.data.parsing import (
 logger = logging.getLogger(__name__)
 
 USER, ITEM, TIMESTAMP, WEIGHT = "user", "item", "timestamp", "weight"
+# A source with an order but no times (sequence positions): splits may take "last" by it, nothing
+# takes it for a time, and Interactions does not carry it.
+ORDER = "order"
 
 
 @dataclass(frozen=True)

@@ -64,9 +64,10 @@ def load_ml100k(path: str | Path) -> DataBundle:
 def load_ml_latest_small(path: str | Path) -> DataBundle:
     """MovieLens latest-small: 100,836 ratings (``weight``), 610 users, 9,742 movies.
 
-    Item text: "Toy Story (1995). Genres: Adventure, Animation. Tags: pixar, fun", where the
-    tags are the users' free-text tags, lower-cased and de-duplicated, most used first.
-    Movies nobody rated keep their text, so they are cold items.
+    Item text: "Toy Story (1995). Genres: Adventure, Animation". The users' free-text tags
+    (tags.csv, lower-cased) are ``written``: interactions with a time, which reach an item's text
+    only from a fit's training period (:mod:`hybrid.data.written`). movies.csv lists only films
+    somebody rated, so the catalogue is derived from the interactions.
     """
     folder = existing_dir(path, "ml-latest-small")
     ratings = pd.read_csv(folder / "ratings.csv").rename(
@@ -79,15 +80,13 @@ def load_ml_latest_small(path: str | Path) -> DataBundle:
     titles = pd.Series(movies["title"].to_numpy(), index=index, name="title")
     text = pd.Series(_genre_text(movies["title"], genres).to_numpy(), index=index, name="text")
 
-    tags = pd.read_csv(folder / "tags.csv", keep_default_na=False, dtype={"movieId": "int64"})
+    tags = pd.read_csv(folder / "tags.csv", keep_default_na=False, dtype={"userId": "int64", "movieId": "int64"})
     tags["tag"] = tags["tag"].str.strip().str.lower()
     tags = tags[tags["tag"] != ""]
-    counts = tags.groupby(["movieId", "tag"]).size().rename("n").reset_index()
-    counts = counts.sort_values(["movieId", "n", "tag"], ascending=[True, False, True])
-    tag_text = counts.groupby("movieId")["tag"].agg(", ".join)
-    has_tags = text.index.isin(tag_text.index)
-    text[has_tags] = text[has_tags] + ". Tags: " + tag_text.reindex(text.index[has_tags]).to_numpy()
-    return DataBundle("ml-latest-small", ratings[["user", "item", "timestamp", "weight"]], text, titles)
+    written = tags.rename(columns={"userId": "user", "movieId": "item", "tag": "text"})
+    written = written[["user", "item", "text", "timestamp"]].astype({"timestamp": "int64"}).reset_index(drop=True)
+    return DataBundle("ml-latest-small", ratings[["user", "item", "timestamp", "weight"]], text, titles,
+                      written=written)
 
 
 # ---------------------------------------------------------------------------- MovieLens 1M

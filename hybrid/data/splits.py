@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from hybrid.config import SplitConfig
-from hybrid.data.interactions import ITEM, TIMESTAMP, USER
+from hybrid.data.interactions import ITEM, ORDER, TIMESTAMP, USER
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +32,8 @@ class Split:
         cold_items / cold_users: ids with no training or validation interaction that appear in ``test``.
         unsold_items: held-out items whose test interactions were dropped (``unsold_fraction``):
             new items of the catalogue that no test user buys.
+        cut: the time (Unix seconds) the split stands at (temporal and replay splits): what
+            existed before it is known, the catalogue included; None for splits without a time.
     """
 
     name: str
@@ -44,6 +46,7 @@ class Split:
     unsold_items: frozenset = frozenset()
     # Which axis the warm/cold report groups by: cold items, or cold (held-out) users.
     cold_axis: Literal["item", "user"] = "item"
+    cut: int | None = None
 
     def __post_init__(self) -> None:
         if len(self.test) == 0:
@@ -66,9 +69,11 @@ def _pairs(frame: pd.DataFrame) -> pd.MultiIndex:
 
 
 def _order(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
-    """Rows sorted by user then time; without timestamps, a seeded shuffle stands in for time."""
+    """Rows sorted by user then time (or the source's order); without either, a seeded shuffle."""
     if TIMESTAMP in frame.columns:
         return frame.sort_values([USER, TIMESTAMP, ITEM], kind="stable")
+    if ORDER in frame.columns:
+        return frame.sort_values([USER, ORDER, ITEM], kind="stable")
     logger.info("no timestamps: 'last' interactions are drawn at random (seed %d)", seed)
     shuffled = frame.sample(frac=1.0, random_state=seed)
     return shuffled.sort_values(USER, kind="stable")
@@ -105,11 +110,18 @@ def _finish(
     return split
 
 
-def _cutoff(frame: pd.DataFrame, config: SplitConfig) -> int:
+def _cutoff(frame: pd.DataFrame, config: SplitConfig, at: str | None = None) -> int:
+    """The split's time: ``at`` (a date), else the ``fraction`` quantile of the interactions' times."""
     if TIMESTAMP not in frame.columns:
+        if ORDER in frame.columns:
+            raise ValueError(f"split kind {config.kind!r} needs times; this data set has only an order "
+                             "(sequence positions), and an order is not a time: use leave_last or cold_items")
         raise ValueError(f"split kind {config.kind!r} needs timestamps; this data set has none")
-    if config.at is not None:
-        return int(pd.Timestamp(config.at, tz="UTC").timestamp())
+    if at is not None:
+        try:
+            return int(pd.Timestamp(at, tz="UTC").timestamp())
+        except ValueError as error:
+            raise ValueError(f"split: {at!r} is not a date ({error})") from error
     if config.fraction is None or not 0 < config.fraction < 1:
         raise ValueError(f"split.fraction must be in (0, 1) when split.at is not given, got {config.fraction}")
     return int(np.quantile(frame[TIMESTAMP].to_numpy(), config.fraction))
@@ -117,9 +129,10 @@ def _cutoff(frame: pd.DataFrame, config: SplitConfig) -> int:
 
 def temporal(frame: pd.DataFrame, config: SplitConfig) -> Split:
     """Global temporal: train before T, test from T on (T = ``at`` or the ``fraction`` quantile)."""
-    cut = _cutoff(frame, config)
+    cut = _cutoff(frame, config, config.at)
     before = frame[TIMESTAMP] < cut
-    return _finish(f"temporal@{pd.Timestamp(cut, unit='s').isoformat()}", frame[before], frame[~before], config)
+    return _finish(f"temporal@{pd.Timestamp(cut, unit='s').isoformat()}", frame[before], frame[~before], config,
+                   cut=cut)
 
 
 def leave_last(frame: pd.DataFrame, config: SplitConfig) -> Split:
@@ -134,25 +147,25 @@ def cold_items(frame: pd.DataFrame, config: SplitConfig) -> Split:
 
     At random, a seeded ``unsold_fraction`` of the held-out items then loses its test rows too: they
     stay in the catalogue as new items that nobody buys (``Split.unsold_items``). Items first seen
-    after ``at`` need none: the data's own new items include those that sold little or not at all."""
-    unsold: set = set()
+    after ``at`` need none: the data's own new items include those that sold little or not at all.
+    With ``at`` the split is by time: every row from the cut on is test, warm items' rows too."""
     if config.at is not None:
-        cut = _cutoff(frame, config)
-        first_seen = frame.groupby(ITEM)[TIMESTAMP].min()
-        held = set(first_seen.index[first_seen >= cut])
-        how = f"first seen from {config.at}"
-    else:
-        if not 0 < config.cold_fraction < 1:
-            raise ValueError(f"split.cold_fraction must be in (0, 1), got {config.cold_fraction}")
-        if not 0 <= config.unsold_fraction < 1:
-            raise ValueError(f"split.unsold_fraction must be in [0, 1), got {config.unsold_fraction}")
-        items = np.sort(frame[ITEM].unique())
-        rng = np.random.default_rng(config.seed)
-        chosen = rng.choice(items, size=round(config.cold_fraction * len(items)), replace=False)
-        held = set(chosen.tolist())
-        unsold = set(rng.choice(np.sort(chosen), size=round(config.unsold_fraction * len(chosen)),
-                                replace=False).tolist())
-        how = f"{config.cold_fraction:.0%} seed {config.seed}, {config.unsold_fraction:.0%} of them unsold"
+        # By time, nothing after the cut may train, warm items' rows included: a temporal split
+        # whose new items are those first seen from the cut.
+        cut = _cutoff(frame, config, config.at)
+        before = frame[TIMESTAMP] < cut
+        return _finish(f"cold_items(first seen from {config.at})", frame[before], frame[~before], config, cut=cut)
+    if not 0 < config.cold_fraction < 1:
+        raise ValueError(f"split.cold_fraction must be in (0, 1), got {config.cold_fraction}")
+    if not 0 <= config.unsold_fraction < 1:
+        raise ValueError(f"split.unsold_fraction must be in [0, 1), got {config.unsold_fraction}")
+    items = np.sort(frame[ITEM].unique())
+    rng = np.random.default_rng(config.seed)
+    chosen = rng.choice(items, size=round(config.cold_fraction * len(items)), replace=False)
+    held = set(chosen.tolist())
+    unsold = set(rng.choice(np.sort(chosen), size=round(config.unsold_fraction * len(chosen)),
+                            replace=False).tolist())
+    how = f"{config.cold_fraction:.0%} seed {config.seed}, {config.unsold_fraction:.0%} of them unsold"
     is_cold = frame[ITEM].isin(held)
     warm_train, warm_test = _last_n(frame[~is_cold], config.n, config.seed, min_keep=2)
     test = pd.concat([warm_test, frame[is_cold & ~frame[ITEM].isin(unsold)]])
@@ -189,8 +202,54 @@ def predefined(frame: pd.DataFrame, test: pd.DataFrame, config: SplitConfig) -> 
     return _finish("predefined", frame, test[[USER, ITEM]], config)
 
 
+# split.step: calendar steps by name, or any pandas duration ("3D", "12h").
+_STEPS = {"D": pd.DateOffset(days=1), "W": pd.DateOffset(weeks=1), "M": pd.DateOffset(months=1),
+          "Q": pd.DateOffset(months=3), "Y": pd.DateOffset(years=1)}
+
+
+def step_offset(step: str) -> pd.DateOffset | pd.Timedelta:
+    """``split.step`` as an offset: D, W, M, Q, Y (calendar), or a duration such as "14D"."""
+    if step in _STEPS:
+        return _STEPS[step]
+    try:
+        offset = pd.Timedelta(step)
+    except ValueError as error:
+        raise ValueError(f"split.step {step!r} is neither one of {sorted(_STEPS)} nor a duration such as '14D'") \
+            from error
+    if offset <= pd.Timedelta(0):
+        raise ValueError(f"split.step must be a positive duration, got {step!r}")
+    return offset
+
+
+def replay_splits(frame: pd.DataFrame, config: SplitConfig) -> list[Split]:
+    """A rolling origin: ``steps`` consecutive periods of length ``step`` from ``start`` (a date,
+    else the ``fraction`` quantile of time). Step i trains on every row before its start and tests
+    its own rows; each split's ``cut`` is the step's start. Steps with no rows are left out (logged)."""
+    if config.steps < 1:
+        raise ValueError(f"split.steps must be >= 1, got {config.steps}")
+    offset = step_offset(config.step)
+    start = pd.Timestamp(_cutoff(frame, config, config.start), unit="s", tz="UTC")
+    times = frame[TIMESTAMP].to_numpy()
+    splits = []
+    for i in range(config.steps):
+        begin, end = start + i * offset, start + (i + 1) * offset  # calendar arithmetic for named steps
+        low, high = int(begin.timestamp()), int(end.timestamp())
+        inside = (times >= low) & (times < high)
+        if not inside.any():
+            logger.info("replay step %d [%s, %s): no interactions, left out", i, begin.date(), end.date())
+            continue
+        name = f"replay step {i}: [{begin.isoformat()}, {end.isoformat()})"
+        splits.append(_finish(name, frame[times < low], frame[inside], config, cut=low))
+    if not splits:
+        raise ValueError(f"split: replay from {start.isoformat()} in {config.steps} steps of {config.step!r} "
+                         "holds no interactions; check split.start / split.fraction")
+    return splits
+
+
 def make_split(frame: pd.DataFrame, config: SplitConfig, test: pd.DataFrame | None = None) -> Split:
-    """Dispatch on ``config.kind``."""
+    """Dispatch on ``config.kind`` (a replay has several splits: :func:`replay_splits`)."""
+    if config.kind == "replay":
+        raise ValueError("split.kind 'replay' makes one split per step: use replay_splits")
     if config.kind == "predefined":
         if test is None:
             raise ValueError("split.kind 'predefined' needs a data set that ships its own test set")

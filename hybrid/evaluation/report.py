@@ -73,9 +73,33 @@ def markdown_table(results: dict[str, Any]) -> str:
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
     lines.append("")
     lines.append("(bucket cells: recall, then the number of users with a test item in that bucket)")
+    lines += ["", user_bucket_table(results)]
     if any("candidates" in r for r in results["models"].values()):
         lines += ["", candidate_table(results)]
     return "\n".join(lines) + "\n"
+
+
+def user_bucket_table(results: dict[str, Any]) -> str:
+    """Recall and NDCG at the largest K by the user's known interactions (0 = zero-history users),
+    and what ranked each model's zero-history users (its own prior, or popularity)."""
+    k = max(results["k"])
+    labels = list(dict.fromkeys(b for r in results["models"].values() for b in r.get("user_buckets", {})))
+    lines = [f"Recall@{k} / NDCG@{k} by the user's known interactions (users in brackets); zero-history users "
+             "of a model without a prior of its own are ranked by popularity:", "",
+             "| model | zero-history ranked by | " + " | ".join(labels) + " |", "|" + "---|" * (len(labels) + 2)]
+    for name, result in results["models"].items():
+        cells = []
+        for label in labels:
+            metrics = result.get("user_buckets", {}).get(label, {})
+            recall, ndcg = metrics.get(f"recall@{k}"), metrics.get(f"ndcg@{k}")
+            if recall is None or recall != recall:
+                cells.append("—")
+            else:
+                users = metrics["users"]
+                users = int(users) if float(users).is_integer() else round(users, 1)
+                cells.append(f"{recall:.4f} / {ndcg:.4f} ({users})")
+        lines.append(f"| {name} | {result.get('zero_history', '—')} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def candidate_table(results: dict[str, Any]) -> str:

@@ -20,12 +20,15 @@ from hybrid.evaluation.evidence import write_evidence, write_rankings
 from hybrid.evaluation.prepare import (
     Prepared,
     catalogue_record,
+    known_counts,
     load_bundle,
     prepare,
 )
 from hybrid.evaluation.provenance import provenance
 from hybrid.evaluation.report import markdown_report, markdown_table, plot_buckets
+from hybrid.evaluation.rolling import run_replay
 from hybrid.evaluation.scoring import evaluate_rankings, restricted_top
+from hybrid.evaluation.zero_history import as_practitioner
 from hybrid.llm.rerank_model import LLMReranked
 from hybrid.models.base import Recommender
 from hybrid.retrieval.build import build_model
@@ -72,17 +75,19 @@ def run_model(name: str, config: ExperimentConfig, prepared: Prepared, out: Path
     """Fit (or reuse from ``fitted``), rank and score one model; writes its rankings CSV."""
     k_max = max(config.eval.k)
     model, fit_seconds = fitted_model(name, config.params.get(name) or {}, config, prepared, fitted)
+    ranker, zero_history = as_practitioner(model, known_counts(prepared.fit_data, "item"))
     start = time.perf_counter()
     # One scoring pass: the full ranking and the restricted ones (cold_only / warm_only) from the same scores.
-    ranked = top_k_masked(model, prepared.users, prepared.history, k_max,
+    ranked = top_k_masked(ranker, prepared.users, prepared.history, k_max,
                           {"all": None, **prepared.restricted}, config.eval.batch_size, tie_seed=config.seed)
     top, scores = ranked.pop("all")
     restricted = {group: restricted_top(items, values, k_max) for group, (items, values) in ranked.items()}
     rank_seconds = time.perf_counter() - start
     result = evaluate_rankings(top, prepared, config.eval.k, restricted, config.eval.bootstrap, config.seed)
-    result.update(fit_seconds=round(fit_seconds, 3), rank_seconds=round(rank_seconds, 3), chosen=model.chosen())
+    result.update(fit_seconds=round(fit_seconds, 3), rank_seconds=round(rank_seconds, 3), chosen=model.chosen(),
+                  zero_history=zero_history)
     if prepared.candidates is not None:
-        result["candidates"] = candidate_metrics(model, prepared.users, prepared.history, prepared.candidates)
+        result["candidates"] = candidate_metrics(ranker, prepared.users, prepared.history, prepared.candidates)
     write_rankings(prepared, top, scores, out / f"rankings_{name}.csv")
     for group, (_, values) in ranked.items():
         write_rankings(prepared, restricted[group], values, out / f"rankings_{name}.{group}.csv")
@@ -143,6 +148,13 @@ def run_split(config: ExperimentConfig, bundle: DataBundle, out: Path,
     """One split, or one per seed (``eval.seeds``, see :func:`resolve_seeds`) averaged; writes the
     files listed in the module docstring."""
     fitted = {} if fitted is None else fitted
+    if config.split.kind == "replay":  # one deterministic pass over time; each step refits every model
+        results = run_replay(config, bundle, out, run_model)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "results.json").write_text(json.dumps(results, indent=2))
+        (out / "results.md").write_text(markdown_table(results))
+        plot_buckets(results, out / "recall_by_bucket.png")
+        return results
     seeds = resolve_seeds(config.eval, bundle)
     if seeds == 1:
         return run_one_split(config, bundle, out, fitted)

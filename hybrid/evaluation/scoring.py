@@ -41,12 +41,14 @@ def evaluate_rankings(
     against the test items among its items; users with none of those are left out. ``bootstrap``:
     95% intervals over users for the groups (:func:`~hybrid.evaluation.metrics.metrics_from_hits`)."""
     relevant_all = prepared.test[prepared.users]
-    result: dict[str, Any] = {"buckets": {}}
+    result: dict[str, Any] = {"buckets": {}, "user_buckets": {}}
+    nested = {"bucket": "buckets", "user": "user_buckets"}
     for name, (rows, items) in prepared.groups.items():
         relevant = relevant_all if items is None else restrict_columns(relevant_all, items)
         metrics = ranking_metrics(top[rows], relevant[rows], ks, bootstrap, seed)
-        if name.startswith("bucket:"):
-            result["buckets"][name.split(":", 1)[1]] = metrics
+        if ":" in name:
+            kind, label = name.split(":", 1)
+            result[nested[kind]][label] = metrics
         else:
             result[name] = metrics
     for name, ranked in (restricted or {}).items():

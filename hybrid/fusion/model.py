@@ -74,6 +74,7 @@ class FusionHybrid(UserText, Recommender):
     """
 
     name = "hybrid"
+    zero_history_prior = True  # the new-user path: popularity, side information, profile text
 
     def __init__(self, config: FusionConfig | None = None) -> None:
         self.config = config or FusionConfig()

@@ -66,6 +66,8 @@ class RerankConfig:
 class LLMReranked(Recommender):
     """A retriever whose top candidates are reordered by an LLM for users with little history."""
 
+    zero_history_prior = True  # the LLM reads the user's profile text
+
     def __init__(self, config: RerankConfig | None = None) -> None:
         self.config = config or RerankConfig()
 

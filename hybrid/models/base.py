@@ -50,7 +50,15 @@ class FitData:
 
 
 class Recommender(ABC):
-    """Base class of every model in the registry."""
+    """Base class of every model in the registry.
+
+    ``zero_history_prior``: whether the model ranks a user with no known interaction by something
+    of its own (popularity, side information, a profile). Where it does not (every item scores the
+    same, or an untrained embedding decides), the evaluation ranks such users by popularity, as a
+    practitioner would, and says so.
+    """
+
+    zero_history_prior: bool = False
 
     @abstractmethod
     def fit(self, data: FitData) -> Self:
@@ -122,6 +130,7 @@ MODELS: dict[str, ModelFactory] = {}
 BUILTIN_MODELS: dict[str, str] = {
     "popularity": "hybrid.models.simple",
     "random": "hybrid.models.simple",
+    "trending": "hybrid.models.trending",
     "content": "hybrid.models.content",
     "mf": "hybrid.models.graph_models",
     "lightgcn": "hybrid.models.graph_models",

@@ -40,6 +40,11 @@ class ContentKNN(Recommender):
     def __init__(self, config: ContentConfig | None = None) -> None:
         self.config = config or ContentConfig()
 
+    @property
+    def zero_history_prior(self) -> bool:  # type: ignore[override]
+        """Profile text is a prior of its own; without it every item scores 0."""
+        return getattr(self, "user_text_", None) is not None
+
     def fit(self, data: FitData) -> Self:
         if data.item_text is None:
             raise ValueError("content needs item text; this data set has none")

@@ -15,10 +15,15 @@ from hybrid.models.base import FitData, Recommender, register
 
 
 class Popularity(Recommender):
-    """Scores every item by its number of training users (cold items score 0)."""
+    """Scores every item by its number of training users, validation rows included: they are
+    training data, and the latest of it (cold items score 0)."""
+
+    zero_history_prior = True
 
     def fit(self, data: FitData) -> Self:
         counts = data.train.item_counts().astype(np.float32)
+        if data.valid is not None:
+            counts += data.valid.item_counts()
         self.device_ = data.device
         self.scores_ = torch.as_tensor(counts, device=data.device)
         return self
@@ -33,7 +38,9 @@ class RandomConfig:
 
 
 class RandomModel(Recommender):
-    """Uniform random scores: the floor every model must clear."""
+    """Uniform random scores: the floor every model must clear (for every user alike)."""
+
+    zero_history_prior = True
 
     def __init__(self, config: RandomConfig | None = None) -> None:
         self.config = config or RandomConfig()

@@ -109,6 +109,10 @@ class TwoStage(Recommender):
         self.model = model
         self.config = retrieval_config(config)
 
+    @property
+    def zero_history_prior(self) -> bool:  # type: ignore[override]
+        return self.model.zero_history_prior
+
     def fit(self, data: FitData) -> Self:
         self.model.fit(data)
         newest = newest_items(data.train, data.train.n_items, self.config.newest, data.valid)

@@ -1,0 +1,109 @@
+"""Trending: items by their interactions in a recent window, the window chosen on validation.
+
+A practitioner's first prior for a user with no history besides all-time popularity: what sells
+now. The window is chosen on the fit's validation rows (each user's last training interactions,
+carved from the training period): for each candidate window, items are ranked by their training
+interactions in the window ending at the last training time (all-time counts break ties), and the
+window whose lists recall the validation rows best wins (ties: the longer window). Without
+timestamps it is popularity, and says so in :meth:`chosen`.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from typing_extensions import Self
+
+from hybrid.config import from_dict
+from hybrid.models.base import FitData, Recommender, register
+
+logger = logging.getLogger(__name__)
+
+DAY = 86_400
+
+
+@dataclass
+class TrendingConfig:
+    # Candidate windows in days, ending at the last training time; the validation chooses one.
+    windows_days: list[float] = field(default_factory=lambda: [1, 3, 7, 14, 30, 90, 365])
+    k: int = 20  # the validation's cut-off
+
+    def __post_init__(self) -> None:
+        if not self.windows_days or any(w <= 0 for w in self.windows_days):
+            raise ValueError(f"windows_days must be positive numbers of days, got {self.windows_days!r}")
+        if self.k < 1:
+            raise ValueError(f"k must be >= 1, got {self.k}")
+
+
+def window_counts(times: np.ndarray, items: np.ndarray, n_items: int, since: float) -> np.ndarray:
+    """float64 [n_items]: interactions at or after ``since`` per item."""
+    recent = times >= since
+    return np.bincount(items[recent], minlength=n_items).astype(np.float64)
+
+
+def list_recall(order: np.ndarray, seen: sp.csr_matrix, truth: sp.csr_matrix, k: int) -> float:
+    """Mean Recall@k over the rows of ``truth`` that hold an item, when every user gets the global
+    ``order`` without their ``seen`` items."""
+    recalls = []
+    head = order[: k + int(np.diff(seen.indptr).max(initial=0))]
+    for row in np.flatnonzero(np.diff(truth.indptr) > 0):
+        mask = np.isin(head, seen.indices[seen.indptr[row]:seen.indptr[row + 1]], invert=True)
+        top = head[mask][:k]
+        wanted = truth.indices[truth.indptr[row]:truth.indptr[row + 1]]
+        recalls.append(np.isin(top, wanted).sum() / len(wanted))
+    return float(np.mean(recalls)) if recalls else 0.0
+
+
+class Trending(Recommender):
+    """Scores = interactions in the chosen recent window, plus all-time counts scaled below one
+    recent interaction (so items outside the window are still ranked by popularity)."""
+
+    zero_history_prior = True
+
+    def __init__(self, config: TrendingConfig | None = None) -> None:
+        self.config = config or TrendingConfig()
+
+    def fit(self, data: FitData) -> Self:
+        train = data.train
+        total = train.item_counts().astype(np.float64)
+        self.window_days_: float | None = None
+        self.validation_: dict[str, float] = {}
+        if train.timestamps is None or data.valid is None or data.valid.timestamps is None:
+            logger.info("trending: no timestamps or no validation rows; it ranks by all-time popularity")
+            scores = total
+        else:
+            end = float(train.timestamps.max())
+            seen, truth = train.matrix(), data.valid.matrix()
+            tie = total / (total.max() + 1.0)
+            best = (-1.0, 0.0)
+            for days in sorted(self.config.windows_days):
+                counts = window_counts(train.timestamps, train.items, train.n_items, end - days * DAY) + tie
+                recall = list_recall(np.argsort(-counts, kind="stable"), seen, truth, self.config.k)
+                self.validation_[f"{days:g}d"] = round(recall, 6)
+                if recall >= best[0]:
+                    best = (recall, days)
+            self.window_days_ = best[1]
+            # The final counts read validation rows too: they are training data, and the latest of it.
+            times, items = np.r_[train.timestamps, data.valid.timestamps], np.r_[train.items, data.valid.items]
+            total = total + data.valid.item_counts()
+            scores = window_counts(times, items, train.n_items, float(times.max()) - best[1] * DAY) \
+                + total / (total.max() + 1.0)
+            logger.info("trending: window %g days (validation Recall@%d %.4f)", best[1], self.config.k, best[0])
+        self.scores_ = torch.as_tensor(scores.astype(np.float32), device=data.device)
+        return self
+
+    def score(self, users: np.ndarray, history: sp.csr_matrix) -> torch.Tensor:
+        return self.scores_.expand(len(users), -1).clone()
+
+    def chosen(self) -> dict[str, Any]:
+        return {"window_days": self.window_days_, "validation_recall": self.validation_}
+
+
+@register("trending")
+def _trending(params: dict[str, Any]) -> Recommender:
+    return Trending(from_dict(TrendingConfig, params, "trending"))
