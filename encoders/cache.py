@@ -49,7 +49,9 @@ class CachedEncoder:
     """Wrap an encoder so that each distinct text is encoded once per encoder name, ever.
 
     Only texts missing from the cache (and each of them once, however often it repeats in the
-    call) reach the wrapped encoder; the rest are read back bit for bit.
+    call) reach the wrapped encoder; the rest are read back bit for bit. The wrapped encoder is
+    not asked anything, its width included, while the cache holds every text: an encoder that
+    loads its model on first use (as the two backends do) is never loaded for a warm cache.
 
     Args:
         encoder: The encoder to cache. Its ``name`` must change whenever its vectors would.
@@ -57,7 +59,7 @@ class CachedEncoder:
 
     Attributes:
         name: The wrapped encoder's name (caching does not change the vectors).
-        dim: The wrapped encoder's width.
+        dim: The cached vectors' width; the wrapped encoder's while nothing is cached.
         encoded_last_call: How many texts the last :meth:`encode` passed to the wrapped encoder;
             0 when everything came from the cache.
     """
@@ -69,6 +71,7 @@ class CachedEncoder:
         self._shards: list[np.ndarray] = []  # memory-mapped [n_s, dim] arrays
         self._index: dict[str, tuple[int, int]] = {}  # text key -> (shard, row)
         self._seen_shards: set[str] = set()
+        self._width: int | None = None  # of the indexed shards, which all share it
 
     @property
     def name(self) -> str:
@@ -76,7 +79,8 @@ class CachedEncoder:
 
     @property
     def dim(self) -> int:
-        return self.encoder.dim
+        self._load_new_shards()
+        return self.encoder.dim if self._width is None else self._width
 
     @property
     def folder(self) -> Path:
@@ -115,7 +119,9 @@ class CachedEncoder:
             expected = (len(missing), self.dim)
             if vectors.shape != expected:
                 raise ValueError(
-                    f"encoder {self.name} returned shape {vectors.shape}, expected {expected}"
+                    f"encoder {self.name} returned shape {vectors.shape}, expected {expected} "
+                    f"(its width, or that of the vectors cached under its name in {self.folder}: "
+                    "delete that folder if the name no longer identifies the vectors)"
                 )
             self._write_shard(list(missing), np.asarray(vectors, dtype=np.float32))
         self.encoded_last_call = len(missing)
@@ -155,14 +161,15 @@ class CachedEncoder:
                     "ignoring unreadable cache shard %s (%s); delete it", keys_path, error
                 )
                 continue
-            if vectors.shape != (len(keys), self.dim) or vectors.dtype != np.float32:
+            fits = vectors.ndim == 2 and len(vectors) == len(keys) and self._width in (None, vectors.shape[1])
+            if not fits or vectors.dtype != np.float32:
                 logger.warning(
-                    "ignoring cache shard %s: %s %s does not match %d keys of width %d; delete it",
+                    "ignoring cache shard %s: %s %s does not match %d keys of width %s; delete it",
                     keys_path,
                     vectors.shape,
                     vectors.dtype,
                     len(keys),
-                    self.dim,
+                    self._width or "any",
                 )
                 continue
             self._add_shard([key.decode("ascii") for key in keys.tolist()], vectors)
@@ -182,5 +189,6 @@ class CachedEncoder:
     def _add_shard(self, keys: list[str], vectors: np.ndarray) -> None:
         shard = len(self._shards)
         self._shards.append(vectors)
+        self._width = vectors.shape[1]
         for row, key in enumerate(keys):
             self._index.setdefault(key, (shard, row))

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
-from transformers import AutoModel, AutoTokenizer
+from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel
 
 from encoders.base import (
     check_batch_size,
@@ -49,6 +49,9 @@ class TransformersEncoder:
         model_id: Hub name of the model, or its absolute path for a local folder.
         dim: Vector width (the model's hidden size).
         device: The device the model lives on.
+        model: The ``AutoModel``, loaded on first use (the tokenizer and the model's config,
+            read when the encoder is built, check the settings and give ``dim``), so a
+            :class:`~encoders.cache.CachedEncoder` that holds every text never loads it.
 
     Raises:
         ValueError: ``max_length`` is not a positive int, or exceeds what the model can embed.
@@ -63,27 +66,34 @@ class TransformersEncoder:
     ) -> None:
         if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
             raise ValueError(f"max_length must be a positive int, got {max_length!r}")
-        self.model_id, location = resolve_model(model)
+        self.model_id, self._location = resolve_model(model)
         self.device = resolve_device(device)
         self.normalize = normalize
         self.max_length = max_length
         with quiet_loading():
-            self._tokenizer = AutoTokenizer.from_pretrained(location)
-            self._model = AutoModel.from_pretrained(location).to(self.device).eval()
+            self._tokenizer = AutoTokenizer.from_pretrained(self._location)
+        config = AutoConfig.from_pretrained(self._location)
         limit = min(
             self._tokenizer.model_max_length,
-            getattr(self._model.config, "max_position_embeddings", None)
-            or self._tokenizer.model_max_length,
+            getattr(config, "max_position_embeddings", None) or self._tokenizer.model_max_length,
         )
         if max_length > limit:
             raise ValueError(
                 f"max_length={max_length} exceeds the {limit} tokens {self.model_id} can embed"
             )
-        self.dim: int = int(self._model.config.hidden_size)
+        self.dim: int = int(config.hidden_size)
         self.name = f"transformers:{self.model_id}:mean:max_length={max_length}" + (
             "" if normalize else ":unnormalized"
         )
-        logger.info("loaded %s on %s (dim=%d)", self.name, self.device, self.dim)
+        self._model: PreTrainedModel | None = None  # loaded on first use, see ``model``
+
+    @property
+    def model(self) -> PreTrainedModel:
+        if self._model is None:
+            with quiet_loading():
+                self._model = AutoModel.from_pretrained(self._location).to(self.device).eval()
+            logger.info("loaded %s on %s (dim=%d)", self.name, self.device, self.dim)
+        return self._model
 
     def encode(
         self, texts: Sequence[str], batch_size: int = 64, show_progress: bool = False
@@ -121,7 +131,7 @@ class TransformersEncoder:
         features = self._tokenizer(
             batch, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt"
         ).to(self.device)
-        tokens = self._model(**features).last_hidden_state  # [b, T, dim]
+        tokens = self.model(**features).last_hidden_state  # [b, T, dim]
         mask = features["attention_mask"].unsqueeze(-1).to(tokens.dtype)  # [b, T, 1]
         pooled = (tokens * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1e-9)
         if self.normalize:

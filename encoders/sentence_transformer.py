@@ -40,12 +40,14 @@ class SentenceTransformerEncoder:
         name: ``"sentence-transformers:<model id>"``, plus ``":unnormalized"`` when vectors are not
             unit length. Stable across machines for the default model and hub names.
         model_id: Hub name of the model, or its absolute path for a local folder.
-        dim: Vector width (384 for all-MiniLM-L6-v2).
+        dim: Vector width (384 for all-MiniLM-L6-v2); asking for it loads the model.
         device: The device the model lives on.
+        model: The ``SentenceTransformer``, loaded on first use: building the encoder loads
+            nothing, so a :class:`~encoders.cache.CachedEncoder` that holds every text never loads it.
 
     Raises:
-        ValueError: ``normalize=False`` for a model with a Normalize module (as
-            all-MiniLM-L6-v2's does), since the option could not be honoured.
+        ValueError: when the model loads: ``normalize=False`` for a model with a Normalize module
+            (as all-MiniLM-L6-v2's does), since the option could not be honoured.
     """
 
     def __init__(
@@ -54,30 +56,49 @@ class SentenceTransformerEncoder:
         device: str | torch.device | None = None,
         normalize: bool = True,
     ) -> None:
-        self.model_id, location = resolve_model(model)
+        self.model_id, self._location = resolve_model(model)
         self.device = resolve_device(device)
         self.normalize = normalize
+        self.name = f"sentence-transformers:{self.model_id}" + (
+            "" if normalize else ":unnormalized"
+        )
+        self._model: SentenceTransformer | None = None  # loaded on first use, see ``model``
+        self._dim = 0  # both set by _load
+        self._normalize_output = normalize
+
+    @property
+    def model(self) -> SentenceTransformer:
+        if self._model is None:
+            self._model = self._load()
+        return self._model
+
+    @property
+    def dim(self) -> int:
+        if self._model is None:
+            self._model = self._load()
+        return self._dim
+
+    def _load(self) -> SentenceTransformer:
+        """Load the model once, check that ``normalize`` can be honoured, and read its width."""
         with quiet_loading():
-            self._model = SentenceTransformer(location, device=str(self.device))
+            model = SentenceTransformer(self._location, device=str(self.device))
         # By class name: the module moved from sentence_transformers.models (<6) to .base.modules (6.x).
-        normalizes_itself = any(type(module).__name__ == "Normalize" for module in self._model)
-        if normalizes_itself and not normalize:
+        normalizes_itself = any(type(module).__name__ == "Normalize" for module in model)
+        if normalizes_itself and not self.normalize:
             raise ValueError(
                 f"normalize=False, but {self.model_id} has a Normalize module, so its vectors are "
                 "always unit length; pass normalize=True, or use TransformersEncoder for raw mean-pooled vectors"
             )
         # Normalising a unit vector again is wasted work, and can flip the last bit.
-        self._normalize_output = normalize and not normalizes_itself
+        self._normalize_output = self.normalize and not normalizes_itself
         # get_sentence_embedding_dimension was renamed get_embedding_dimension in 6.x.
-        get_dim = getattr(self._model, "get_embedding_dimension", None)
-        dim = get_dim() if get_dim else self._model.get_sentence_embedding_dimension()
+        get_dim = getattr(model, "get_embedding_dimension", None)
+        dim = get_dim() if get_dim else model.get_sentence_embedding_dimension()
         if dim is None:
             raise ValueError(f"model {self.model_id} does not report its embedding dimension")
-        self.dim: int = dim
-        self.name = f"sentence-transformers:{self.model_id}" + (
-            "" if normalize else ":unnormalized"
-        )
-        logger.info("loaded %s on %s (dim=%d)", self.name, self.device, self.dim)
+        self._dim = dim
+        logger.info("loaded %s on %s (dim=%d)", self.name, self.device, dim)
+        return model
 
     def encode(
         self, texts: Sequence[str], batch_size: int = 64, show_progress: bool = False
@@ -100,8 +121,9 @@ class SentenceTransformerEncoder:
         check_batch_size(batch_size)
         if not items:
             return np.empty((0, self.dim), dtype=np.float32)
+        model = self.model  # loaded here, before _normalize_output is read
         # device is left unset: passing one would move the model there as a side effect.
-        vectors = self._model.encode(
+        vectors = model.encode(
             items,
             batch_size=batch_size,
             show_progress_bar=show_progress,

