@@ -89,9 +89,12 @@ def test_ml_latest_small() -> None:
     assert len(bundle.item_text) == 9_742  # 18 movies have text but no rating: cold items
     assert bundle.user_text is None
     toy_story = bundle.item_text[1]
-    assert toy_story.startswith("Toy Story (1995). Genres: Adventure, Animation, Children, Comedy, Fantasy")
-    assert "Tags: " in toy_story
-    assert toy_story == toy_story.split("Tags: ")[0] + "Tags: " + toy_story.split("Tags: ")[1].lower()
+    assert toy_story == "Toy Story (1995). Genres: Adventure, Animation, Children, Comedy, Fantasy"
+    # tags are interactions with a time, not item text
+    assert bundle.written is not None and len(bundle.written) == 3_683
+    assert list(bundle.written.columns) == ["user", "item", "text", "timestamp"]
+    assert (bundle.written["text"] == bundle.written["text"].str.lower()).all()
+    assert not bundle.independent_catalogue
 
 
 def test_gowalla_official_split() -> None:
@@ -127,7 +130,9 @@ def test_amazon_scientific() -> None:
     interactions = _check_bundle(bundle, 19_712, 2_928, 1_585)
     assert len(interactions) < 19_712  # repeat purchases are merged by the data layer
     first_user = bundle.interactions[bundle.interactions["user"] == 0]
-    assert first_user["timestamp"].tolist() == [0, 1, 2, 3, 4]
+    assert "timestamp" not in bundle.interactions.columns  # an order, not a time
+    assert first_user["order"].tolist() == [0, 1, 2, 3, 4]
+    assert bundle.independent_catalogue
     assert first_user["item"].tolist() == [0, 1, 2, 3, 4]
     assert bundle.item_titles.str.len().lt(bundle.item_text.str.len()).all()
 

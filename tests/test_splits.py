@@ -71,11 +71,15 @@ def test_a_seeded_share_of_held_out_items_stays_unsold() -> None:
         cold_items(frame, SplitConfig(kind="cold_items", unsold_fraction=1.0))
 
 
-def test_cold_items_first_seen_after_date() -> None:
+def test_cold_items_first_seen_after_date_train_nothing_after_it() -> None:
     frame = log()
-    frame.loc[frame["item"] == 29, "timestamp"] += 10**8
-    split = cold_items(frame, SplitConfig(kind="cold_items", at="1973-06-01"))
-    assert split.cold_items == frozenset({29})
+    frame.loc[frame["item"] == 29, "timestamp"] += 2 * 10**8  # a new item, first seen in 1976
+    frame.loc[frame["user"] == 0, "timestamp"] += 3 * 10**8  # warm items bought after the cut too
+    split = cold_items(frame, SplitConfig(kind="cold_items", at="1975-01-01"))
+    cut = int(pd.Timestamp("1975-01-01", tz="UTC").timestamp())
+    assert split.cold_items == frozenset({29}) and split.cut == cut
+    assert (split.train["timestamp"] < cut).all() and (split.valid["timestamp"] < cut).all()
+    assert pairs(split.test) == pairs(frame[frame["timestamp"] >= cut])  # user 0's warm rows are test, not training
 
 
 def test_cold_users_revealed_first_interactions() -> None:

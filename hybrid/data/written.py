@@ -6,7 +6,9 @@ text: on ml-latest-small 1,235 of the 1,240 tags written after its temporal cut 
 (user, film) pairs, and a held-out film of a cold-item split carries the tags of its own test
 users. Here a written row counts for a fit when its (user, item) pair is one of the fit's known
 interactions (train + validation), or when it has no interaction of its own at all (a tag on a
-film the user never rated) but was written before the cut by a known user about a known item.
+film the user never rated) but was written by a known user about a known item; on a split by time
+it must also be written before the cut (a tag written later on a film rated earlier is news from
+the test period).
 """
 
 from __future__ import annotations
@@ -33,15 +35,16 @@ def known_written(written: pd.DataFrame, known: pd.DataFrame, every: pd.DataFram
         written: user, item, text (and timestamp where the source has times).
         known: the fit's training interactions (train + validation: user, item).
         every: every interaction of the data set (to tell a tag on an interaction from one without).
-        cut: the split's time (Unix seconds): rows without an interaction must be written before
-            it. None for a split without a time (then the known user and item decide).
+        cut: the split's time (Unix seconds): every row must be written before it. None for a
+            split without a time (then the known pairs, users and items decide).
     """
     pairs = _pairs(written)
     on_known = pairs.isin(_pairs(known))
     without = ~pairs.isin(_pairs(every))
     allowed = without & written[USER].isin(known[USER]).to_numpy() & written[ITEM].isin(known[ITEM]).to_numpy()
-    if cut is not None and TIMESTAMP in written.columns:
-        allowed &= (written[TIMESTAMP] < cut).to_numpy()
+    if cut is not None and TIMESTAMP in written.columns:  # a tag written after the cut is of the test period
+        before = (written[TIMESTAMP] < cut).to_numpy()
+        on_known, allowed = on_known & before, allowed & before
     kept = written[on_known | allowed]
     logger.info("user-written text: %d of %d rows are of the training period (%d on its interactions, %d "
                 "without one); %d rows of the test period or of held-out pairs are left out",
