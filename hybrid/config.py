@@ -65,6 +65,15 @@ class DataConfig:
     template: str | None = None
     user_features: str | None = None
     user_id_column: str | None = None
+    # Text your users wrote about items (tags, reviews): a table with the interaction table's user,
+    # item and timestamp columns and a `written_text_column`. It is an interaction: an item's text
+    # gets it only from the training period of each fit (hybrid.data.written).
+    written: str | None = None
+    written_text_column: str = "text"
+    # Whether the item table lists items independently of the interactions (a product feed: yes;
+    # a table made from what sold: no). When no, a split by time lists an item from its first
+    # interaction on: one first bought after the cut is not in the catalogue at the cut.
+    independent_catalogue: bool = False
 
 
 @dataclass
@@ -142,12 +151,13 @@ def load_config(path: str | Path) -> ExperimentConfig:
             values[key] = dataclasses.asdict(from_dict(cls, values[key], f"{path.name}: {key}"))
     config = from_dict(ExperimentConfig, values, path.name)
     data = config.data
-    for name in ("interactions", "item_text", "user_features"):
+    for name in ("interactions", "item_text", "user_features", "written"):
         value = getattr(data, name)
         if value is not None and not Path(value).expanduser().is_absolute():
             setattr(data, name, str((path.parent / value).resolve()))  # relative to the config file
-    if data.interactions is None and any(getattr(data, n) is not None for n in ("item_text", "user_features")):
-        raise ValueError(f"{path.name}: data.item_text / data.user_features need data.interactions (your own files)")
+    if data.interactions is None and any(getattr(data, n) is not None for n in ("item_text", "user_features", "written")):
+        raise ValueError(f"{path.name}: data.item_text / data.user_features / data.written need data.interactions "
+                         "(your own files)")
     return config
 
 

@@ -158,3 +158,25 @@ def test_no_tag_of_a_test_pair_reaches_a_model_on_ml_latest_small(split: SplitCo
     expected = with_written(bundle.item_text, tags[allowed], "Tags")
     items = prepared.fit_data.train.item_ids
     assert prepared.fit_data.item_text == expected.reindex(items).tolist()
+
+
+def test_own_files_take_written_text_and_the_catalogue_key(tmp_path: Path) -> None:
+    from hybrid.config import load_config
+
+    bundle = tiny_bundle()
+    bundle.interactions.to_csv(tmp_path / "log.csv", index=False)
+    pd.DataFrame({"item": ["a", "b", "c", "d", "e", "f"], "name": list("ABCDEF")}).to_csv(tmp_path / "items.csv",
+                                                                                          index=False)
+    pd.DataFrame({"user": [0, 3], "item": ["a", "e"], "note": ["early", "late"],
+                  "timestamp": [T0, T0 + 16 * DAY]}).to_csv(tmp_path / "notes.csv", index=False)
+    (tmp_path / "c.yaml").write_text(
+        "data: {interactions: log.csv, item_text: items.csv, written: notes.csv, written_text_column: note}\n"
+        "split: {kind: temporal, at: '2020-09-24', valid_per_user: 0}\nmodels: [popularity]\n")
+    config = load_config(tmp_path / "c.yaml")
+    from hybrid.evaluation.prepare import load_bundle
+
+    own = load_bundle(config, None)
+    assert not own.independent_catalogue and own.written is not None
+    prepared = prepare(own, config, "cpu")
+    texts = dict(zip(prepared.fit_data.train.item_ids, prepared.fit_data.item_text, strict=True))
+    assert texts == {"a": "A. Users wrote: early", "b": "B", "c": "C", "d": "D"}  # "e", "f": not listed yet

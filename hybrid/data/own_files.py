@@ -9,7 +9,8 @@ import pandas as pd
 
 from hybrid.config import DataConfig
 from hybrid.data.bundle import DataBundle, logged
-from hybrid.data.interactions import ITEM, USER, Columns, Interactions, coerce_ids_like, item_texts
+from hybrid.data.interactions import ITEM, TIMESTAMP, USER, Columns, Interactions, coerce_ids_like, item_texts
+from hybrid.data.parsing import parse_timestamps
 
 
 def _read_table(path: str | Path, role: str) -> pd.DataFrame:
@@ -56,4 +57,24 @@ def load_files(data: DataConfig) -> DataBundle:
         fields = [c for c in users.columns if c != id_column]
         profile = users[fields].astype(str).apply(lambda row: ". ".join(f"{k}: {v}" for k, v in row.items()), axis=1)
         user_text = pd.Series(profile.to_numpy(), index=ids, dtype=object)
-    return logged(DataBundle(Path(data.interactions).stem, frame, item_text, titles, user_text))
+    written = None if data.written is None else _written(data, columns, frame)
+    return logged(DataBundle(Path(data.interactions).stem, frame, item_text, titles, user_text, written=written,
+                             written_label="Users wrote", independent_catalogue=data.independent_catalogue))
+
+
+def _written(data: DataConfig, columns: Columns, frame: pd.DataFrame) -> pd.DataFrame:
+    """``data.written`` as user, item, text (and timestamp when the interactions have one)."""
+    table = _read_table(data.written, "written")
+    wanted = {USER: columns.user, ITEM: columns.item, "text": data.written_text_column}
+    if TIMESTAMP in frame.columns and columns.timestamp:
+        wanted[TIMESTAMP] = columns.timestamp
+    missing = [column for column in wanted.values() if column not in table.columns]
+    if missing:
+        raise ValueError(f"data.written: column(s) {missing} not in {data.written}; its columns are {list(table.columns)}")
+    out = pd.DataFrame({key: table[column].to_numpy() for key, column in wanted.items()})
+    out[USER] = coerce_ids_like(pd.Index(out[USER]), pd.Index(frame[USER].unique())).to_numpy()
+    out[ITEM] = coerce_ids_like(pd.Index(out[ITEM]), pd.Index(frame[ITEM].unique())).to_numpy()
+    if TIMESTAMP in out.columns:
+        out[TIMESTAMP] = parse_timestamps(out[TIMESTAMP], columns.timestamp)
+    out["text"] = out["text"].fillna("").astype(str)
+    return out

@@ -71,11 +71,12 @@ class Trending(Recommender):
     def fit(self, data: FitData) -> Self:
         train = data.train
         total = train.item_counts().astype(np.float64)
+        known = total if data.valid is None else total + data.valid.item_counts()  # popularity's counts
         self.window_days_: float | None = None
         self.validation_: dict[str, float] = {}
         if train.timestamps is None or data.valid is None or data.valid.timestamps is None:
             logger.info("trending: no timestamps or no validation rows; it ranks by all-time popularity")
-            scores = total
+            scores = known
         else:
             end = float(train.timestamps.max())
             seen, truth = train.matrix(), data.valid.matrix()
@@ -90,9 +91,8 @@ class Trending(Recommender):
             self.window_days_ = best[1]
             # The final counts read validation rows too: they are training data, and the latest of it.
             times, items = np.r_[train.timestamps, data.valid.timestamps], np.r_[train.items, data.valid.items]
-            total = total + data.valid.item_counts()
             scores = window_counts(times, items, train.n_items, float(times.max()) - best[1] * DAY) \
-                + total / (total.max() + 1.0)
+                + known / (known.max() + 1.0)
             logger.info("trending: window %g days (validation Recall@%d %.4f)", best[1], self.config.k, best[0])
         self.scores_ = torch.as_tensor(scores.astype(np.float32), device=data.device)
         return self
