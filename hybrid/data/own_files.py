@@ -9,7 +9,15 @@ import pandas as pd
 
 from hybrid.config import DataConfig
 from hybrid.data.bundle import DataBundle, logged
-from hybrid.data.interactions import ITEM, TIMESTAMP, USER, Columns, Interactions, coerce_ids_like, item_texts
+from hybrid.data.interactions import (
+    ITEM,
+    TIMESTAMP,
+    USER,
+    Columns,
+    Interactions,
+    coerce_ids_like,
+    item_texts,
+)
 from hybrid.data.parsing import parse_timestamps
 
 
