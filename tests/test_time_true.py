@@ -79,7 +79,7 @@ def test_a_held_out_items_tags_stay_out_on_a_random_cold_item_split() -> None:
 @pytest.mark.parametrize("kind", ["temporal", "replay"])
 def test_order_only_data_is_refused_by_splits_by_time(kind: str) -> None:
     bundle = tiny_bundle(order_only=True)
-    with pytest.raises(ValueError, match="only an order .* an order is not a time"):
+    with pytest.raises(ValueError, match=r"only an order .* an order is not a time"):
         prepare(bundle, experiment(SplitConfig(kind=kind, fraction=0.5)), "cpu") if kind == "temporal" else \
             replay_splits(canonical_frame(bundle), SplitConfig(kind="replay", fraction=0.5))
 
