@@ -144,7 +144,7 @@ def test_the_gate_is_fitted_on_validation_and_travels_with_the_model(fitted, tmp
     info = fitted.model_.validation_
     assert info["users"] > 0 and info["rehearsal"] in ("time", "random")  # the catalogue has timestamps
     assert info["pseudo_new_items"] > 0  # too few first seen late: a random share stood in (logged)
-    assert set(info["weights"]) == {"graph", "profile", "text_knn", "text_graph", "popularity"}
+    assert set(info["weights"]) == {"graph", "profile", "text_knn", "text_graph", "trending", "popularity"}
     assert all(len(row) == 5 for row in info["weights"].values())
     fitted.save(tmp_path / "gated")
     loaded = HybridRecommender.load(tmp_path / "gated", device="cpu")

@@ -47,6 +47,9 @@ class FusionConfig:
     # New users (never trained on, at most 4 known items) get gates of their own with the user-side
     # content path (hybrid.fusion.new_users), fitted on users removed from the rehearsal graph.
     new_users: bool = True
+    # Zero-history users are ranked by popularity or trending where that beats their gate on users
+    # the gate was not fitted on (hybrid.fusion.floor); False: always the gate.
+    floor: bool = True
     batch_size: int = 512  # validation users scored at once
 
     def __post_init__(self) -> None:

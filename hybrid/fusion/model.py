@@ -27,6 +27,7 @@ Fitting (every choice on training data only, see :mod:`hybrid.fusion.rehearsal`)
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import time
 from pathlib import Path
@@ -50,12 +51,14 @@ from hybrid.fusion.candidates import (
     reference_items,
 )
 from hybrid.fusion.config import FusionConfig
+from hybrid.fusion.floor import prior_scores
 from hybrid.fusion.gate import fuse
 from hybrid.fusion.neighbours import text_neighbours
 from hybrid.fusion.new_users import NewUserPath, fit_new_user_path, refit_side
 from hybrid.fusion.rehearsal import cold_validation, merged
 from hybrid.fusion.selection import choose_graph_half, fit_item_gate
 from hybrid.fusion.signals import SignalSet
+from hybrid.fusion.trend import choose_window, recent_counts
 from hybrid.fusion.user_text import UserText
 from hybrid.models.base import FitData, Recommender, make_model, register
 from hybrid.persistence import atomic_folder, verify_folder, write_manifest
@@ -103,7 +106,11 @@ class FusionHybrid(UserText, Recommender):
         self.item_text_, self.seed_ = list(data.item_text), data.seed
         self.warm_name_, warm, warm_recall = choose_graph_half(config, split, data, profile)
         with profile.stage("gate"):
-            gate, self.validation_ = fit_item_gate(config, warm, split, self.text_, self.neighbours_, data.seed)
+            self.trend_days_, trend_recall = choose_window(split)
+            gate, self.validation_ = fit_item_gate(config, warm, split, self.text_, self.neighbours_, data.seed,
+                                                   self.trend_days_)
+            self.validation_["trending window days"] = self.trend_days_
+            self.validation_["trending valid_recall@20 by window"] = trend_recall
         with profile.stage("encode user text"):
             user_vectors = self.side_vectors(data.user_text)
         with profile.stage("new-user path"):
@@ -124,6 +131,8 @@ class FusionHybrid(UserText, Recommender):
                     counts = counts + data.valid.item_counts()
             else:
                 self.warm_, counts = warm, split.fit.item_counts()
+        everything = merged(data.train, data.valid) if config.refit else split.fit
+        self.recent_ = recent_counts(everything, self.trend_days_)
         with profile.stage("side regression"):
             rows = merged(data.train, data.valid).matrix()
             refit_side(self.new_users_, (rows > 0).astype(np.float32).tocsr(), data.seed)
@@ -141,10 +150,14 @@ class FusionHybrid(UserText, Recommender):
 
     def set_counts(self, counts: np.ndarray) -> None:
         """The graph counts the gate is applied with (and what follows from them: the count
-        buckets, the signal builder, the reference items)."""
+        buckets, the signal builder, the reference items). The recent counts (``recent_``, None
+        without timestamps) stay as the fit counted them; items added since have none."""
         self.counts_ = np.asarray(counts, dtype=np.int64)
+        recent = getattr(self, "recent_", None)
+        if recent is not None and len(recent) < len(self.counts_):
+            self.recent_ = recent = np.pad(recent, (0, len(self.counts_) - len(recent)))
         self.reference_ = reference_items(len(self.counts_), seed=0)
-        self.builder_ = SignalSet(self.text_, self.neighbours_, self.counts_, self.device_)
+        self.builder_ = SignalSet(self.text_, self.neighbours_, self.counts_, self.device_, recent)
         self.buckets_ = torch.as_tensor(bucket_of(self.counts_), device=self.device_)
 
     # ------------------------------------------------------------------ score
@@ -233,7 +246,14 @@ class FusionHybrid(UserText, Recommender):
             path.user_vectors = torch.nn.functional.pad(path.user_vectors, (0, 0, 0, history.shape[0] - path.user_vectors.shape[0]))
         refit_side(path, history.tocsr(), seed=self.seed_)
         path.user_counts = train.user_counts()
-        self.set_counts(train.item_counts())
+        if path.prior.scores is not None:  # the floor's prior, counted again (a refit has no times: popularity)
+            path.prior = dataclasses.replace(path.prior, scores=prior_scores(train, "popularity", None).to(self.device_))
+        counts = train.item_counts()
+        if self.recent_ is not None:  # what joined since the fit is the latest there is: it counts as recent
+            before = np.pad(self.counts_, (0, len(counts) - len(self.counts_)))
+            recent = np.pad(self.recent_, (0, len(counts) - len(self.recent_)))
+            self.recent_ = recent + np.maximum(counts - before, 0)
+        self.set_counts(counts)
 
     def add_items(self, texts: list[str]) -> None:
         """Append items with no interactions: ranked by their text (and their text neighbours' graph scores)."""

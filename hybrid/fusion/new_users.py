@@ -28,9 +28,11 @@ import torch
 from hybrid.data.buckets import NAMES, SPARSE_BELOW, bucket_of
 from hybrid.evaluation.metrics import recall_at, top_unknown
 from hybrid.fusion.config import FusionConfig
+from hybrid.fusion.floor import ZeroHistoryPrior, choose_zero_history_prior
 from hybrid.fusion.gate import fit_gate, fuse, gate_examples
-from hybrid.fusion.rehearsal import ColdValidation, earliest, first_items, subset
+from hybrid.fusion.rehearsal import ColdValidation, earliest, first_items, merged, subset
 from hybrid.fusion.signals import FEATURES, SIGNAL_CACHE_FLOATS, SignalSet, standardise
+from hybrid.fusion.trend import recent_counts
 from hybrid.fusion.user_side import SideRegression
 from hybrid.models.base import FitData, Recommender, make_model
 
@@ -53,6 +55,7 @@ class TextSide(Protocol):
     text_: torch.Tensor
     neighbours_: sp.csr_matrix
     warm_name_: str
+    trend_days_: float | None
 
     def text_profiles(self, users: np.ndarray, history: sp.csr_matrix, builder: SignalSet | None = None,
                       encoded: torch.Tensor | None = None) -> torch.Tensor | None: ...
@@ -82,13 +85,16 @@ class NewUserPath:
         gates: bucket name -> (weight [F', B], bias [B]) for :data:`NEW_USER_FEATURES`.
         user_counts: int64 [n_users] training interactions per user (0: a new user).
         validation: what the rehearsal measured, for ``chosen()``.
+        prior: what ranks users with no item at all: their gate, or the simple prior that beat it
+            on users it was not fitted on (:mod:`hybrid.fusion.floor`).
     """
 
     def __init__(self, user_vectors: torch.Tensor | None, side: SideRegression | None,
                  gates: dict[str, tuple[torch.Tensor, torch.Tensor]], user_counts: np.ndarray,
-                 validation: dict[str, Any]) -> None:
+                 validation: dict[str, Any], prior: ZeroHistoryPrior | None = None) -> None:
         self.user_vectors, self.side, self.gates = user_vectors, side, gates
         self.user_counts, self.validation = np.asarray(user_counts, dtype=np.int64), validation
+        self.prior = prior or ZeroHistoryPrior()
 
     # ------------------------------------------------------------------ scoring
     def rows(self, users: np.ndarray, history: sp.csr_matrix) -> np.ndarray:
@@ -137,6 +143,12 @@ class NewUserPath:
                 picked = torch.as_tensor(rows, device=out.device)
                 weight, bias = self.gates[name]
                 out[picked] = fuse([s[picked] for s in ordered], weight, bias, buckets)
+        empty = np.flatnonzero(np.asarray(known) == 0)
+        if self.prior.scores is not None and len(empty):  # the floor: a prior beat the zero-history gate
+            scores = self.prior.scores.to(out.device)
+            if scores.shape[0] < out.shape[1]:  # items added after fit: nothing to count yet
+                scores = torch.nn.functional.pad(scores, (0, out.shape[1] - scores.shape[0]))
+            out[torch.as_tensor(empty, device=out.device)] = scores
 
 
 def fit_new_user_path(model: TextSide, split: ColdValidation, data: FitData,
@@ -162,7 +174,7 @@ def fit_new_user_path(model: TextSide, split: ColdValidation, data: FitData,
         others = np.flatnonzero(reduced.user_counts() > 0)
         side = SideRegression().fit(user_vectors[torch.as_tensor(others, device=device)], reduced.matrix()[others], data.seed)
     counts = reduced.item_counts()
-    builder = SignalSet(model.text_, model.neighbours_, counts, device)
+    builder = SignalSet(model.text_, model.neighbours_, counts, device, recent_counts(reduced, model.trend_days_))
     buckets = torch.as_tensor(bucket_of(counts), device=device)
     new_items = torch.as_tensor(counts == 0, device=device)
     path = NewUserPath(user_vectors, side, {}, reduced.user_counts(), {})
@@ -192,7 +204,11 @@ def fit_new_user_path(model: TextSide, split: ColdValidation, data: FitData,
         validation["side ridge, power"] = [side.ridge_, side.power_]
         validation["side held-out recall@20 + ndcg@20 by 'ridge power'"] = side.valid_
     logger.info("hybrid: new-user gates fitted on %d rehearsal users: %s", len(users), validation)
-    return NewUserPath(user_vectors, side, gates, data.train.user_counts(), validation)
+    prior = choose_zero_history_prior(model, NewUserPath(user_vectors, side, gates, reduced.user_counts(), {}),
+                                      merged(data.train, data.valid), users, data.seed) if config.floor else None
+    if prior is not None:
+        validation["zero-history floor"] = prior.record
+    return NewUserPath(user_vectors, side, gates, data.train.user_counts(), validation, prior)
 
 
 def refit_side(path: NewUserPath, rows: sp.csr_matrix, seed: int) -> None:

@@ -21,6 +21,7 @@ from safetensors.torch import load_file, save_file
 from hybrid.config import from_dict
 from hybrid.data.buckets import EDGES
 from hybrid.fusion.config import FusionConfig
+from hybrid.fusion.floor import ZeroHistoryPrior
 from hybrid.fusion.new_users import NEW_USER_FEATURES, NO_SIDE, USER_BUCKETS, NewUserPath
 from hybrid.fusion.signals import FEATURES
 from hybrid.fusion.user_side import SideRegression
@@ -52,6 +53,8 @@ class FusionHybrid(Protocol):
     item_text_: list[str] | None
     seed_: int
     added_: int
+    trend_days_: float | None
+    recent_: np.ndarray | None
 
     @property
     def warm_items_(self) -> int: ...
@@ -74,8 +77,11 @@ def write(model: FusionHybrid, folder: Path) -> None:
     shared = profiles is not None and profiles is path.user_vectors
     meta = {"model": model.name, "config": dataclasses.asdict(model.config), "warm_model": model.warm_name_,
             "validation": model.validation_, "added": getattr(model, "added_", 0), "seed": model.seed_,
+            "trend_days": model.trend_days_,
             "profiles": None if profiles is None else "new_users.vectors" if shared else "user_profiles",
             "new_users": path.validation,
+            "zero_history_prior": {"kind": path.prior.kind, "window_days": path.prior.window_days,
+                                   "record": path.prior.record},
             "side": None if path.side is None else [path.side.ridge_, path.side.power_]}
     (folder / CONFIG_FILE).write_text(json.dumps(meta, indent=2))
     if model.item_text_ is not None:
@@ -94,6 +100,10 @@ def write(model: FusionHybrid, folder: Path) -> None:
         tensors["new_users.vectors"] = path.user_vectors
     if path.side is not None:
         tensors["new_users.side"] = path.side.weights_
+    if path.prior.scores is not None:
+        tensors["new_users.prior"] = path.prior.scores
+    if model.recent_ is not None:
+        tensors["recent"] = torch.as_tensor(model.recent_)
     if profiles is not None and not shared:
         tensors["user_profiles"] = profiles
     save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(folder / WEIGHTS_FILE))
@@ -138,6 +148,10 @@ def read(model: FusionHybrid, folder: Path) -> None:
         profiles = tensors[meta["profiles"]]
         check_shape(meta["profiles"], profiles.shape[1:], tuple(model.text_.shape[1:]), where)
         model.set_user_profiles(profiles)
+    model.trend_days_ = meta.get("trend_days")
+    model.recent_ = tensors["recent"].cpu().numpy() if "recent" in tensors else None
+    if model.recent_ is not None:
+        check_shape("recent", model.recent_.shape, tuple(tensors["counts"].shape), where)
     model.set_counts(tensors["counts"].cpu().numpy())
 
 
@@ -178,4 +192,9 @@ def read_new_users(tensors: dict[str, torch.Tensor], meta: dict[str, Any], where
         side.ridge_, side.power_ = meta.get("side") or (None, None)
         if vectors is not None:
             check_shape("new_users.side", side.weights_.shape, (vectors.shape[1] + 1, n_items), where)
-    return NewUserPath(vectors, side, gates, counts, meta.get("new_users") or {})
+    saved = meta.get("zero_history_prior") or {}  # older folders: the gate
+    prior = ZeroHistoryPrior(saved.get("kind", "gate"), saved.get("window_days"), tensors.get("new_users.prior"),
+                             saved.get("record") or {})
+    if prior.scores is not None:
+        check_shape("new_users.prior", prior.scores.shape, (n_items,), where)
+    return NewUserPath(vectors, side, gates, counts, meta.get("new_users") or {}, prior)

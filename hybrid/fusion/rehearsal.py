@@ -40,6 +40,7 @@ NewItemsBy = Literal["time", "random"]
 # sessions) would fit it on a handful of people.
 MIN_NEW_POSITIVES = 20
 MIN_TIME_USER_SHARE = 0.2
+MIN_TIME_USERS = 50
 
 
 @dataclass
@@ -160,7 +161,7 @@ def cold_validation(
         # users the gate can learn from: active after the cut, with history before it
         late_users = int(((split.positives.getnnz(axis=1) > 0) & (split.fit.user_counts() > 0)).sum())
         users = int((merged(train, valid).user_counts() > 0).sum())
-        if new_positives >= MIN_NEW_POSITIVES and late_users >= MIN_TIME_USER_SHARE * users:
+        if new_positives >= MIN_NEW_POSITIVES and late_users >= min(MIN_TIME_USER_SHARE * users, MIN_TIME_USERS):
             return split
         logger.info(
             "cold validation: the last %.0f%% of the time holds %d interactions on items first seen there (at least %d "

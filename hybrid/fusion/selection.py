@@ -23,6 +23,7 @@ from hybrid.fusion.gate import Gate, fit_gate, fuse, gate_examples
 from hybrid.fusion.halves import auto_halves
 from hybrid.fusion.rehearsal import ColdValidation
 from hybrid.fusion.signals import FEATURES, SIGNAL_CACHE_FLOATS, SignalSet
+from hybrid.fusion.trend import recent_counts
 from hybrid.models.base import FitData, Recommender, make_model
 from hybrid.profiling import StageProfile
 
@@ -133,12 +134,12 @@ def validation_recall(gate: Gate, batches: RehearsalSignals, positives: sp.csr_m
 
 
 def fit_item_gate(config: FusionConfig, warm: Recommender, split: ColdValidation, text: torch.Tensor,
-                  neighbours: sp.csr_matrix, seed: int) -> tuple[Gate, dict[str, Any]]:
+                  neighbours: sp.csr_matrix, seed: int, trend_days: float | None = None) -> tuple[Gate, dict[str, Any]]:
     """The item gate fitted on the rehearsal (see :mod:`hybrid.fusion.model`), ``sparse_weight``
-    chosen on the selection users, and what it measured."""
+    chosen on the selection users, and what it measured; ``trend_days``: the trending window."""
     device = text.device
     counts = split.fit.item_counts()
-    builder = SignalSet(text, neighbours, counts, device)
+    builder = SignalSet(text, neighbours, counts, device, recent_counts(split.fit, trend_days))
     buckets = torch.as_tensor(bucket_of(counts), device=device)
     history = split.fit.matrix()
     rng = np.random.default_rng(seed)

@@ -5,6 +5,8 @@
     text_knn   k(u, i)   Σ_{j ∈ h(u)} S_ij: u's items among i's top-M text neighbours
     text_graph t(u, i)   Σ_j Ŝ_ij g(u, j): the graph scores of i's text neighbours (Ŝ row-normalised),
                          which carries what the graph knows to new and sparse items
+    trending   r(i)      log(1 + interactions in the recent window), standardised and clipped likewise
+                         (hybrid.fusion.trend; 0 without timestamps)
     popularity p(i)      log(1 + n_i), standardised over the catalogue and clipped to ±3
 
 A :class:`Signal` is fitted on :class:`SignalInputs` (text vectors, the text-neighbour graph, item
@@ -38,12 +40,15 @@ class SignalInputs:
         neighbours: CSR [n_items, n_items] text neighbours (:func:`hybrid.fusion.neighbours.text_neighbours`).
         counts: int64 [n_items] interactions per item in the graph the warm scorer was fitted on.
         device: where the batch tensors live.
+        recent: float [n_items] interactions per item in the recent window of that graph, or None
+            (no timestamps).
     """
 
     text: torch.Tensor
     neighbours: sp.csr_matrix
     counts: np.ndarray
     device: torch.device
+    recent: np.ndarray | None = None
 
 
 @dataclass
@@ -154,21 +159,43 @@ class TextGraphSignal(Signal):
         return np.union1d(cols, self.neighbours[cols].indices)
 
 
-class PopularitySignal(Signal):
-    """log(1 + n_i) standardised over the catalogue and clipped to ±3: one ranking for every user."""
+def catalogue_z(counts: np.ndarray, device: torch.device) -> torch.Tensor:
+    """log(1 + counts) standardised over the catalogue and clipped to ±3 (an item far outside the
+    usual counts must not get an extrapolated weight)."""
+    values = torch.as_tensor(np.log1p(counts), dtype=torch.float32, device=device)
+    return ((values - values.mean()) / values.std().clamp_min(1e-6)).clamp(-3, 3)
 
-    name = "popularity"
+
+class CatalogueSignal(Signal):
+    """A signal of the item alone (``values`` [n_items]): one ranking for every user."""
+
     per_user = False
-
-    def fit(self, inputs: SignalInputs) -> Self:
-        popularity = torch.as_tensor(np.log1p(inputs.counts), dtype=torch.float32, device=inputs.device)
-        # Clipped: an item far outside the usual counts must not get an extrapolated weight.
-        self.values = ((popularity - popularity.mean()) / popularity.std().clamp_min(1e-6)).clamp(-3, 3)
-        return self
+    values: torch.Tensor
 
     def score(self, batch: UserBatch, cols: np.ndarray | None = None) -> torch.Tensor:
         values = self.values if cols is None else self.values[torch.as_tensor(cols, device=self.values.device)]
         return values.expand(batch.history.shape[0], -1)
+
+
+class TrendingSignal(CatalogueSignal):
+    """Recent interactions, scored as popularity is; 0 without timestamps."""
+
+    name = "trending"
+
+    def fit(self, inputs: SignalInputs) -> Self:
+        self.values = torch.zeros(len(inputs.counts), device=inputs.device) if inputs.recent is None \
+            else catalogue_z(inputs.recent, inputs.device)
+        return self
+
+
+class PopularitySignal(CatalogueSignal):
+    """log(1 + n_i) standardised over the catalogue and clipped to ±3."""
+
+    name = "popularity"
+
+    def fit(self, inputs: SignalInputs) -> Self:
+        self.values = catalogue_z(inputs.counts, inputs.device)
+        return self
 
 
 # Rehearsal signals (users × items × signals floats) are kept in memory between the passes that
@@ -176,7 +203,8 @@ class PopularitySignal(Signal):
 # thousands of users over a catalogue of 10⁵ items would otherwise hold tens of GiB.
 SIGNAL_CACHE_FLOATS = 2**28
 
-SIGNALS: tuple[type[Signal], ...] = (GraphSignal, ProfileSignal, TextKnnSignal, TextGraphSignal, PopularitySignal)
+SIGNALS: tuple[type[Signal], ...] = (GraphSignal, ProfileSignal, TextKnnSignal, TextGraphSignal, TrendingSignal,
+                                     PopularitySignal)
 FEATURES = tuple(s.name for s in SIGNALS)  # the gate's rows, in this order (popularity last)
 
 
@@ -191,8 +219,9 @@ def standardise(x: torch.Tensor, reference: torch.Tensor | None = None) -> torch
 class SignalSet:
     """The fitted signals of one state, in :data:`FEATURES` order."""
 
-    def __init__(self, text: torch.Tensor, neighbours: sp.csr_matrix, counts: np.ndarray, device: torch.device) -> None:
-        inputs = SignalInputs(text, neighbours, np.asarray(counts), device)
+    def __init__(self, text: torch.Tensor, neighbours: sp.csr_matrix, counts: np.ndarray, device: torch.device,
+                 recent: np.ndarray | None = None) -> None:
+        inputs = SignalInputs(text, neighbours, np.asarray(counts), device, recent)
         self.text, self.device = text, device
         self.members = [kind().fit(inputs) for kind in SIGNALS]
 

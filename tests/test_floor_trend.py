@@ -1,0 +1,74 @@
+"""Trending in the hybrid (its window chosen on the rehearsal) and the floor for zero-history users."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.sparse as sp
+import torch
+from test_new_users import planted
+
+from hybrid.data.interactions import Interactions
+from hybrid.fusion.floor import ZeroHistoryPrior, prior_scores
+from hybrid.fusion.model import FusionHybrid
+from hybrid.fusion.rehearsal import ColdValidation
+from hybrid.fusion.signals import FEATURES
+from hybrid.fusion.trend import choose_window, recent_counts
+from hybrid.models import make_model
+from hybrid.models.base import FitData
+
+DAY = 86_400
+T0 = 1_600_000_000
+
+
+def test_the_trending_window_is_the_one_that_recalls_what_comes_next() -> None:
+    old = [(u, i, T0) for u in range(10, 15) for i in range(25)]  # 25 items bought 5 times long ago
+    recent = [(u, 25, T0 + 99 * DAY) for u in range(5, 8)]  # one item bought 3 times lately
+    fit = Interactions.from_frame(pd.DataFrame(old + recent, columns=["user", "item", "timestamp"]),
+                                  user_ids=range(15), item_ids=range(26))
+    positives = sp.csr_matrix((np.ones(5, np.float32), (range(5), [25] * 5)), shape=(15, 26))
+    days, recalls = choose_window(ColdValidation(fit, positives, np.zeros(26, bool), "time"))
+    assert days is not None and days < 99 and recalls["365d"] < recalls[f"{days:g}d"] == 1.0
+    assert recent_counts(fit, days)[25] == 3 and recent_counts(fit, days)[:25].sum() == 0
+    untimed = Interactions(fit.user_ids, fit.item_ids, fit.users, fit.items, fit.weights, None)
+    assert choose_window(ColdValidation(untimed, positives, np.zeros(26, bool))) == (None, {})
+    assert torch.equal(prior_scores(untimed, "trending", 7.0), prior_scores(untimed, "popularity", None))
+
+
+@pytest.fixture(scope="module")
+def fitted() -> tuple[FitData, FusionHybrid]:
+    data, text, profiles = planted()
+    fit = FitData(train=data, item_text=text, user_text=profiles)
+    return fit, make_model("hybrid", {"neighbours": 5}).fit(fit)
+
+
+def test_trending_is_a_gate_signal_and_the_floor_records_what_it_judged(fitted) -> None:
+    _, model = fitted
+    assert "trending" in FEATURES and model.recent_ is not None and model.trend_days_ is not None
+    floor = model.chosen()["new users"]["zero-history floor"]
+    figures = floor["recall@20 + ndcg@20"]
+    assert {"gate", "popularity"} <= set(figures) and any(name.startswith("trending") for name in figures)
+    # the planted side information tells astronomers from chefs; popularity cannot
+    assert floor["zero-history users ranked by"] == "gate" and figures["gate"] > figures["popularity"]
+
+
+def test_a_prior_that_beat_the_gate_ranks_zero_history_users_only(fitted, tmp_path) -> None:
+    _, model = fitted
+    scores = torch.arange(20, dtype=torch.float32)  # item 19 first, then 18, ...
+    original = model.new_users_.prior
+    model.new_users_.prior = ZeroHistoryPrior("popularity", None, scores, {"zero-history users ranked by": "popularity"})
+    try:
+        empty = sp.csr_matrix((1, 20), dtype=np.float32)
+        new_top = torch.topk(model.score_users(np.array([-1]), empty), 5, dim=1).indices[0].tolist()
+        assert new_top == [19, 18, 17, 16, 15]
+        few = sp.csr_matrix((np.ones(2, np.float32), ([0, 0], [0, 1])), shape=(1, 20))
+        with_items = torch.topk(model.score_users(np.array([-1]), few), 5, dim=1).indices[0].tolist()
+        assert with_items != new_top  # a user with items keeps the gate
+        model.save(tmp_path / "m")
+        loaded = FusionHybrid.load(tmp_path / "m")
+        assert loaded.new_users_.prior.kind == "popularity"
+        assert torch.topk(loaded.score_users(np.array([-1]), empty), 5, dim=1).indices[0].tolist() == new_top
+        assert np.array_equal(loaded.recent_, model.recent_) and loaded.trend_days_ == model.trend_days_
+    finally:
+        model.new_users_.prior = original
