@@ -5,9 +5,12 @@ the split of its config (``hybrid-eval``'s, filters on the training side), then 
 :func:`hybrid.evaluation.replay.replay` per setting (m = 0, and each policy with each number of
 slots in :data:`SLOTS`), k = 20:
 
-- **validation**: fitted on the training period before its last stretch (as long as the test
-  period, at most half the training period), replayed over that stretch; the catalogue is every
-  item of the training period. The recommended setting is chosen here: the most new items warmed
+- **validation**: fitted on the training period before its last stretch, replayed over that
+  stretch; the catalogue is every item of the training period. The stretch is a fixed setting,
+  read off the training period alone: the last ``--valid-share`` of its interactions by time
+  (:data:`VALID_SHARE`, the share the hybrid's own time rehearsal holds out,
+  ``FusionConfig.valid_new_share``); nothing of the test period sets it, its length included.
+  The recommended setting is chosen here: the most new items warmed
   (reaching 5 interactions) among settings whose click rate is at most 3% below m = 0's; ties go to
   the higher click rate; m = 0 when no setting warms more than it.
 - **test**: fitted on the whole training period with the whole catalogue (items no one buys
@@ -32,6 +35,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from hybrid import HybridRecommender
@@ -49,6 +53,7 @@ DATASETS = {"online_retail": ("configs/default.yaml", "D"), "ml-latest-small": (
 SLOTS = (1, 2, 5)
 K = 20
 MAX_COST = 0.03  # a chosen setting gives up at most this share of m = 0's click rate
+VALID_SHARE = 0.2  # the validation stretch: this share of the training interactions, the latest by time
 
 
 def settings(seed: int) -> list[ExploreConfig | None]:
@@ -94,7 +99,21 @@ def choose(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return {"policy": best["policy"], "slots": best["slots"]}
 
 
-def dataset_rows(name: str, data_root: str, seed: int) -> dict[str, Any]:
+def validation_start(timestamps: pd.Series, share: float) -> int:
+    """The first second of the validation stretch: the time after which the latest ``share`` of
+    ``timestamps`` (the training period's, int64 Unix seconds) falls; raises where that leaves
+    either side empty."""
+    if not 0 < share < 1:
+        raise ValueError(f"valid_share must be in (0, 1), got {share!r}")
+    times = np.sort(timestamps.to_numpy())
+    start = int(times[min(int(len(times) * (1 - share)), len(times) - 1)])
+    if start <= times[0]:
+        raise ValueError(f"valid_share {share}: the training period's interactions share one time, so nothing "
+                         "would be left before the validation stretch; use a smaller share")
+    return start
+
+
+def dataset_rows(name: str, data_root: str, seed: int, valid_share: float = VALID_SHARE) -> dict[str, Any]:
     config_path, freq = DATASETS[name]
     config = load_config(ROOT / config_path)
     bundle = load_dataset(config.data.name, data_root, config.data.path)
@@ -103,9 +122,8 @@ def dataset_rows(name: str, data_root: str, seed: int) -> dict[str, Any]:
     train = pd.concat([split.train, split.valid])
     _, items = catalogue_ids(frame, bundle.item_text.index, None)
     text = bundle.item_text.reindex(items).fillna("").astype(str)
-    test_start, test_end = split.test["timestamp"].min(), split.test["timestamp"].max() + 1
-    span = min(test_end - test_start, (train["timestamp"].max() - train["timestamp"].min()) // 2)
-    valid_start = train["timestamp"].max() + 1 - span
+    test_start = split.test["timestamp"].min()
+    valid_start = validation_start(train["timestamp"], valid_share)  # the training period alone
     early, late = train[train["timestamp"] < valid_start], train[train["timestamp"] >= valid_start]
     known = text[text.index.isin(train["item"])]
     print(f"{name}: validation {len(late)} interactions from {pd.Timestamp(valid_start, unit='s').date()}", flush=True)
@@ -114,7 +132,8 @@ def dataset_rows(name: str, data_root: str, seed: int) -> dict[str, Any]:
     print(f"{name}: test {len(split.test)} interactions from {pd.Timestamp(test_start, unit='s').date()}", flush=True)
     test = compare(run_period(train, text, split.test, freq, seed))
     picked = next(r for r in test if r["policy"] == chosen["policy"] and r["slots"] == chosen["slots"])
-    return {"config": config_path, "step": freq, "k": K, "validation": validation, "test": test,
+    return {"config": config_path, "step": freq, "k": K, "valid_share": valid_share,
+            "valid_start": pd.Timestamp(valid_start, unit="s").isoformat(), "validation": validation, "test": test,
             "chosen": {**chosen, "warmed_ratio": picked["warmed_ratio"], "click_cost": picked["click_cost"]}}
 
 
@@ -123,8 +142,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--datasets", nargs="+", default=list(DATASETS), choices=list(DATASETS))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--valid-share", type=float, default=VALID_SHARE,
+                        help="the validation stretch: this share of the training interactions, the latest by time")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "explore_replay.json")
     args = parser.parse_args(argv)
+    if not 0 < args.valid_share < 1:
+        parser.error(f"--valid-share must be in (0, 1), got {args.valid_share}")
     logging.basicConfig(level=logging.WARNING)
     result: dict[str, Any] = {
         "command": "python benchmarks/explore_replay.py " + " ".join(argv if argv is not None else sys.argv[1:]),
@@ -132,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         "max_click_cost": MAX_COST, "datasets": {},
     }
     for name in args.datasets:
-        result["datasets"][name] = dataset_rows(name, args.data_root, args.seed)
+        result["datasets"][name] = dataset_rows(name, args.data_root, args.seed, args.valid_share)
         result["chosen"] = {n: d["chosen"] for n, d in result["datasets"].items()}
         args.json.write_text(json.dumps(result, indent=1) + "\n")
     sys.path.insert(0, str(ROOT / "scripts"))
