@@ -146,10 +146,41 @@ def test_a_temporal_split_is_judged_by_its_one_list_against_1_05_times_the_best_
     best = max(m["all"]["recall@20"] for name, m in entry["models"].items() if name != "hybrid")
     entry["models"]["hybrid"]["all"]["recall@20"] = 1.04 * best
     judged = render_results.targets(entry)
-    assert len(judged) == 1 and judged[0].met is False and "% short" in judged[0].detail
+    assert judged[0].name.startswith("one list") and judged[0].met is False and "% short" in judged[0].detail
     entry["models"]["hybrid"]["all"]["recall@20"] = 1.06 * best
     entry["models"]["hybrid"]["all"]["ndcg@20"] = 10.0
     assert render_results.targets(entry)[0].met is True
+    # no user buckets in this entry: the zero-history target cannot be judged
+    assert render_results.targets(entry)[1].name.startswith("zero-history") and render_results.targets(entry)[1].met is None
+
+
+def _replay_entry() -> dict[str, Any]:
+    """A replay entry: the hybrid wins every user-step but its zero-history users, where popularity wins."""
+    entry = _results(copy.deepcopy(WINNER))["datasets"]["toy"]
+    entry["split"], entry["steps"] = "replay(2 steps of W from 2030-01-01)", [
+        {"split": "replay step 0: [a, b)", "n_test_users": 50, "catalogue": {"items": 10, "new_items": 1,
+                                                                             "unreachable_interactions": 3},
+         "models": {"hybrid": {"recall": 0.2, "ndcg": 0.1, "fit_seconds": 1.0},
+                    "popularity": {"recall": 0.1, "ndcg": 0.05, "fit_seconds": 0.0}}}]
+    entry["models"]["trending"] = copy.deepcopy(entry["models"]["popularity"])
+    for name, model in entry["models"].items():
+        zero = 0.30 if name in ("popularity", "trending") else 0.20
+        model["user_buckets"] = {"0": _metrics(zero, zero), "1-4": _metrics(0.5 if name == "hybrid" else 0.1, 0.3),
+                                 "20+": _metrics(0.1, 0.1)}
+        model["zero_history"] = "own" if name in ("popularity", "trending", "hybrid") else "popularity"
+    return entry
+
+
+def test_a_replay_is_judged_by_its_user_steps_and_its_zero_history_users() -> None:
+    entry = _replay_entry()
+    judged = {t.name.split(" ")[0]: t for t in render_results.targets(entry)}
+    assert judged["one"].met is True  # every user-step: above 1.05 x the best peer
+    assert judged["zero-history"].met is False and "popularity" in judged["zero-history"].detail
+    assert judged["users"].met is True  # users with 1-4 earlier interactions
+    section = render_results.dataset_section("toy_replay", entry)
+    assert "| model | all user-steps R@20 / N@20 | users 0 R / N |" in section
+    assert "0.2000 / 0.2000 (100)" in section and "| popularity |" in section
+    assert "[a, b) | 50 | 10 | 1 | 3 | 0.2000 | 0.1000 (popularity) |" in section
 
 
 def test_check_and_rewrite(tmp_path: Path) -> None:
@@ -241,3 +272,17 @@ def test_the_fit_projection_scales_each_stage_by_its_own_exponents() -> None:
     assert gate["seconds_projected"] == pytest.approx(4.0 * 1000 * 50, rel=1e-6)
     assert projected["stages"]["index"]["exponent_items"] == 0.0  # under 10 ms: no measurable trend
     assert projected["arrays_gib"]["a dense items x items matrix (float32), which no stage holds"] > 1e5
+
+
+def test_the_one_list_is_shown_at_every_new_item_share() -> None:
+    results = _results(copy.deepcopy(WINNER))
+    base = results["datasets"]["toy"]
+    base["split"] = "cold_items(20% seed 0, 50% of them unsold)"
+    few = copy.deepcopy(base)
+    few["split"] = "cold_items(5% seed 0, 50% of them unsold)"
+    few["models"]["hybrid"]["all"]["recall@20"] = 0.001  # loses the one list when new items are few
+    results["datasets"]["toy@0.05"] = few
+    text = render_results.render(results)
+    assert "### The one list at every new-item share" in text
+    assert "| toy | 0.05 | 0.0010 / 0.0250 | gf_cf 0.0300 / 0.0220 | no |" in text
+    assert "| toy | 0.2 | 0.0364 / 0.0250 | gf_cf 0.0300 / 0.0220 | yes |" in text
