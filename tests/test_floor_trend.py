@@ -72,3 +72,23 @@ def test_a_prior_that_beat_the_gate_ranks_zero_history_users_only(fitted, tmp_pa
         assert np.array_equal(loaded.recent_, model.recent_) and loaded.trend_days_ == model.trend_days_
     finally:
         model.new_users_.prior = original
+
+
+def test_a_time_rehearsal_with_few_late_arrivals_borrows_pseudo_new_items_for_its_late_users() -> None:
+    from hybrid.fusion.rehearsal import MIN_NEW_ITEM_SHARE, with_random_new
+
+    rng = np.random.default_rng(0)
+    rows = [(u, int(i), T0) for u in range(40) for i in rng.choice(50, 10, replace=False)]
+    fit = Interactions.from_frame(pd.DataFrame(rows, columns=["user", "item", "timestamp"]),
+                                  user_ids=range(40), item_ids=range(51))
+    # users 0-9 come back late: each buys the one late arrival (item 50) and two warm items
+    users, items = np.repeat(np.arange(10), 3), np.tile([50, 48, 49], 10)
+    late = sp.csr_matrix((np.ones(30, np.float32), (users, items)), shape=(40, 51))
+    timed = ColdValidation(fit, late, np.arange(51) == 50, "time")
+    assert timed.pseudo_new.sum() < MIN_NEW_ITEM_SHARE * 50
+    rehearsal = with_random_new(timed, 0.2, seed=0)
+    borrowed = rehearsal.pseudo_new & ~timed.pseudo_new
+    assert borrowed.sum() == 10 and rehearsal.fit.item_counts()[borrowed].sum() == 0  # gone from the fit graph
+    rows_with_positives = np.flatnonzero(rehearsal.positives.getnnz(axis=1) > 0)
+    assert set(rows_with_positives) <= set(range(10))  # only the late users' interactions become positives
+    assert 0 < rehearsal.new_weight < 1  # weighted back to the late period's own share of new items

@@ -41,6 +41,7 @@ NewItemsBy = Literal["time", "random"]
 MIN_NEW_POSITIVES = 20
 MIN_TIME_USER_SHARE = 0.2
 MIN_TIME_USERS = 50
+MIN_NEW_ITEM_SHARE = 0.05  # fewer late arrivals than this share of the warm items: add random ones
 
 
 @dataclass
@@ -135,6 +136,35 @@ def temporal_validation(train: Interactions, valid: Interactions | None, share: 
     return ColdValidation(fit, positives, pseudo_new, "time")
 
 
+def with_random_new(timed: ColdValidation, share: float, seed: int) -> ColdValidation:
+    """``timed``, and where the data's own late arrivals are fewer than :data:`MIN_NEW_ITEM_SHARE`
+    of its warm items, a seeded ``share`` of the fit graph's warm items made pseudo-new as well
+    (removed from the fit graph, the late users' interactions with them positives), weighted back to the share of
+    positives that late arrivals take (:func:`natural_new_weight`).
+
+    Why: a few dozen late arrivals are too few to learn how text ranks new items, while the late
+    users are what the rest of the gate (recency, warm users' next items) must be fitted on."""
+    warm = int((timed.fit.item_counts() > 0).sum())
+    if timed.pseudo_new.sum() >= MIN_NEW_ITEM_SHARE * warm:
+        return timed
+    pseudo = choose_pseudo_new(timed.fit, share, seed)
+    on_new = pseudo[timed.fit.items]
+    fit = subset(timed.fit, ~on_new)
+    # positives of the late users only: the gate is fitted per user, and a user whose only positives
+    # were new items would teach "new first" whatever their weight
+    late = (timed.positives.getnnz(axis=1) > 0)[timed.fit.users]
+    rows = on_new & late
+    carved = sp.csr_matrix((np.ones(int(rows.sum()), np.float32), (timed.fit.users[rows], timed.fit.items[rows])),
+                           shape=timed.positives.shape)
+    positives = ((timed.positives + carved) > 0).astype(np.float32).tocsr()
+    rehearsal = ColdValidation(fit, positives, timed.pseudo_new | pseudo, "time")
+    rehearsal.new_weight = natural_new_weight(timed, rehearsal)
+    logger.info("cold validation (time): %d items first seen after the cut, under %.0f%% of %d warm items; %d warm "
+                "items made pseudo-new as well, new items' positives weighted %.4g", int(timed.pseudo_new.sum()),
+                100 * MIN_NEW_ITEM_SHARE, warm, int(pseudo.sum()), rehearsal.new_weight)
+    return rehearsal
+
+
 def _last_per_user(data: Interactions, seed: int) -> np.ndarray:
     """bool [nnz]: each user's last interaction (by time, else seeded random), for users with ≥ 2."""
     tie = np.random.default_rng(seed).random(len(data))
@@ -162,7 +192,7 @@ def cold_validation(
         late_users = int(((split.positives.getnnz(axis=1) > 0) & (split.fit.user_counts() > 0)).sum())
         users = int((merged(train, valid).user_counts() > 0).sum())
         if new_positives >= MIN_NEW_POSITIVES and late_users >= min(MIN_TIME_USER_SHARE * users, MIN_TIME_USERS):
-            return split
+            return with_random_new(split, share, seed)
         logger.info(
             "cold validation: the last %.0f%% of the time holds %d interactions on items first seen there (at least %d "
             "wanted) from %d of %d users (at least %.0f%% wanted), too few to fit the gate on; using a random %.0f%% "
