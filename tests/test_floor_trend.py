@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-import pytest
 import scipy.sparse as sp
+import test_new_users
 import torch
-from test_new_users import planted
 
 from hybrid.data.interactions import Interactions
 from hybrid.fusion.floor import ZeroHistoryPrior, prior_scores
@@ -15,9 +14,8 @@ from hybrid.fusion.model import FusionHybrid
 from hybrid.fusion.rehearsal import ColdValidation
 from hybrid.fusion.signals import FEATURES
 from hybrid.fusion.trend import choose_window, recent_counts
-from hybrid.models import make_model
-from hybrid.models.base import FitData
 
+fitted = test_new_users.fitted  # the planted hybrid of the new-user tests, one fixture for both modules
 DAY = 86_400
 T0 = 1_600_000_000
 
@@ -34,13 +32,6 @@ def test_the_trending_window_is_the_one_that_recalls_what_comes_next() -> None:
     untimed = Interactions(fit.user_ids, fit.item_ids, fit.users, fit.items, fit.weights, None)
     assert choose_window(ColdValidation(untimed, positives, np.zeros(26, bool))) == (None, {})
     assert torch.equal(prior_scores(untimed, "trending", 7.0), prior_scores(untimed, "popularity", None))
-
-
-@pytest.fixture(scope="module")
-def fitted() -> tuple[FitData, FusionHybrid]:
-    data, text, profiles = planted()
-    fit = FitData(train=data, item_text=text, user_text=profiles)
-    return fit, make_model("hybrid", {"neighbours": 5}).fit(fit)
 
 
 def test_trending_is_a_gate_signal_and_the_floor_records_what_it_judged(fitted) -> None:
