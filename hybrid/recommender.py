@@ -210,12 +210,12 @@ class HybridRecommender:
                              "(use recommend_for_text for a description of tastes)")
         history = sp.csr_matrix((np.ones(len(index), np.float32), (np.zeros(len(index), int), index)),
                                 shape=(1, len(self.item_ids_)))
-        side = profiles = None
-        if profile is not None:
-            side = self.model_.text_vectors([profile])
-            profiles = side if len(index) == 0 else None  # with items, the profile signal reads the items
         with torch.inference_mode():
-            scores = self.model_.score_users(np.array([-1]), history, side=side, profiles=profiles)
+            if len(index) == 0:  # the one zero-history path, recommend_for_text's too
+                scores = self.model_.score_text(profile, len(self.item_ids_))
+            else:  # with items, the profile signal reads the items
+                side = None if profile is None else self.model_.text_vectors([profile])
+                scores = self.model_.score_users(np.array([-1]), history, side=side)
         return self._rank(scores, history, k)
 
     def similar_items(self, items: Any, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
@@ -263,12 +263,13 @@ class HybridRecommender:
         return self
 
     def recommend_for_text(self, text: str, k: int = 10) -> tuple[np.ndarray, np.ndarray]:
-        """A zero-history user described by text (onboarding answers, a profile): the text is their profile."""
+        """A zero-history user described by text (onboarding answers, a profile): the list
+        ``recommend_for_user(profile=text, k=k)`` gives, one zero-history path
+        (:meth:`~hybrid.fusion.model.FusionHybrid.score_text`: the new-user gate or its floor)."""
         self._check_fitted()
         if not isinstance(text, str) or not text.strip():
             raise BadInputError("text must be a non-empty string describing what the user likes")
-        scores = self.model_.score_text(text, len(self.item_ids_))
-        return self._rank(scores, sp.csr_matrix((1, len(self.item_ids_)), dtype=np.float32), k)
+        return self.recommend_for_user(profile=text, k=k)
 
     def _room(self, users: np.ndarray, candidates: np.ndarray | None, filter_seen: bool) -> int:
         """How many items every one of ``users`` may still be shown: k is capped at it, so no list

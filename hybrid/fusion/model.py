@@ -219,12 +219,15 @@ class FusionHybrid(UserText, Recommender):
         return self.text_.shape[0] - self.added_ if hasattr(self, "added_") else self.text_.shape[0]
 
     def score_text(self, text: str, n_items: int) -> torch.Tensor:
-        """float32 [1, n_items] scores for a zero-history user described by ``text``."""
+        """float32 [1, n_items] scores for a zero-history user described by ``text``: the one
+        zero-history path (the facade's text and profile-only users both come here), the text
+        their side information and their profile. With new-user gates that is the zero-history
+        gate, or the floor's prior where it beat that gate on users it was not fitted on; a hybrid
+        without new-user gates (``new_users: false``, too few users to rehearse) ranks them by
+        the item gate, the text as their profile and no graph score (no item to fold in)."""
+        vectors = self.text_vectors([text])
         history = sp.csr_matrix((1, n_items), dtype=np.float32)
-        with torch.no_grad():
-            graph = torch.zeros(1, n_items, device=self.device_)
-            signals = self.builder_.signals(graph, history, self.text_vectors([text]))
-            return fuse(signals, self.gate_weight_, self.gate_bias_, self.buckets_)
+        return self.score_users(np.array([-1]), history, side=vectors, profiles=vectors)
 
     def refit_graph(self, history: sp.csr_matrix) -> None:
         """Refit the graph half on a new binary interaction matrix [n_users, n_items] (every item
