@@ -174,10 +174,9 @@ class NGCF(BPRModel):
 
 
 # Defaults for a fast CPU fit of MovieLens-sized data, chosen per model on the *validation* Recall@20
-# of ML-100K's temporal split (seeds 0 and 1; 79k training interactions, 10 steps an epoch):
-#   MF        lr 0.02 constant  (0.163; cosine 0.02: 0.158; cosine 0.05: 0.147)
-#   LightGCN  lr 0.05 cosine    (0.185; constant 0.02: 0.182; cosine 0.02: 0.167)
-#   NGCF      lr 0.02 constant  (0.176; cosine 0.02: 0.175), the slowest per epoch
+# of ML-100K's temporal split (no JSON of that sweep is kept, so no figures here): MF lr 0.02
+# constant, LightGCN lr 0.05 cosine, NGCF lr 0.02 constant (the slowest per epoch), each against
+# other pairs of lr (0.02, 0.05) and schedule (constant, cosine).
 # The LightGCN paper's settings are lr=1e-3, batch_size=2048, reg=1e-4, up to 1000 epochs; for the
 # official Gowalla split see benchmarks/gowalla_lightgcn.py.
 @dataclass
@@ -198,10 +197,9 @@ class LightGCNConfig(MFConfig):
     # (hybrid.graph.sampled): `walks` walks of `walk_length` steps from each node rank its
     # neighbours, top_t are kept (see neighbourhood below). With neighbourhood walks they are
     # weighted by visit share ("visits") or by visit share times sqrt(deg v / deg w) ("symmetric":
-    # LightGCN's normalisation where the neighbourhood is the direct one). top_t 20 and symmetric
-    # were chosen, with neighbourhood walks, by valid Recall@20 of hybrid-train on ML-100K temporal
-    # and Amazon Scientific (T 10 / 20 / 40 symmetric: 0.1733 / 0.1827 / 0.1800 and 0.1935 /
-    # 0.1938 / 0.1966; visits at T 20: 0.1840 and 0.1770; full LightGCN 0.1827 and 0.1969).
+    # LightGCN's normalisation where the neighbourhood is the direct one). top_t 20 (against 10 and
+    # 40) and symmetric (against visits) were chosen, with neighbourhood walks, by valid Recall@20
+    # of hybrid-train on ML-100K temporal and Amazon Scientific (no JSON of that sweep is kept).
     propagation: Literal["full", "sampled"] = "full"
     top_t: int = 20
     walks: int = 20
@@ -214,8 +212,9 @@ class LightGCNConfig(MFConfig):
     # ratio to full LightGCN on validation data of ML-100K, Amazon Scientific and Gowalla
     # (benchmarks/sampled_selection.py; its JSON is rendered in docs/results.md).
     neighbourhood: Literal["walks", "edges"] = "edges"
-    # Sampled only: LightGCN's weighted mean, or PinSage's CONVOLVE (valid Recall@20 with the other
-    # defaults: 0.1627 against 0.1827 on ML-100K temporal, 0.0955 against 0.1938 on Amazon Scientific).
+    # Sampled only: LightGCN's weighted mean, or PinSage's CONVOLVE. The mean is the default: it had
+    # the higher valid Recall@20 with the other defaults on ML-100K temporal and Amazon Scientific
+    # (no JSON of that comparison is kept).
     aggregation: Literal["mean", "learned"] = "mean"
 
     def validate(self) -> None:
