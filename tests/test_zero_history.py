@@ -4,13 +4,20 @@ zero-history floor, the one rehearsed for users with no items."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
+import scipy.sparse as sp
 import torch
+from safetensors.torch import load_file
 from test_new_users import ASTRONOMER, CHEF, planted
 
 from hybrid import HybridRecommender
+from hybrid.data.text_features import EncoderConfig
+from hybrid.fusion import persist
 from hybrid.fusion.floor import ZeroHistoryPrior
+from hybrid.fusion.user_text import UserTextState
 
 SMALL = {"neighbours": 5, "candidates": 20, "random_negatives": 20}
 TEXTS = (ASTRONOMER, CHEF, "space battles with starships and aliens", "pasta")
@@ -56,3 +63,40 @@ def test_a_hybrid_without_new_user_gates_gives_one_list_too() -> None:
     rec = fit({**SMALL, "new_users": False})
     assert not rec.model_.new_users_.gates  # the fallback: the item gate, the text as the profile
     same_lists(rec)
+
+
+def test_a_saved_hybrid_gives_the_same_text_lists(with_gates, tmp_path) -> None:
+    """The same lists; the scores to float rounding (a loaded array's memory layout can take
+    another BLAS path: the item vectors' products already differ in the 7th digit, as for
+    every list of a loaded model, see test_persistence)."""
+    with_gates.save(tmp_path / "m")
+    loaded = HybridRecommender.load(tmp_path / "m", device="cpu")
+    for text in TEXTS:
+        ids, scores = with_gates.recommend_for_text(text, k=8)
+        loaded_ids, loaded_scores = loaded.recommend_for_text(text, k=8)
+        assert list(ids) == list(loaded_ids), text
+        assert np.allclose(scores, loaded_scores, rtol=1e-5, atol=1e-6), text
+    same_lists(loaded)
+
+
+def test_the_user_text_state_is_read_from_the_folder_alone_in_the_format_it_had(with_gates, tmp_path) -> None:
+    """The state is built from the saved files, not from the model's other attributes (so the
+    order persist reads them in cannot matter); the folder holds the same entries as before the
+    state was a part of its own: the profiles are the new-user path's side vectors, one array."""
+    with_gates.save(tmp_path / "m")
+    meta = json.loads((tmp_path / "m" / persist.CONFIG_FILE).read_text())
+    tensors = load_file(str(tmp_path / "m" / persist.WEIGHTS_FILE))
+    assert meta["profiles"] == "new_users.vectors" and "user_profiles" not in tensors
+    state = UserTextState.from_saved(meta, tensors, tmp_path / "m", EncoderConfig(), "cpu")
+    model = with_gates.model_
+    assert state.active and state.texts is None
+    assert torch.equal(state.vectors, model.new_users_.user_vectors)
+    users, empty = np.arange(6), sp.csr_matrix((6, 20), dtype=np.float32)
+    assert torch.equal(state.text_profiles(users, empty, model.builder_), model.text_profiles(users, empty))
+    loaded = HybridRecommender.load(tmp_path / "m", device="cpu").model_
+    assert loaded.user_text_.vectors is loaded.new_users_.user_vectors  # read once, saved once again
+    older = UserTextState.from_saved({"user_text": ["", CHEF]}, {}, tmp_path / "m", EncoderConfig(), "cpu")
+    assert older.active and torch.equal(older.profiles()[1], model.text_vectors([CHEF])[0])
+    assert not older.profiles()[0].any()
+    with pytest.raises(ValueError, match="lacks the array 'user_profiles'"):
+        UserTextState.from_saved({"profiles": "user_profiles"}, tensors, tmp_path / "m", EncoderConfig(), "cpu")

@@ -59,21 +59,23 @@ from hybrid.fusion.rehearsal import cold_validation, merged
 from hybrid.fusion.selection import choose_graph_half, fit_item_gate
 from hybrid.fusion.signals import SignalSet
 from hybrid.fusion.trend import choose_window, recent_counts
-from hybrid.fusion.user_text import UserText
+from hybrid.fusion.user_text import UserTextState, encode, side_vectors
 from hybrid.models.base import FitData, Recommender, make_model, register
 from hybrid.persistence import atomic_folder, verify_folder, write_manifest
 from hybrid.profiling import StageProfile
 
 logger = logging.getLogger(__name__)
 
-class FusionHybrid(UserText, Recommender):
+class FusionHybrid(Recommender):
     """The ``hybrid`` model (see the module docstring).
 
     Attributes (after fit/load):
         warm_: the fitted warm scorer; text_: float32 [n_items, d] normalised text vectors;
         neighbours_: CSR text neighbours; counts_: int64 [n_items] graph counts the gate is
         applied with; gate_weight_ float32 [F, B] / gate_bias_ [B]: the fitted :class:`Gate`;
-        validation_: what the gate was fitted on.
+        validation_: what the gate was fitted on; new_users_: the new-user path
+        (:mod:`hybrid.fusion.new_users`); user_text_: the users' profile text, a
+        :class:`~hybrid.fusion.user_text.UserTextState` with its own save and load.
     """
 
     name = "hybrid"
@@ -101,7 +103,7 @@ class FusionHybrid(UserText, Recommender):
             by = "time" if data.train.has_time else "random"
         with profile.stage("rehearsal split"):
             split = cold_validation(data.train, data.valid, config.valid_new_share, by, data.seed)
-        self.user_text_ = data.user_text if config.use_user_text else None
+        self.user_text_ = UserTextState(config.encoder, self.device_, data.user_text if config.use_user_text else None)
         # What refit_graph gives the graph half, as fit gave it: the items' text and the seed.
         self.item_text_, self.seed_ = list(data.item_text), data.seed
         self.warm_name_, warm, warm_recall = choose_graph_half(config, split, data, profile)
@@ -112,7 +114,7 @@ class FusionHybrid(UserText, Recommender):
             self.validation_["trending window days"] = self.trend_days_
             self.validation_["trending valid_recall@20 by window"] = trend_recall
         with profile.stage("encode user text"):
-            user_vectors = self.side_vectors(data.user_text)
+            user_vectors = side_vectors(data.user_text, config.encoder, self.device_)
         with profile.stage("new-user path"):
             if config.new_users:
                 self.new_users_ = fit_new_user_path(self, split, data, user_vectors)
@@ -228,6 +230,16 @@ class FusionHybrid(UserText, Recommender):
         vectors = self.text_vectors([text])
         history = sp.csr_matrix((1, n_items), dtype=np.float32)
         return self.score_users(np.array([-1]), history, side=vectors, profiles=vectors)
+
+    def text_vectors(self, texts: list[str]) -> torch.Tensor:
+        """float32 [n, d] normalised text vectors through the fitted encoder."""
+        return encode(texts, self.config.encoder, self.device_)
+
+    def text_profiles(self, users: np.ndarray, history: sp.csr_matrix, builder: SignalSet | None = None,
+                      encoded: torch.Tensor | None = None) -> torch.Tensor | None:
+        """Profile vectors where a zero-history user has profile text, or None
+        (:meth:`UserTextState.text_profiles`; ``builder`` default the fitted one)."""
+        return self.user_text_.text_profiles(users, history, builder or self.builder_, encoded)
 
     def refit_graph(self, history: sp.csr_matrix) -> None:
         """Refit the graph half on a new binary interaction matrix [n_users, n_items] (every item

@@ -1,7 +1,9 @@
 """A fitted hybrid as a folder: JSON config, safetensors arrays, the items' text and the graph half in ``warm/``.
 
 The items' text travels so that ``partial_fit`` can refit a graph half that reads it (``text_gcn``)
-as ``fit`` did. Users' side text stays out of the folder: their encoded vectors are what scoring needs. Every
+as ``fit`` did. Users' side text stays out of the folder: their encoded vectors are what scoring needs
+(the users' profile text is saved and read by its own part, :class:`hybrid.fusion.user_text.UserTextState`,
+into the same two files). Every
 array's shape is checked against the others on reading, so a damaged folder is refused with the
 file and array at fault named.
 """
@@ -25,6 +27,7 @@ from hybrid.fusion.floor import ZeroHistoryPrior
 from hybrid.fusion.new_users import NEW_USER_FEATURES, NO_SIDE, USER_BUCKETS, NewUserPath
 from hybrid.fusion.signals import FEATURES
 from hybrid.fusion.user_side import SideRegression
+from hybrid.fusion.user_text import UserTextState
 from hybrid.models.base import Recommender, make_model
 from hybrid.persistence import check_shape
 
@@ -49,7 +52,7 @@ class FusionHybrid(Protocol):
     gate_bias_: torch.Tensor
     validation_: dict[str, Any]
     new_users_: NewUserPath
-    user_text_: list[str] | None
+    user_text_: UserTextState
     item_text_: list[str] | None
     seed_: int
     added_: int
@@ -58,10 +61,6 @@ class FusionHybrid(Protocol):
 
     @property
     def warm_items_(self) -> int: ...
-
-    def user_profiles(self) -> torch.Tensor | None: ...
-
-    def set_user_profiles(self, profiles: torch.Tensor) -> None: ...
 
     def set_counts(self, counts: np.ndarray) -> None: ...
 
@@ -73,12 +72,11 @@ def write(model: FusionHybrid, folder: Path) -> None:
     """The model's files in ``folder`` (the caller makes it atomic and writes the manifest)."""
     model.warm_.save(folder / WARM_DIR)
     path = model.new_users_
-    profiles = model.user_profiles()
-    shared = profiles is not None and profiles is path.user_vectors
+    profiles, profile_tensors = model.user_text_.saved(path.user_vectors)
     meta = {"model": model.name, "config": dataclasses.asdict(model.config), "warm_model": model.warm_name_,
             "validation": model.validation_, "added": getattr(model, "added_", 0), "seed": model.seed_,
             "trend_days": model.trend_days_,
-            "profiles": None if profiles is None else "new_users.vectors" if shared else "user_profiles",
+            "profiles": profiles,
             "new_users": path.validation,
             "zero_history_prior": {"kind": path.prior.kind, "window_days": path.prior.window_days,
                                    "record": path.prior.record},
@@ -92,7 +90,7 @@ def write(model: FusionHybrid, folder: Path) -> None:
         "neighbours.indptr": torch.as_tensor(n.indptr.astype(np.int64)),
         "neighbours.indices": torch.as_tensor(n.indices.astype(np.int64)),
         "neighbours.data": torch.as_tensor(n.data), "gate.weight": model.gate_weight_, "gate.bias": model.gate_bias_,
-        "user_counts": torch.as_tensor(path.user_counts),
+        "user_counts": torch.as_tensor(path.user_counts), **profile_tensors,
     }
     for name, (weight, bias) in path.gates.items():
         tensors[f"new_users.{name}.weight"], tensors[f"new_users.{name}.bias"] = weight, bias
@@ -104,8 +102,6 @@ def write(model: FusionHybrid, folder: Path) -> None:
         tensors["new_users.prior"] = path.prior.scores
     if model.recent_ is not None:
         tensors["recent"] = torch.as_tensor(model.recent_)
-    if profiles is not None and not shared:
-        tensors["user_profiles"] = profiles
     save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(folder / WEIGHTS_FILE))
 
 
@@ -132,7 +128,7 @@ def read(model: FusionHybrid, folder: Path) -> None:
     model.neighbours_ = sp.csr_matrix(
         (tensors["neighbours.data"].cpu().numpy(), indices, tensors["neighbours.indptr"].cpu().numpy()), shape=(n, n))
     model.gate_weight_, model.gate_bias_ = tensors["gate.weight"], tensors["gate.bias"]
-    model.validation_, model.user_text_ = meta["validation"], meta.get("user_text")  # text: older folders
+    model.validation_ = meta["validation"]
     model.item_text_ = read_item_text(folder / ITEM_TEXT_FILE, n)
     model.seed_ = meta.get("seed", 0)  # folders saved before the seed travelled were refitted with 0
     if meta["added"]:
@@ -142,12 +138,7 @@ def read(model: FusionHybrid, folder: Path) -> None:
         raise ValueError(f"{folder / WARM_DIR}: the graph half has {warm_items.shape[1]} items, "
                          f"{where} has {model.warm_items_} (+{meta['added']} added); the folder is inconsistent")
     model.new_users_ = read_new_users(tensors, meta, where)
-    if meta.get("profiles"):
-        if meta["profiles"] not in tensors:
-            raise ValueError(f"{where} lacks the array {meta['profiles']!r} that {folder / CONFIG_FILE} names")
-        profiles = tensors[meta["profiles"]]
-        check_shape(meta["profiles"], profiles.shape[1:], tuple(model.text_.shape[1:]), where)
-        model.set_user_profiles(profiles)
+    model.user_text_ = UserTextState.from_saved(meta, tensors, where, model.config.encoder, model.device_)
     model.trend_days_ = meta.get("trend_days")
     model.recent_ = tensors["recent"].cpu().numpy() if "recent" in tensors else None
     if model.recent_ is not None:
