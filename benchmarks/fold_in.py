@@ -69,10 +69,10 @@ from typing_extensions import Self
 
 from hybrid.config import load_config
 from hybrid.data.datasets import load_dataset
-from hybrid.evaluation.metrics import hit_matrix, ranking_metrics
 from hybrid.evaluation.prepare import Prepared, prepare
 from hybrid.evaluation.scoring import evaluate_rankings
 from hybrid.graph.adjacency import spmm
+from hybrid.metrics import hit_matrix, ranking_metrics
 from hybrid.models.base import FitData, Recommender, import_builtins, make_model
 from hybrid.models.embedding import EmbeddingRecommender
 from hybrid.recommender import HybridRecommender

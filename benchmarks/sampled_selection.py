@@ -39,12 +39,12 @@ import torch  # noqa: E402
 from hybrid.config import ExperimentConfig, load_config  # noqa: E402
 from hybrid.data.splits import make_split  # noqa: E402
 from hybrid.evaluation.evaluate import resolve_config  # noqa: E402
-from hybrid.evaluation.metrics import ranking_metrics  # noqa: E402
 from hybrid.evaluation.prepare import load_bundle, prepare  # noqa: E402
 from hybrid.evaluation.provenance import provenance  # noqa: E402
 from hybrid.evaluation.run import fitted_model  # noqa: E402
+from hybrid.evaluation.train_command import valid_metrics  # noqa: E402
+from hybrid.metrics import ranking_metrics  # noqa: E402
 from hybrid.models.base import import_builtins  # noqa: E402
-from hybrid.models.train_command import valid_metrics  # noqa: E402
 from hybrid.retrieval.ranking import top_k_masked  # noqa: E402
 
 import_builtins()  # every built-in model's module now: the run uses one version of their code

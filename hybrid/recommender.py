@@ -35,16 +35,17 @@ from hybrid.data.interactions import (
     item_texts,
     lookup_ids,
 )
-from hybrid.data.splits import _last_n
+from hybrid.data.splits import last_n
 from hybrid.device import resolve_device
 from hybrid.fusion.config import FusionConfig
 from hybrid.fusion.explore import ExploreConfig, eligible_items, eligible_scores
 from hybrid.fusion.explore import explore as explore_lists
 from hybrid.fusion.halves import auto_names
 from hybrid.fusion.model import FusionHybrid
+from hybrid.metrics import mask_history
 from hybrid.models.base import FitData
 from hybrid.persistence import atomic_folder, verify_folder, write_manifest
-from hybrid.retrieval.ranking import check_k, mask_history, top_k
+from hybrid.retrieval.ranking import check_k, top_k
 from hybrid.retrieval.two_stage import RetrievalConfig, TwoStage, newest_items, retrieval_config
 
 logger = logging.getLogger(__name__)
@@ -115,7 +116,7 @@ class HybridRecommender:
         extra = coerce_ids_like(text_ids, data.item_ids).difference(data.item_ids) if text_ids is not None else pd.Index([])
         item_ids = data.item_ids.append(extra)
         frame = data.to_frame()
-        train_frame, valid_frame = _last_n(frame, self.valid_per_user, self.seed, min_keep=1)
+        train_frame, valid_frame = last_n(frame, self.valid_per_user, self.seed, min_keep=1)
         train = Interactions.from_frame(train_frame, user_ids=data.user_ids, item_ids=item_ids)
         valid = None
         if len(valid_frame):

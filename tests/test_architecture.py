@@ -12,6 +12,17 @@ MAX_LINES = 400
 EXEMPT_LINES: dict[str, str] = {}
 MAX_FUNCTION_LINES = 60  # a def's lines, its docstring included
 PRIVATE_OK_NAMES = {"self", "cls"}
+# Layers look down only (STYLE 17): no module of a package on the left imports one of the
+# packages on its right. What fitting needs of ranking (metrics, top-K, masking) is in
+# hybrid.metrics, below the models; hybrid.recommender, the facade, sits on top of them all.
+ABOVE_MODELS = ("hybrid.fusion", "hybrid.retrieval", "hybrid.evaluation", "hybrid.serving", "hybrid.llm")
+FORBIDDEN_IMPORTS: dict[str, tuple[str, ...]] = {
+    "hybrid.data": ("hybrid.models", *ABOVE_MODELS),
+    "hybrid.graph": ("hybrid.models", *ABOVE_MODELS),
+    "hybrid.metrics": ("hybrid.models", *ABOVE_MODELS),
+    "hybrid.models": ABOVE_MODELS,
+    "hybrid.fusion": ("hybrid.evaluation", "hybrid.serving"),
+}
 
 def modules() -> dict[str, Path]:
     """Dotted module name -> file, for every module under hybrid/."""
@@ -137,6 +148,25 @@ def test_no_import_cycle() -> None:
     assert not cycles, f"import cycles among hybrid/ modules: {[' -> '.join(c) for c in cycles]}"
 
 
+def in_package(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
+def layer_violations(graph: dict[str, set[str]]) -> list[str]:
+    """Every import edge "a -> b" that :data:`FORBIDDEN_IMPORTS` rules out."""
+    return sorted(f"{source} -> {target}" for source, targets in graph.items() for target in targets
+                  for layer, above in FORBIDDEN_IMPORTS.items()
+                  if in_package(source, layer) and any(in_package(target, a) for a in above))
+
+
+def test_layers_look_down_only() -> None:
+    found = layer_violations(import_graph())
+    for edge in found:
+        print("import against the layers:", edge)
+    assert not found, ("imports against the layers (move what the lower module needs below it, "
+                       f"e.g. into hybrid.metrics or hybrid.data): {found}")
+
+
 def private_accesses(path: Path) -> list[str]:
     """``name._private`` on a name other than self, cls or an imported module, as "line: text"."""
     tree = ast.parse(path.read_text())
@@ -172,3 +202,6 @@ def test_the_checks_see_what_they_should(tmp_path: Path) -> None:
     known = {"hybrid.x", "hybrid.x.y", "hybrid.w", "hybrid.m"}
     assert imported("hybrid.m", source, known) == {"hybrid.x", "hybrid.x.y", "hybrid.w"}
     assert private_accesses(source) == ["6: o._secret"]
+    graph = {"hybrid.models.x": {"hybrid.evaluation.y", "hybrid.models.z", "hybrid.graph"},
+             "hybrid.fusion.w": {"hybrid.retrieval.v", "hybrid.serving"}, "hybrid.metricsx": {"hybrid.llm"}}
+    assert layer_violations(graph) == ["hybrid.fusion.w -> hybrid.serving", "hybrid.models.x -> hybrid.evaluation.y"]

@@ -21,10 +21,10 @@ import torch
 import yaml
 
 from hybrid.config import load_config
+from hybrid.evaluation.train_command import TRAIN_FILE, main, train
 from hybrid.graph.samplers import EpochSample
 from hybrid.models import distributed
 from hybrid.models.graph_models import LightGCNRecommender
-from hybrid.models.train_command import TRAIN_FILE, main, train
 
 PARAMS = {"dim": 16, "lr": 0.05, "batch_size": 64, "epochs": 12, "eval_every": 2, "patience": 3,
           "show_progress": False}
@@ -60,7 +60,7 @@ def launch_two(config: Path, out: Path, tmp_path: Path) -> None:
         pytest.skip("the accelerate command is not installed")
     command = [accelerate, "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
                "--mixed_precision", "no", "--dynamo_backend", "no", "--main_process_port", str(free_port()),
-               "-m", "hybrid.models.train_command", "--config", str(config), "--model", "lightgcn",
+               "-m", "hybrid.evaluation.train_command", "--config", str(config), "--model", "lightgcn",
                "--out", str(out), "--device", "cpu", "--log-level", "WARNING"]
     # A private HF_HOME: no user accelerate config can change the launch. The fault handler prints
     # the Python stacks should a rank abort.

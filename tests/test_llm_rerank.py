@@ -14,8 +14,8 @@ from test_reranker import one_torch_thread, tiny_model_dir  # noqa: F401  (fixtu
 from hybrid.config import ExperimentConfig
 from hybrid.data.interactions import Interactions
 from hybrid.evaluation.evaluate import fingerprint, fitted_model
+from hybrid.metrics import mask_history
 from hybrid.models import FitData, make_model
-from hybrid.retrieval.ranking import mask_history
 
 
 def tiny_data() -> FitData:

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from hybrid.evaluation.metrics import bucket_labels, ranking_metrics, restrict_columns
+from hybrid.data.buckets import bucket_labels
+from hybrid.metrics import ranking_metrics, restrict_columns
 
 
 def csr(rows: list[list[int]], n_items: int = 10) -> sp.csr_matrix:

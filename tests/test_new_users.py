@@ -12,8 +12,8 @@ from test_recommender import COOKING, SPACE
 
 from hybrid import HybridRecommender
 from hybrid.data.interactions import Interactions
-from hybrid.evaluation.metrics import ranking_metrics
 from hybrid.fusion.user_side import SideRegression
+from hybrid.metrics import ranking_metrics
 from hybrid.models import make_model
 from hybrid.models.base import FitData
 

@@ -24,3 +24,8 @@ SPARSE_BELOW = EDGES[1]  # counts below this are "new or sparse" (buckets 0 and 
 def bucket_of(counts: np.ndarray) -> np.ndarray:
     """int64 [n]: β(n) of each count."""
     return np.searchsorted(np.asarray(EDGES), np.asarray(counts), side="right").astype(np.int64)
+
+
+def bucket_labels(counts: np.ndarray) -> np.ndarray:
+    """object [n]: the name of β(n) of each count (:data:`NAMES`), as the report labels items."""
+    return np.asarray(NAMES, dtype=object)[bucket_of(counts)]

@@ -196,6 +196,15 @@ class Interactions:
         return lookup_ids(self.item_ids, ids, "item")
 
 
+def merged(train: Interactions, valid: Interactions | None) -> Interactions:
+    """``train`` and ``valid`` as one :class:`Interactions` (same id universe)."""
+    if valid is None or len(valid) == 0:
+        return train
+    times = None if train.timestamps is None or valid.timestamps is None else np.r_[train.timestamps, valid.timestamps]
+    return Interactions(train.user_ids, train.item_ids, np.r_[train.users, valid.users], np.r_[train.items, valid.items],
+                        np.r_[train.weights, valid.weights], times)
+
+
 def _optional_column(frame: pd.DataFrame, name: str | None, default: str, role: str) -> str | None:
     if name is None:
         return None

@@ -79,7 +79,7 @@ def _order(frame: pd.DataFrame, seed: int) -> pd.DataFrame:
     return shuffled.sort_values(USER, kind="stable")
 
 
-def _last_n(frame: pd.DataFrame, n: int, seed: int, min_keep: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
+def last_n(frame: pd.DataFrame, n: int, seed: int, min_keep: int = 1) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split off each user's last ``n`` interactions, for users who keep at least ``min_keep``."""
     if n <= 0 or len(frame) == 0:
         return frame, frame.iloc[:0]
@@ -93,7 +93,7 @@ def _last_n(frame: pd.DataFrame, n: int, seed: int, min_keep: int = 1) -> tuple[
 def _finish(
     name: str, train: pd.DataFrame, test: pd.DataFrame, config: SplitConfig, **extra: object
 ) -> Split:
-    train, valid = _last_n(train, config.valid_per_user, config.seed, min_keep=1)
+    train, valid = last_n(train, config.valid_per_user, config.seed, min_keep=1)
     # Known = seen in training or validation: every model may fit on both.
     known_items = set(train[ITEM]) | set(valid[ITEM])
     known_users = set(train[USER]) | set(valid[USER])
@@ -137,7 +137,7 @@ def temporal(frame: pd.DataFrame, config: SplitConfig) -> Split:
 
 def leave_last(frame: pd.DataFrame, config: SplitConfig) -> Split:
     """Per user, the last ``n`` interactions by time are test (users keeping at least 2 in train)."""
-    train, test = _last_n(frame, config.n, config.seed, min_keep=2)
+    train, test = last_n(frame, config.n, config.seed, min_keep=2)
     return _finish(f"leave_last_{config.n}", train, test, config)
 
 
@@ -167,7 +167,7 @@ def cold_items(frame: pd.DataFrame, config: SplitConfig) -> Split:
                             replace=False).tolist())
     how = f"{config.cold_fraction:.0%} seed {config.seed}, {config.unsold_fraction:.0%} of them unsold"
     is_cold = frame[ITEM].isin(held)
-    warm_train, warm_test = _last_n(frame[~is_cold], config.n, config.seed, min_keep=2)
+    warm_train, warm_test = last_n(frame[~is_cold], config.n, config.seed, min_keep=2)
     test = pd.concat([warm_test, frame[is_cold & ~frame[ITEM].isin(unsold)]])
     if unsold:
         logger.info("split: %d held-out items made unsold: their %d test interactions are dropped",
@@ -184,7 +184,7 @@ def cold_users(frame: pd.DataFrame, config: SplitConfig) -> Split:
     rng = np.random.default_rng(config.seed)
     held = set(rng.choice(users, size=round(config.cold_fraction * len(users)), replace=False).tolist())
     is_cold = frame[USER].isin(held)
-    warm_train, warm_test = _last_n(frame[~is_cold], config.n, config.seed, min_keep=2)
+    warm_train, warm_test = last_n(frame[~is_cold], config.n, config.seed, min_keep=2)
     cold = _order(frame[is_cold], config.seed)
     position = cold.groupby(USER).cumcount().to_numpy()
     revealed, cold_test = cold[position < config.reveal], cold[position >= config.reveal]

@@ -15,15 +15,12 @@ import scipy.sparse as sp
 import torch
 
 from hybrid.config import ExperimentConfig
+from hybrid.data.buckets import NAMES, bucket_labels
 from hybrid.data.catalogue import catalogue_at, catalogue_ids, filter_ratings, filter_training
 from hybrid.data.datasets import DataBundle, load_dataset, load_files
 from hybrid.data.interactions import ITEM, ORDER, USER, Interactions, item_texts
 from hybrid.data.splits import Split, make_split
 from hybrid.data.written import known_written, with_written
-from hybrid.evaluation.metrics import (
-    BUCKETS,
-    bucket_labels,
-)
 from hybrid.models.base import FitData
 from hybrid.retrieval.candidates import draw_candidates
 
@@ -182,7 +179,7 @@ def _groups(split: Split, counts: np.ndarray, user_ids: pd.Index, users: np.ndar
     elif split.cold_items:
         groups["warm"], groups["cold"] = (every_user, counts > 0), (every_user, counts == 0)
     labels = bucket_labels(counts)
-    for name, _, _ in BUCKETS:
+    for name in NAMES:
         groups[f"bucket:{name}"] = (every_user, labels == name)
     for name, low, high in USER_BUCKETS:
         groups[f"user:{name}"] = ((user_known >= low) & (user_known <= high), None)

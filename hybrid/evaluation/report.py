@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from hybrid.evaluation.metrics import BUCKETS
+from hybrid.data.buckets import NAMES
 
 # warm / cold: the test items of one kind in the full list; cold_only / warm_only: lists of that
 # kind of item only (the ALDI/GAR protocols), on splits with cold items.
@@ -57,7 +57,7 @@ def markdown_table(results: dict[str, Any]) -> str:
         row += [f"{result['fit_seconds']:.1f}", f"{result['rank_seconds']:.1f}"]
         lines.append("| " + " | ".join(row) + " |")
     lines += ["", f"Recall@{k} by the test item's training-interaction count:", ""]
-    names = [b[0] for b in BUCKETS]
+    names = list(NAMES)
     lines.append("| model | " + " | ".join(names) + " |")
     lines.append("|" + "---|" * (len(names) + 1))
     for name, result in results["models"].items():
@@ -133,7 +133,7 @@ def plot_buckets(results: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     k = max(results["k"])
-    names = [b[0] for b in BUCKETS]
+    names = list(NAMES)
     fig, ax = plt.subplots(figsize=(7, 4.5))
     for model, result in results["models"].items():
         values = [result["buckets"].get(b, {}).get(f"recall@{k}", float("nan")) for b in names]

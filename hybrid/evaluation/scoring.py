@@ -5,16 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-import scipy.sparse as sp
-import torch
 
-from hybrid.evaluation.metrics import (
-    hit_matrix,
-    metrics_from_hits,
-    ranking_metrics,
-    restrict_columns,
-)
 from hybrid.evaluation.prepare import Prepared
+from hybrid.metrics import padded_metrics, ranking_metrics, restrict_columns
 
 
 def restricted_top(items: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
@@ -25,13 +18,6 @@ def restricted_top(items: np.ndarray, scores: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
-def padded_metrics(top: np.ndarray, relevant: sp.csr_matrix, ks: list[int]) -> dict[str, float]:
-    """:func:`~hybrid.evaluation.metrics.ranking_metrics` of lists that may end in -1 (no item, never a hit)."""
-    top_t = torch.as_tensor(np.asarray(top), dtype=torch.int64)
-    hits = hit_matrix(top_t.clamp(min=0), relevant) & (top_t >= 0)
-    return metrics_from_hits(hits, torch.as_tensor(np.diff(relevant.indptr), dtype=torch.int64), ks)
-
-
 def evaluate_rankings(
     top: np.ndarray, prepared: Prepared, ks: list[int], restricted: dict[str, np.ndarray] | None = None,
     bootstrap: int = 0, seed: int = 0,
@@ -39,7 +25,7 @@ def evaluate_rankings(
     """Metrics for every group from the ranked item indices of ``prepared.users``, and for every
     restricted ranking in ``restricted`` (name of ``prepared.restricted`` -> :func:`restricted_top`)
     against the test items among its items; users with none of those are left out. ``bootstrap``:
-    95% intervals over users for the groups (:func:`~hybrid.evaluation.metrics.metrics_from_hits`)."""
+    95% intervals over users for the groups (:func:`~hybrid.metrics.metrics_from_hits`)."""
     relevant_all = prepared.test[prepared.users]
     result: dict[str, Any] = {"buckets": {}, "user_buckets": {}}
     nested = {"bucket": "buckets", "user": "user_buckets"}

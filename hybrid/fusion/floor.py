@@ -28,11 +28,11 @@ import torch
 
 from hybrid.data.buckets import bucket_of
 from hybrid.data.interactions import Interactions
-from hybrid.evaluation.metrics import ranking_metrics
 from hybrid.fusion.gate import fuse
 from hybrid.fusion.signals import SignalSet, standardise
 from hybrid.fusion.trend import WINDOWS_DAYS, recent_counts
 from hybrid.fusion.user_side import SideRegression
+from hybrid.metrics import ranking_metrics
 
 logger = logging.getLogger(__name__)
 

@@ -41,7 +41,7 @@ from typing_extensions import Self
 
 from hybrid.config import from_dict
 from hybrid.data.buckets import bucket_of
-from hybrid.data.interactions import Interactions
+from hybrid.data.interactions import Interactions, merged
 from hybrid.data.text_features import encode_texts
 from hybrid.fusion import persist
 from hybrid.fusion.candidates import (
@@ -55,7 +55,7 @@ from hybrid.fusion.floor import prior_scores
 from hybrid.fusion.gate import fuse
 from hybrid.fusion.neighbours import text_neighbours
 from hybrid.fusion.new_users import NewUserPath, fit_new_user_path, refit_side
-from hybrid.fusion.rehearsal import cold_validation, merged
+from hybrid.fusion.rehearsal import cold_validation
 from hybrid.fusion.selection import choose_graph_half, fit_item_gate
 from hybrid.fusion.signals import SignalSet
 from hybrid.fusion.trend import choose_window, recent_counts

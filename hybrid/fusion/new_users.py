@@ -26,14 +26,15 @@ import scipy.sparse as sp
 import torch
 
 from hybrid.data.buckets import NAMES, SPARSE_BELOW, bucket_of
-from hybrid.evaluation.metrics import recall_at, top_unknown
+from hybrid.data.interactions import merged
 from hybrid.fusion.config import FusionConfig
 from hybrid.fusion.floor import ZeroHistoryPrior, choose_zero_history_prior
 from hybrid.fusion.gate import fit_gate, fuse, gate_examples
-from hybrid.fusion.rehearsal import ColdValidation, earliest, first_items, merged, subset
+from hybrid.fusion.rehearsal import ColdValidation, earliest, first_items, subset
 from hybrid.fusion.signals import FEATURES, SIGNAL_CACHE_FLOATS, SignalSet, standardise
 from hybrid.fusion.trend import recent_counts
 from hybrid.fusion.user_side import SideRegression
+from hybrid.metrics import recall_at, top_unknown
 from hybrid.models.base import FitData, Recommender, make_model
 
 logger = logging.getLogger(__name__)

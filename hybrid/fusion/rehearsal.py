@@ -29,7 +29,7 @@ from typing import Literal
 import numpy as np
 import scipy.sparse as sp
 
-from hybrid.data.interactions import Interactions
+from hybrid.data.interactions import Interactions, merged
 
 logger = logging.getLogger(__name__)
 
@@ -90,15 +90,6 @@ def subset(data: Interactions, keep: np.ndarray) -> Interactions:
         data.user_ids, data.item_ids, data.users[keep], data.items[keep], data.weights[keep],
         None if data.timestamps is None else data.timestamps[keep],
     )
-
-
-def merged(train: Interactions, valid: Interactions | None) -> Interactions:
-    """``train`` and ``valid`` as one :class:`Interactions` (same id universe)."""
-    if valid is None or len(valid) == 0:
-        return train
-    times = None if train.timestamps is None or valid.timestamps is None else np.r_[train.timestamps, valid.timestamps]
-    return Interactions(train.user_ids, train.item_ids, np.r_[train.users, valid.users], np.r_[train.items, valid.items],
-                        np.r_[train.weights, valid.weights], times)
 
 
 def choose_pseudo_new(data: Interactions, share: float, seed: int) -> np.ndarray:

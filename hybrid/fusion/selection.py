@@ -17,13 +17,13 @@ import scipy.sparse as sp
 import torch
 
 from hybrid.data.buckets import bucket_of
-from hybrid.evaluation.metrics import recall_at, restrict_columns, top_unknown
 from hybrid.fusion.config import FusionConfig
 from hybrid.fusion.gate import Gate, fit_gate, fuse, gate_examples
 from hybrid.fusion.halves import auto_halves
 from hybrid.fusion.rehearsal import ColdValidation
 from hybrid.fusion.signals import FEATURES, SIGNAL_CACHE_FLOATS, SignalSet
 from hybrid.fusion.trend import recent_counts
+from hybrid.metrics import recall_at, restrict_columns, top_unknown
 from hybrid.models.base import FitData, Recommender, make_model
 from hybrid.profiling import StageProfile
 

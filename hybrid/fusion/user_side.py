@@ -22,7 +22,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from hybrid.evaluation.metrics import ranking_metrics
+from hybrid.metrics import ranking_metrics
 
 logger = logging.getLogger(__name__)
 

@@ -24,10 +24,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from hybrid.evaluation.metrics import ranking_metrics
-from hybrid.fusion.rehearsal import earliest, first_items, merged, subset
+from hybrid.data.interactions import merged
+from hybrid.fusion.rehearsal import earliest, first_items, subset
+from hybrid.metrics import mask_history, ranking_metrics
 from hybrid.models.base import FitData, make_model
-from hybrid.retrieval.ranking import mask_history
 
 logger = logging.getLogger(__name__)
 

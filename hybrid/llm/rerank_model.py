@@ -22,8 +22,8 @@ from typing_extensions import Self
 from hybrid.config import from_dict
 from hybrid.llm.fusion import choose_weight, fused_order, progress
 from hybrid.llm.reranker import SCORES, LLMReranker, UserProfile, prompt_title
+from hybrid.metrics import mask_history
 from hybrid.models.base import FitData, Recommender, make_model, register
-from hybrid.retrieval.ranking import mask_history
 
 
 @dataclass

@@ -9,8 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hybrid.evaluation.metrics import hit_matrix, metrics_from_hits
-from hybrid.retrieval.ranking import mask_history
+from hybrid.metrics import hit_matrix, mask_history, metrics_from_hits
 
 
 class BPRModel(nn.Module):

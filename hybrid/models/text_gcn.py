@@ -28,8 +28,8 @@ from safetensors.torch import load_file, save_file
 from typing_extensions import Self
 
 from hybrid.config import from_dict
+from hybrid.data.interactions import merged
 from hybrid.data.text_features import EncoderConfig, encode_texts
-from hybrid.fusion.rehearsal import merged
 from hybrid.models.base import FitData, Recommender, dot_candidates, register
 from hybrid.models.content import sparse_rows
 from hybrid.persistence import atomic_folder, check_shape, verify_folder, write_manifest

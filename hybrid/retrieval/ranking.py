@@ -9,25 +9,12 @@ import scipy.sparse as sp
 import torch
 
 from hybrid.data.interactions import BadInputError
+from hybrid.metrics import mask_history
 from hybrid.models.base import Recommender
 
 # A batch's score matrix holds at most this many entries (512 MiB of float32): at 10M items a
 # batch is 13 users, not ``batch_size``'s 1,024 (40 GB); below 131,072 items ``batch_size`` rules.
 MAX_SCORE_ENTRIES = 1 << 27
-
-
-def mask_history(scores: torch.Tensor, history: sp.csr_matrix) -> torch.Tensor:
-    """Set the scores of each row's history items to -inf, in place.
-
-    Args:
-        scores: float [b, n_items].
-        history: CSR [b, n_items] aligned with ``scores`` rows.
-    """
-    counts = torch.as_tensor(np.diff(history.indptr), dtype=torch.int64, device=scores.device)
-    rows = torch.repeat_interleave(torch.arange(len(counts), device=scores.device), counts)
-    cols = torch.as_tensor(history.indices, dtype=torch.int64, device=scores.device)
-    scores[rows, cols] = -torch.inf
-    return scores
 
 
 def check_k(k: int) -> int:

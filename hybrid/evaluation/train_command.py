@@ -33,10 +33,10 @@ import numpy as np
 from hybrid.config import ExperimentConfig, load_config
 from hybrid.device import resolve_device
 from hybrid.evaluation.evaluate import resolve_config
-from hybrid.evaluation.metrics import ranking_metrics
 from hybrid.evaluation.prepare import load_bundle, prepare
 from hybrid.evaluation.provenance import peak_rss_bytes
 from hybrid.evaluation.run import fitted_model
+from hybrid.metrics import ranking_metrics
 from hybrid.models import distributed
 from hybrid.models.base import FitData, Recommender
 from hybrid.models.bpr import validation_metrics

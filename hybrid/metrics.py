@@ -1,4 +1,8 @@
-"""Top-K ranking metrics, as pure functions of a hit matrix.
+"""Top-K ranking metrics, as pure functions of a hit matrix, and the top-K helpers fitting needs.
+
+Below the models (STYLE 17): a model's validation (:mod:`hybrid.models.bpr`), the hybrid's
+rehearsal (:mod:`hybrid.fusion`) and the evaluation (:mod:`hybrid.evaluation`) all rank and score
+with these, and this module imports nothing of theirs.
 
 Definitions, for one user with test set T and top-K list L (``tests/test_metrics.py`` checks each
 against values worked out by hand):
@@ -20,10 +24,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from hybrid.data.buckets import NAMES, RANGES, bucket_of
-
 METRICS = ("recall", "precision", "ndcg", "mrr", "hit_rate")
-BUCKETS = RANGES  # the report's count buckets: hybrid.data.buckets, the gate's own
 
 
 def hit_matrix(top: torch.Tensor, relevant: sp.csr_matrix) -> torch.Tensor:
@@ -105,6 +106,19 @@ def ranking_metrics(top: np.ndarray | torch.Tensor, relevant: sp.csr_matrix, ks:
     return metrics_from_hits(hits, n_rel, ks, bootstrap, seed)
 
 
+def padded_metrics(top: np.ndarray, relevant: sp.csr_matrix, ks: Sequence[int]) -> dict[str, float]:
+    """:func:`ranking_metrics` of lists that may end in -1 (no item, never a hit)."""
+    top_t = torch.as_tensor(np.asarray(top), dtype=torch.int64)
+    hits = hit_matrix(top_t.clamp(min=0), relevant) & (top_t >= 0)
+    return metrics_from_hits(hits, torch.as_tensor(np.diff(relevant.indptr), dtype=torch.int64), ks)
+
+
+def recall_at(top: np.ndarray, relevant: sp.csr_matrix) -> float:
+    """Recall at the lists' length (rounded to 4 places): the rehearsal's figure for the record."""
+    k = top.shape[1]
+    return round(ranking_metrics(top, relevant, [k])[f"recall@{k}"], 4)
+
+
 def restrict_columns(relevant: sp.csr_matrix, keep: np.ndarray) -> sp.csr_matrix:
     """``relevant`` with only the item columns where bool ``keep`` [n_items] is True."""
     mask = sp.diags(keep.astype(np.float32))
@@ -114,15 +128,18 @@ def restrict_columns(relevant: sp.csr_matrix, keep: np.ndarray) -> sp.csr_matrix
     return out
 
 
-def bucket_labels(counts: np.ndarray) -> np.ndarray:
-    """Bucket label per item from its training-interaction count (:mod:`hybrid.data.buckets`)."""
-    return np.asarray(NAMES, dtype=object)[bucket_of(counts)]
+def mask_history(scores: torch.Tensor, history: sp.csr_matrix) -> torch.Tensor:
+    """Set the scores of each row's history items to -inf, in place.
 
-
-def recall_at(top: np.ndarray, relevant: sp.csr_matrix) -> float:
-    """Recall at the lists' length (rounded to 4 places): the rehearsal's figure for the record."""
-    k = top.shape[1]
-    return round(ranking_metrics(top, relevant, [k])[f"recall@{k}"], 4)
+    Args:
+        scores: float [b, n_items].
+        history: CSR [b, n_items] aligned with ``scores`` rows.
+    """
+    counts = torch.as_tensor(np.diff(history.indptr), dtype=torch.int64, device=scores.device)
+    rows = torch.repeat_interleave(torch.arange(len(counts), device=scores.device), counts)
+    cols = torch.as_tensor(history.indices, dtype=torch.int64, device=scores.device)
+    scores[rows, cols] = -torch.inf
+    return scores
 
 
 def top_unknown(scores: torch.Tensor, known: torch.Tensor, k: int = 20) -> np.ndarray:
