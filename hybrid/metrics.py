@@ -113,10 +113,20 @@ def padded_metrics(top: np.ndarray, relevant: sp.csr_matrix, ks: Sequence[int]) 
     return metrics_from_hits(hits, torch.as_tensor(np.diff(relevant.indptr), dtype=torch.int64), ks)
 
 
-def recall_at(top: np.ndarray, relevant: sp.csr_matrix) -> float:
-    """Recall at the lists' length (rounded to 4 places): the rehearsal's figure for the record."""
+def recall_at(top: np.ndarray, relevant: sp.csr_matrix, digits: int | None = 4, padded: bool = False) -> float:
+    """Mean Recall at the lists' length K over the rows of ``relevant`` that hold an item: the one
+    recall of the validation figures that fitting chooses by and records.
+
+    Args:
+        top: int [n, K] ranked item indices per row.
+        relevant: CSR [n, n_items] each row's relevant items.
+        digits: rounded to this many places (the record's figure); None: not rounded.
+        padded: -1 in ``top`` ends a list shorter than K (:func:`padded_metrics`).
+    """
     k = top.shape[1]
-    return round(ranking_metrics(top, relevant, [k])[f"recall@{k}"], 4)
+    metrics = padded_metrics(top, relevant, [k]) if padded else ranking_metrics(top, relevant, [k])
+    recall = metrics[f"recall@{k}"]
+    return recall if digits is None else round(recall, digits)
 
 
 def restrict_columns(relevant: sp.csr_matrix, keep: np.ndarray) -> sp.csr_matrix:

@@ -20,6 +20,7 @@ import torch
 from typing_extensions import Self
 
 from hybrid.config import from_dict
+from hybrid.metrics import recall_at
 from hybrid.models.base import FitData, Recommender, register
 
 logger = logging.getLogger(__name__)
@@ -47,16 +48,17 @@ def window_counts(times: np.ndarray, items: np.ndarray, n_items: int, since: flo
 
 
 def list_recall(order: np.ndarray, seen: sp.csr_matrix, truth: sp.csr_matrix, k: int) -> float:
-    """Mean Recall@k over the rows of ``truth`` that hold an item, when every user gets the global
-    ``order`` without their ``seen`` items."""
-    recalls = []
+    """Mean Recall@k (:func:`~hybrid.metrics.recall_at`, not rounded) over the rows of ``truth``
+    that hold an item, when every user gets the global ``order`` without their ``seen`` items."""
+    rows = np.flatnonzero(np.diff(truth.indptr) > 0)
+    if not len(rows):
+        return 0.0
     head = order[: k + int(np.diff(seen.indptr).max(initial=0))]
-    for row in np.flatnonzero(np.diff(truth.indptr) > 0):
-        mask = np.isin(head, seen.indices[seen.indptr[row]:seen.indptr[row + 1]], invert=True)
-        top = head[mask][:k]
-        wanted = truth.indices[truth.indptr[row]:truth.indptr[row + 1]]
-        recalls.append(np.isin(top, wanted).sum() / len(wanted))
-    return float(np.mean(recalls)) if recalls else 0.0
+    top = np.full((len(rows), k), -1, np.int64)  # -1: a list shorter than k (a small catalogue)
+    for i, row in enumerate(rows):
+        unseen = head[np.isin(head, seen.indices[seen.indptr[row]:seen.indptr[row + 1]], invert=True)][:k]
+        top[i, :len(unseen)] = unseen
+    return recall_at(top, truth[rows], digits=None, padded=True)
 
 
 class Trending(Recommender):
