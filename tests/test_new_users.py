@@ -114,15 +114,37 @@ def test_bootstrap_intervals_bracket_the_mean_and_repeat_with_the_seed() -> None
 
 
 def test_rehearsal_batches_too_large_to_keep_are_recomputed_to_the_same_gates(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Beyond SIGNAL_CACHE_FLOATS the new-user rehearsal recomputes its batches per pass instead
-    of holding users × items signals: the gates come out the same."""
-    from hybrid.fusion import new_users as module
+    """Beyond SIGNAL_CACHE_FLOATS the rehearsals (the item gate's selection users, the new-user
+    gates' users) recompute their batches per pass instead of holding users × items signals: the
+    gates come out the same."""
+    from hybrid.fusion import signals
 
     train, texts, profiles = planted(80)
     data = FitData(train=train, item_text=texts, user_text=profiles, seed=0)
-    kept = make_model("hybrid", {"neighbours": 5}).fit(data).new_users_.gates
-    monkeypatch.setattr(module, "SIGNAL_CACHE_FLOATS", 0)
-    recomputed = make_model("hybrid", {"neighbours": 5}).fit(data).new_users_.gates
+    kept = make_model("hybrid", {"neighbours": 5}).fit(data)
+    monkeypatch.setattr(signals, "SIGNAL_CACHE_FLOATS", 0)
+    recomputed = make_model("hybrid", {"neighbours": 5}).fit(data)
+    assert torch.equal(kept.gate_weight_, recomputed.gate_weight_) and torch.equal(kept.gate_bias_, recomputed.gate_bias_)
+    kept, recomputed = kept.new_users_.gates, recomputed.new_users_.gates
     assert set(kept) == {"0", "1-4", "1-4 no side"} and kept.keys() == recomputed.keys()
     for name, (weight, bias) in kept.items():
         assert torch.equal(weight, recomputed[name][0]) and torch.equal(bias, recomputed[name][1])
+
+
+def test_signal_batches_keep_what_fits_and_remake_the_rest(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A :class:`SignalBatches` within the budget makes its batches once; beyond it, once per pass;
+    a pass left early is not kept."""
+    from hybrid.fusion import signals
+
+    monkeypatch.setattr(signals, "SIGNAL_CACHE_FLOATS", 10)
+    made = []
+
+    def make():
+        made.append(1)
+        yield from range(3)
+
+    kept = signals.SignalBatches(make, 10)
+    assert next(iter(kept)) == 0 and list(kept) == list(kept) == [0, 1, 2] and len(made) == 2
+    made.clear()
+    remade = signals.SignalBatches(make, 11)
+    assert list(remade) == list(remade) == [0, 1, 2] and len(made) == 2

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, Protocol
 
 import numpy as np
@@ -31,7 +31,7 @@ from hybrid.fusion.config import FusionConfig
 from hybrid.fusion.floor import ZeroHistoryPrior, choose_zero_history_prior
 from hybrid.fusion.gate import fit_gate, fuse, gate_examples
 from hybrid.fusion.rehearsal import ColdValidation, earliest, first_items, subset
-from hybrid.fusion.signals import FEATURES, SIGNAL_CACHE_FLOATS, SignalSet, standardise
+from hybrid.fusion.signals import FEATURES, SignalBatches, SignalSet, standardise
 from hybrid.fusion.trend import recent_counts
 from hybrid.fusion.user_side import SideRegression
 from hybrid.metrics import recall_at, top_unknown
@@ -60,16 +60,6 @@ class TextSide(Protocol):
 
     def text_profiles(self, users: np.ndarray, history: sp.csr_matrix, builder: SignalSet | None = None,
                       encoded: torch.Tensor | None = None) -> torch.Tensor | None: ...
-
-
-class Replayable:
-    """An iterable that calls ``make`` afresh for each pass (batches too large to keep)."""
-
-    def __init__(self, make: Callable[[], Iterator]) -> None:
-        self.make = make
-
-    def __iter__(self) -> Iterator:
-        return self.make()
 
 
 def user_bucket(known: np.ndarray) -> np.ndarray:
@@ -224,10 +214,9 @@ def refit_side(path: NewUserPath, rows: sp.csr_matrix, seed: int) -> None:
 
 def rehearsal_batches(model: TextSide, path: NewUserPath, warm: Recommender, builder: SignalSet, buckets: torch.Tensor,
                       users: np.ndarray, keep: np.ndarray, revealed: sp.csr_matrix, positives: sp.csr_matrix,
-                      with_side: bool) -> Iterable[tuple[list[torch.Tensor], torch.Tensor, sp.csr_matrix]]:
+                      with_side: bool) -> SignalBatches[tuple[list[torch.Tensor], torch.Tensor, sp.csr_matrix]]:
     """(signals, revealed items as bool, positives) per batch of rehearsal users ``users[keep]``:
-    the gate's fit and its rehearsal recall read them twice, so they are kept when they fit in
-    SIGNAL_CACHE_FLOATS and otherwise computed again for each pass (the same numbers)."""
+    the gate's fit and its rehearsal recall read them both (:class:`SignalBatches`)."""
     size, device = model.config.batch_size, model.device_
 
     def batches() -> Iterator[tuple[list[torch.Tensor], torch.Tensor, sp.csr_matrix]]:
@@ -236,9 +225,7 @@ def rehearsal_batches(model: TextSide, path: NewUserPath, warm: Recommender, bui
             signals = rehearsal_signals(model, path, warm, builder, buckets, users[rows], revealed[rows], with_side)
             yield signals, torch.as_tensor((revealed[rows] > 0).toarray(), device=device), positives[rows]
 
-    if len(keep) * revealed.shape[1] * len(NEW_USER_FEATURES) <= SIGNAL_CACHE_FLOATS:
-        return list(batches())
-    return Replayable(batches)
+    return SignalBatches(batches, len(keep) * revealed.shape[1] * len(NEW_USER_FEATURES))
 
 
 def rehearsal_signals(model: TextSide, path: NewUserPath, warm: Recommender, builder: SignalSet,

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -21,7 +22,7 @@ from hybrid.fusion.config import FusionConfig
 from hybrid.fusion.gate import Gate, fit_gate, fuse, gate_examples
 from hybrid.fusion.halves import auto_halves
 from hybrid.fusion.rehearsal import ColdValidation
-from hybrid.fusion.signals import FEATURES, SIGNAL_CACHE_FLOATS, SignalSet
+from hybrid.fusion.signals import FEATURES, SignalBatches, SignalSet
 from hybrid.fusion.trend import recent_counts
 from hybrid.metrics import recall_at, restrict_columns, top_unknown
 from hybrid.models.base import FitData, Recommender, make_model
@@ -71,41 +72,24 @@ def choose_graph_half(config: FusionConfig, split: ColdValidation, data: FitData
     return best, models[best], recall
 
 
-class RehearsalSignals:
-    """(user batch, its signals, its known items as bool [b, n_items]) for a fixed set of rehearsal
-    users, kept in memory after the first pass when they fit in SIGNAL_CACHE_FLOATS (the gate is
-    fitted and scored on them several times)."""
-
-    def __init__(self, warm: Recommender, builder: SignalSet, buckets: torch.Tensor, history: sp.csr_matrix,
-                 users: np.ndarray, batch_size: int) -> None:
-        self.warm, self.builder, self.buckets, self.history = warm, builder, buckets, history
-        self.users, self.batch_size = users, batch_size
-        self.keep = len(users) * history.shape[1] * len(FEATURES) <= SIGNAL_CACHE_FLOATS
-        self.kept: list[tuple[np.ndarray, list[torch.Tensor], torch.Tensor]] | None = None
-
-    def __iter__(self) -> Iterator[tuple[np.ndarray, list[torch.Tensor], torch.Tensor]]:
-        if self.kept is not None:
-            yield from self.kept
-            return
-        kept = []
-        for start in range(0, len(self.users), self.batch_size):
-            batch = self.users[start:start + self.batch_size]
-            rows = self.history[batch]
-            graph = self.warm.score(batch, rows)
-            graph[:, self.buckets == 0] = 0
-            item = (batch, self.builder.signals(graph, rows), torch.as_tensor((rows > 0).toarray(), device=graph.device))
-            if self.keep:
-                kept.append(item)
-            yield item
-        if self.keep:
-            self.kept = kept
+def warm_signals(warm: Recommender, builder: SignalSet, buckets: torch.Tensor, history: sp.csr_matrix,
+                 users: np.ndarray, batch_size: int) -> Iterator[tuple[np.ndarray, list[torch.Tensor], torch.Tensor]]:
+    """(user batch, its signals, its known items as bool [b, n_items]) for rehearsal ``users``,
+    the graph half's scores of new items (bucket 0) set to 0 as at scoring time."""
+    for start in range(0, len(users), batch_size):
+        batch = users[start:start + batch_size]
+        rows = history[batch]
+        graph = warm.score(batch, rows)
+        graph[:, buckets == 0] = 0
+        yield batch, builder.signals(graph, rows), torch.as_tensor((rows > 0).toarray(), device=graph.device)
 
 
-def validation_recall(gate: Gate, batches: RehearsalSignals, positives: sp.csr_matrix) -> dict[str, float]:
+def validation_recall(gate: Gate, batches: Iterable[tuple[np.ndarray, list[torch.Tensor], torch.Tensor]],
+                      buckets: torch.Tensor, relevant: sp.csr_matrix) -> dict[str, float]:
     """Full-ranking validation Recall@20 of the fused score and of each signal alone: what the
-    gate gains over its best input, on the rehearsal, for the record."""
+    gate gains over its best input, on the rehearsal, for the record. ``batches``: from
+    :func:`warm_signals`; ``relevant``: CSR [n, n_items] the positives of its users, in order."""
     names = ("hybrid", "graph", "profile", "text_knn", "text_graph", "hybrid warm_only", "graph warm_only")
-    buckets = batches.buckets
     new = buckets == 0
     tops: dict[str, list[np.ndarray]] = {name: [] for name in names}
     with torch.no_grad():
@@ -117,7 +101,6 @@ def validation_recall(gate: Gate, batches: RehearsalSignals, positives: sp.csr_m
             for name, scores in ranked:
                 tops[name].append(top_unknown(scores, known))
     new_np = new.cpu().numpy()
-    relevant = positives[batches.users]
     sparse_rel = restrict_columns(relevant, ((buckets == 1) | (buckets == 2)).cpu().numpy())
     position = np.full(len(new_np), -1)
     position[~new_np] = np.arange(int((~new_np).sum()))
@@ -149,8 +132,7 @@ def fit_item_gate(config: FusionConfig, warm: Recommender, split: ColdValidation
     held = np.zeros(len(users), bool)
     held[rng.choice(len(users), max(1, round(SELECTION_SHARE * len(users))), replace=False)] = True
     users, select = users[~held], users[held]
-    fitting = RehearsalSignals(warm, builder, buckets, history, users, config.batch_size)
-    fitting.keep = False  # read once
+    fitting = warm_signals(warm, builder, buckets, history, users, config.batch_size)  # read once
     examples = gate_examples(((signals, known, split.positives[batch]) for batch, signals, known in fitting),
                              torch.as_tensor(split.pseudo_new, device=device), buckets, rng,
                              config.candidates, config.random_negatives, config.max_positives)
@@ -164,14 +146,16 @@ def fit_item_gate(config: FusionConfig, warm: Recommender, split: ColdValidation
     # sparse_weight None: the smallest weight of SPARSE_GRID whose fused list serves items with
     # 1–19 interactions at least as well as the graph and the text profile alone, on the selection
     # users (no weight does: the one-list objective, weight 1, and a log line).
-    selection = RehearsalSignals(warm, builder, buckets, history, select, config.batch_size)
+    selection = SignalBatches(partial(warm_signals, warm, builder, buckets, history, select, config.batch_size),
+                              len(select) * history.shape[1] * len(FEATURES))
+    relevant = split.positives[select]
     grid = SPARSE_GRID if config.sparse_weight is None else (config.sparse_weight,)
     tried: dict[float, dict[str, float]] = {}
     fitted: dict[float, tuple[Gate, float]] = {}
     choice, gate = None, None
     for weight in grid:  # each gate starts from the previous one (convex: the same optimum, fewer steps)
         gate, loss = fitted[weight] = fit(weight, gate)
-        recall = tried[weight] = validation_recall(gate, selection, split.positives)
+        recall = tried[weight] = validation_recall(gate, selection, buckets, relevant)
         if config.sparse_weight is not None or recall["hybrid 1-19"] >= max(recall["graph 1-19"], recall["profile 1-19"]):
             choice = weight
             break

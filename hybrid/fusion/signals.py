@@ -20,8 +20,9 @@ item's top-M text neighbours (cosine > 0, itself excluded): :mod:`hybrid.fusion.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Generic, TypeVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -202,6 +203,36 @@ class PopularitySignal(CatalogueSignal):
 # read them up to this many floats (1 GiB), and recomputed per pass beyond: a rehearsal sample of
 # thousands of users over a catalogue of 10⁵ items would otherwise hold tens of GiB.
 SIGNAL_CACHE_FLOATS = 2**28
+Batch = TypeVar("Batch")
+
+
+class SignalBatches(Generic[Batch]):
+    """Batches of rehearsal signals that several passes read (a gate's fit, then its recall): kept
+    in memory after the first pass where their size, ``floats``, is at most SIGNAL_CACHE_FLOATS,
+    and otherwise made afresh by ``make`` for each pass (the same numbers).
+
+    Args:
+        make: returns a fresh iterator over the batches.
+        floats: how many floats the batches hold (users × items × signals).
+    """
+
+    def __init__(self, make: Callable[[], Iterator[Batch]], floats: int) -> None:
+        self.make = make
+        self.keep = floats <= SIGNAL_CACHE_FLOATS
+        self.kept: list[Batch] | None = None
+
+    def __iter__(self) -> Iterator[Batch]:
+        if self.kept is not None:
+            yield from self.kept
+            return
+        if not self.keep:
+            yield from self.make()
+            return
+        kept = []
+        for batch in self.make():
+            kept.append(batch)
+            yield batch
+        self.kept = kept  # only after a whole pass: a pass left early is made afresh next time
 
 SIGNALS: tuple[type[Signal], ...] = (GraphSignal, ProfileSignal, TextKnnSignal, TextGraphSignal, TrendingSignal,
                                      PopularitySignal)
