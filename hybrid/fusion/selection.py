@@ -148,14 +148,13 @@ def fit_item_gate(config: FusionConfig, warm: Recommender, split: ColdValidation
     # users (no weight does: the one-list objective, weight 1, and a log line).
     selection = SignalBatches(partial(warm_signals, warm, builder, buckets, history, select, config.batch_size),
                               len(select) * history.shape[1] * len(FEATURES))
-    relevant = split.positives[select]
     grid = SPARSE_GRID if config.sparse_weight is None else (config.sparse_weight,)
     tried: dict[float, dict[str, float]] = {}
     fitted: dict[float, tuple[Gate, float]] = {}
     choice, gate = None, None
     for weight in grid:  # each gate starts from the previous one (convex: the same optimum, fewer steps)
         gate, loss = fitted[weight] = fit(weight, gate)
-        recall = tried[weight] = validation_recall(gate, selection, buckets, relevant)
+        recall = tried[weight] = validation_recall(gate, selection, buckets, split.positives[select])
         if config.sparse_weight is not None or recall["hybrid 1-19"] >= max(recall["graph 1-19"], recall["profile 1-19"]):
             choice = weight
             break
