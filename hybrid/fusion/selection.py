@@ -108,7 +108,7 @@ def validation_recall(gate: Gate, batches: Iterable[tuple[np.ndarray, list[torch
     for name, parts in tops.items():
         top = np.concatenate(parts)
         if name.endswith("warm_only"):  # the warm-only metric over warm columns only
-            out[name] = recall_at(position[top], relevant[:, ~new_np])
+            out[name] = recall_at(position[top], relevant[:, ~new_np], padded=True)
         else:
             out[name] = recall_at(top, relevant)
         if name in ("hybrid", "graph", "profile"):  # the one list scored on items with 1–19 interactions
