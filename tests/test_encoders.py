@@ -382,3 +382,14 @@ def test_transformers_backend_without_normalisation(hf_encoder) -> None:
     norms = np.linalg.norm(vectors, axis=1, keepdims=True)
     assert not np.allclose(norms, 1.0)
     np.testing.assert_allclose(vectors / norms, hf_encoder.encode(TITLES[:3]), atol=1e-6, rtol=0)
+
+
+def test_forget_encoders_starts_the_next_encode_as_a_fresh_process(tmp_path) -> None:
+    """benchmarks/fit_profile.py times a fit with no encoder instance held (as a second hybrid-eval run)."""
+    from hybrid.data.text_features import EncoderConfig, build_encoder, forget_encoders
+
+    config = EncoderConfig(cache_dir=str(tmp_path))  # building one loads no model (lazy)
+    first = build_encoder(config)
+    assert build_encoder(config) is first  # one instance per process and setting
+    forget_encoders()
+    assert build_encoder(config) is not first

@@ -39,6 +39,12 @@ def _encoder(model: str | None, backend: str, cache_dir: str | None, device: str
     return get_encoder(model, backend=backend, cache_dir=folder, device=device)  # type: ignore[arg-type]
 
 
+def forget_encoders() -> None:
+    """Drop this process's encoder instances: the next encode starts as a fresh process does
+    (vectors read from the on-disk cache, the model loaded only for a text missing from it)."""
+    _encoder.cache_clear()
+
+
 def build_encoder(config: EncoderConfig, device: str | None = None) -> TextEncoder:
     return _encoder(config.model, config.backend, config.cache_dir, device)
 
