@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from hybrid.models.base import ModelFactory, model_names, register
 
 # "auto" tries EASE only up to this many items: its dense inverse costs n³ flops and n² floats
-# (5,000 items: 1.25e11 flops, a few seconds on 2 cores, and 100 MB; 20,000: 64x the time and
-# 1.6 GB), while GF-CF and BSPM grow with the interactions.
+# (5,000 items: 1.25e11 flops and 100 MB; 20,000: 64x the flops and 1.6 GB), while GF-CF and BSPM
+# grow with the interactions.
 EASE_MAX_ITEMS = 5_000
 
 
