@@ -51,10 +51,11 @@ from hybrid.fusion.candidates import (
     reference_items,
 )
 from hybrid.fusion.config import FusionConfig
+from hybrid.fusion.explain import Explanation, explain_rows
 from hybrid.fusion.floor import prior_scores
 from hybrid.fusion.gate import fuse
 from hybrid.fusion.neighbours import text_neighbours
-from hybrid.fusion.new_users import NewUserPath, fit_new_user_path, refit_side
+from hybrid.fusion.new_users import NewUserPath, SignalRows, fit_new_user_path, refit_side
 from hybrid.fusion.rehearsal import cold_validation
 from hybrid.fusion.selection import choose_graph_half, fit_item_gate
 from hybrid.fusion.signals import SignalSet
@@ -170,6 +171,22 @@ class FusionHybrid(Recommender):
                     profiles: torch.Tensor | None = None) -> torch.Tensor:
         """``score`` with a new user's side vectors [b, d] and text profiles [b, d] given directly
         (the facade's users with no index); None: from the fitted users' side information."""
+        with torch.no_grad():
+            rows = self.signal_rows(users, history, side, profiles)
+            fused = fuse(rows.signals, self.gate_weight_, self.gate_bias_, self.buckets_)
+            if len(rows.new_rows):
+                picked = torch.as_tensor(rows.new_rows, device=self.device_)
+                part = fused[picked]
+                self.new_users_.fuse_rows([sig[picked] for sig in rows.signals], rows.side, rows.known, rows.has_side,
+                                          self.buckets_, part)
+                fused[picked] = part
+            return fused
+
+    def signal_rows(self, users: np.ndarray, history: sp.csr_matrix, side: torch.Tensor | None = None,
+                    profiles: torch.Tensor | None = None) -> SignalRows:
+        """What :meth:`score_users` fuses (its arguments as there): every signal of every row, and
+        which rows the new-user path scores with what (:class:`~hybrid.fusion.new_users.SignalRows`);
+        :mod:`hybrid.fusion.explain` reads the same numbers."""
         users = np.asarray(users)
         n_warm = self.warm_items_
         with torch.no_grad():
@@ -180,18 +197,20 @@ class FusionHybrid(Recommender):
             if profiles is None:
                 profiles = self.text_profiles(users, history, encoded=self.new_users_.user_vectors)
             signals = self.builder_.signals(graph, history, profiles)
-            fused = fuse(signals, self.gate_weight_, self.gate_bias_, self.buckets_)
             rows = self.new_users_.rows(users, history)
-            if len(rows):
-                picked = torch.as_tensor(rows, device=self.device_)
-                features = self.new_users_.features(users[rows], None if side is None else side[picked], self.device_)
-                side_signal = self.new_users_.side_signal(features, len(rows), history.shape[1], self.device_)
-                part = fused[picked]
-                has_side = np.zeros(len(rows), bool) if features is None else (features != 0).any(1).cpu().numpy()
-                self.new_users_.fuse_rows([sig[picked] for sig in signals], side_signal, np.diff(history.indptr)[rows],
-                                          has_side, self.buckets_, part)
-                fused[picked] = part
-            return fused
+            if not len(rows):
+                return SignalRows(signals, rows, None, np.zeros(0, np.int64), np.zeros(0, bool))
+            picked = torch.as_tensor(rows, device=self.device_)
+            features = self.new_users_.features(users[rows], None if side is None else side[picked], self.device_)
+            side_signal = self.new_users_.side_signal(features, len(rows), history.shape[1], self.device_)
+            has_side = np.zeros(len(rows), bool) if features is None else (features != 0).any(1).cpu().numpy()
+            return SignalRows(signals, rows, side_signal, np.diff(history.indptr)[rows], has_side)
+
+    def explain(self, users: np.ndarray, history: sp.csr_matrix, items: list[np.ndarray],
+                side: torch.Tensor | None = None, profiles: torch.Tensor | None = None) -> list[list[Explanation]]:
+        """Why each row's ``items`` (item indices) score as they do (:mod:`hybrid.fusion.explain`):
+        rows and arguments as :meth:`score_users`; only reads the model."""
+        return explain_rows(self, users, history, items, side, profiles)
 
     def score_candidates(self, users: np.ndarray, history: sp.csr_matrix, candidates: np.ndarray) -> torch.Tensor:
         """The fused score of each row's candidates, computed on those items (and a fixed reference

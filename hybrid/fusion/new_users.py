@@ -62,6 +62,24 @@ class TextSide(Protocol):
                       encoded: torch.Tensor | None = None) -> torch.Tensor | None: ...
 
 
+@dataclasses.dataclass
+class SignalRows:
+    """What the hybrid fuses for a batch of users (:meth:`FusionHybrid.signal_rows`).
+
+    Attributes:
+        signals: :data:`FEATURES` signals, each float32 [b, n_items], standardised.
+        new_rows: int64 positions of the rows the new-user path scores (:meth:`NewUserPath.rows`).
+        side: float32 [len(new_rows), n_items] their ``side`` signal, or None without such rows.
+        known: int64 [len(new_rows)] their known-item counts; has_side: bool [len(new_rows)].
+    """
+
+    signals: list[torch.Tensor]
+    new_rows: np.ndarray
+    side: torch.Tensor | None
+    known: np.ndarray
+    has_side: np.ndarray
+
+
 def user_bucket(known: np.ndarray) -> np.ndarray:
     """Index into :data:`USER_BUCKETS` of each known-item count (only meaningful where ≤ COLD_USER_MAX)."""
     return (np.asarray(known) > 0).astype(np.int64)
@@ -119,15 +137,22 @@ class NewUserPath:
             scores = torch.nn.functional.pad(scores, (0, n_items - scores.shape[1]))
         return standardise(scores)
 
+    def gate_names(self, known: np.ndarray, has_side: np.ndarray) -> np.ndarray:
+        """object [rows]: the name of the gate each new-user row is scored by (by its known-item
+        count, `` no side`` where it has no side information and the path has such a gate); a
+        name not in ``gates`` leaves the row to the item gate."""
+        names = np.asarray([USER_BUCKETS[b] for b in user_bucket(known)], dtype=object)
+        without = ~np.asarray(has_side, dtype=bool) & np.asarray([n + NO_SIDE in self.gates for n in names], dtype=bool)
+        names[without] = names[without] + NO_SIDE
+        return names
+
     def fuse_rows(self, signals: list[torch.Tensor], side: torch.Tensor, known: np.ndarray, has_side: np.ndarray,
                   buckets: torch.Tensor, out: torch.Tensor) -> None:
         """Write the new-user gates' scores of these rows into ``out`` (the rows' fused scores, in
         place): each row by its bucket's gate, the bucket's no-side gate where the row has no side
         information and the path has one."""
         ordered = [*signals[:-1], side, signals[-1]]
-        names = np.asarray([USER_BUCKETS[b] for b in user_bucket(known)], dtype=object)
-        without = ~np.asarray(has_side, dtype=bool) & np.asarray([n + NO_SIDE in self.gates for n in names], dtype=bool)
-        names[without] = names[without] + NO_SIDE
+        names = self.gate_names(known, has_side)
         for name in dict.fromkeys(names.tolist()):
             rows = np.flatnonzero(names == name)
             if name in self.gates:
