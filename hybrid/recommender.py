@@ -37,6 +37,7 @@ from hybrid.data.interactions import (
 )
 from hybrid.data.splits import last_n
 from hybrid.device import resolve_device
+from hybrid.explanations import Explaining
 from hybrid.fusion.config import FusionConfig
 from hybrid.fusion.explore import ExploreConfig, eligible_items, eligible_scores
 from hybrid.fusion.explore import explore as explore_lists
@@ -56,7 +57,7 @@ HISTORY_FILE = "history.safetensors"
 RETRIEVAL_DIR = "retrieval"
 
 
-class HybridRecommender:
+class HybridRecommender(Explaining):
     """Graph + text hybrid for warm users, new users and new items (see ``hybrid.fusion.model``).
 
     Args:
@@ -146,15 +147,16 @@ class HybridRecommender:
     # ------------------------------------------------------------------ recommending
     def recommend(
         self, users: Any, k: int = 10, filter_seen: bool = True, items: Sequence[Any] | None = None,
-        explore: ExploreConfig | dict[str, Any] | None = None, step: int = 0,
-    ) -> tuple[np.ndarray, ...]:
+        explore: ExploreConfig | dict[str, Any] | None = None, step: int = 0, explain: bool = False,
+    ) -> tuple[Any, ...]:
         """Top-k (item ids, scores) for known users: 1-D for one user id, 2-D for a list.
 
         ``items`` restricts the ranking to those item ids, e.g. a "new arrivals" row where new
         items need not compete with established ones. ``explore`` (an
         :class:`~hybrid.fusion.explore.ExploreConfig` or a dict of its fields) gives up to
         ``slots`` places to new or sparse items so they earn history, and then a third array says
-        which places are exploratory; ``step`` varies its random draws between calls.
+        which places are exploratory; ``step`` varies its random draws between calls. ``explain``
+        adds a last part: each listed item's explanation dict (:mod:`hybrid.explanations`).
         """
         if explore is not None and not isinstance(explore, ExploreConfig):
             explore = from_dict(ExploreConfig, explore, "explore")
@@ -182,6 +184,8 @@ class HybridRecommender:
             eligible = eligible_items(self.model_.counts_, explore, allowed)
             wide = eligible_scores(self.model_, index, self.history_, eligible, filter_seen)
             out = explore_lists(top, scores, eligible, wide, self.model_.counts_, explore, step)
+        if explain:
+            out = (*out, self.explained(index, list(out[0])))
         out = (self.item_ids_.to_numpy()[out[0]], *out[1:])
         return tuple(part[0] for part in out) if single else out
 

@@ -1,0 +1,87 @@
+"""The facade's "why this item": :class:`Explaining`, mixed into :class:`~hybrid.recommender.HybridRecommender`.
+
+    rec.explain("u42", "i7")                       # one dict
+    rec.explain("u42", items=["i7", "i9"])         # a list of dicts, one signal pass
+    rec.explain_top("u42", k=20)                   # the top-20 list, each item explained
+    rec.recommend("u42", k=20, explain=True)       # (ids, scores, explanations)
+    rec.explain_for_user(["i7"], profile="...", known=["i3"])   # a new or zero-history user
+
+Each dict is :meth:`hybrid.fusion.explain.Explanation.to_dict` with item ids: the item's count
+bucket, the path its score took, each signal's contribution and the bias (summing to ``score``,
+the exact hybrid score: with ``retrieval: ann`` the list is ranked by the two-stage estimate,
+which the explanation does not take apart), the user's items behind it and a ``because`` line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import torch
+
+from hybrid.data.interactions import BadInputError, lookup_ids
+from hybrid.fusion.model import FusionHybrid
+
+
+class Explaining:
+    """Explanations over the facade's id maps (``model_``, ``user_ids_``, ``item_ids_``, ``history_``)."""
+
+    model_: FusionHybrid
+    user_ids_: pd.Index
+    item_ids_: pd.Index
+    history_: sp.csr_matrix
+
+    def _check_fitted(self) -> None: ...
+
+    def recommend(self, users: Any, k: int = 10, filter_seen: bool = True, **kwargs: Any) -> tuple[np.ndarray, ...]: ...
+
+    def explain(self, user: Any, item: Any = None, items: Sequence[Any] | None = None) -> dict[str, Any] | list[dict[str, Any]]:
+        """Why ``item`` (a dict) or each of ``items`` (a list of dicts, one signal pass) is scored
+        as it is for the known ``user``. Unknown ids raise ``UnknownIdError``."""
+        self._check_fitted()
+        if (item is None) == (items is None):
+            raise BadInputError("give one item, or items=[...] (not both, not neither)")
+        if np.ndim(user) != 0:
+            raise BadInputError(f"user must be one id, got {type(user).__name__}")
+        index = lookup_ids(self.user_ids_, [user], "user")
+        wanted = lookup_ids(self.item_ids_, [item] if items is None else list(items), "item")
+        if len(wanted) == 0:
+            raise BadInputError("items is empty")
+        row = self.explained(index, [wanted])[0]
+        return row[0] if items is None else row
+
+    def explain_top(self, user: Any, k: int = 10, filter_seen: bool = True) -> list[dict[str, Any]]:
+        """The user's top-k list (as :meth:`recommend` ranks it), each item explained."""
+        return self.recommend(user, k=k, filter_seen=filter_seen, explain=True)[-1]
+
+    def explain_for_user(self, items: Sequence[Any], profile: str | None = None, known: Sequence[Any] = (),
+                         ) -> list[dict[str, Any]]:
+        """Why ``items`` score as they do for a new user with ``profile`` text and/or ``known``
+        items, scored as :meth:`recommend_for_user` scores them (no items: the zero-history path)."""
+        self._check_fitted()
+        if profile is not None and (not isinstance(profile, str) or not profile.strip()):
+            raise BadInputError("profile must be a non-empty string of side information, or None")
+        index = lookup_ids(self.item_ids_, list(known), "item")
+        if profile is None and len(index) == 0:
+            raise BadInputError("give a profile, known items, or both: with neither there is nothing to explain")
+        wanted = lookup_ids(self.item_ids_, list(items), "item")
+        if len(wanted) == 0:
+            raise BadInputError("items is empty")
+        history = sp.csr_matrix((np.ones(len(index), np.float32), (np.zeros(len(index), int), index)),
+                                shape=(1, len(self.item_ids_)))
+        with torch.inference_mode():
+            side = None if profile is None else self.model_.text_vectors([profile])
+            profiles = side if len(index) == 0 else None  # as score_text: the text is the profile
+            rows = self.model_.explain(np.array([-1]), history, [wanted], side=side, profiles=profiles)
+        ids = self.item_ids_.to_numpy()
+        return [e.with_ids(None, ids).to_dict() for e in rows[0]]
+
+    def explained(self, users: np.ndarray, items: list[np.ndarray]) -> list[list[dict[str, Any]]]:
+        """Explanation dicts of each known user's (index) item indices, ids filled in."""
+        with torch.inference_mode():
+            rows = self.model_.explain(users, self.history_[users], items)
+        ids, user_ids = self.item_ids_.to_numpy(), self.user_ids_.to_numpy()
+        return [[e.with_ids(user_ids[u], ids).to_dict() for e in row] for u, row in zip(users, rows, strict=True)]
