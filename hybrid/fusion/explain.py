@@ -113,7 +113,7 @@ class Explanation:
             part = f"{name} {value:.2f}"
             if name in GRAPH_SIGNALS and self.graph_support:
                 part += " (because you liked " + ", ".join(str(s.item) for s in self.graph_support) + ")"
-            elif name in TEXT_SIGNALS and self.text_support:
+            elif name in (*TEXT_SIGNALS, "text_graph") and self.text_support:  # a new item: by its text
                 part += " (like " + ", ".join(str(s.item) for s in self.text_support) + ")"
             elif self.path.startswith("zero-history prior"):
                 part += " (no history yet: what most people take)"

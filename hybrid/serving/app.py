@@ -84,6 +84,12 @@ class RecommendBody(Strict):
     k: int = Field(10, ge=1)
     items: list[Id] | None = Field(None, min_length=1)
     explore: ExploreBody | None = None
+    explain: bool = False  # each listed item's explanation (hybrid.explanations) in ``explanations``
+
+
+class ExplainBody(Strict):
+    user: Id
+    item: Id
 
 
 class HistoryBody(Strict):
@@ -109,6 +115,7 @@ class Ranked(BaseModel):
     items: list[Id]
     scores: list[float]
     explore: list[bool] | None = None  # /recommend: which places are exploratory slots
+    explanations: list[dict[str, Any]] | None = None  # /recommend with "explain": true: one per item
 
 
 class FolderChangedError(RuntimeError):
@@ -210,7 +217,7 @@ def _guard(app: FastAPI, config: ServeConfig) -> None:
 
 
 def _read_routes(app: FastAPI, holder: ModelHolder, config: ServeConfig) -> None:
-    """The endpoints that read the live model: health, readiness and the four rankings."""
+    """The endpoints that read the live model: health, readiness, the four rankings and explanations."""
 
     def check_k(k: int) -> None:
         if k > config.max_k:
@@ -232,8 +239,17 @@ def _read_routes(app: FastAPI, holder: ModelHolder, config: ServeConfig) -> None
         model = holder.model
         items = None if body.items is None else _item_ids(model, body.items)
         explore = ExploreConfig(**body.explore.model_dump()) if body.explore is not None else None
-        ranked = model.recommend(_user_id(model, body.user), k=body.k, items=items, explore=explore)
-        return _ranked(*ranked) if explore is not None else _ranked(*ranked, np.zeros(len(ranked[0]), bool))
+        ranked = model.recommend(_user_id(model, body.user), k=body.k, items=items, explore=explore,
+                                 explain=body.explain)
+        parts = ranked[:-1] if body.explain else ranked
+        out = _ranked(*parts) if explore is not None else _ranked(*parts, np.zeros(len(parts[0]), bool))
+        out.explanations = ranked[-1] if body.explain else None
+        return out
+
+    @app.post("/explain")
+    def explain(body: ExplainBody) -> dict[str, Any]:
+        model = holder.model
+        return model.explain(_user_id(model, body.user), _item_ids(model, [body.item])[0])
 
     @app.post("/recommend/history")
     def recommend_history(body: HistoryBody) -> Ranked:

@@ -3,8 +3,9 @@
 Users are ranked in chunks; each finished chunk is written to ``OUT.parts/`` (atomically, by
 rename), so memory stays at one chunk's lists and an interrupted run, started again with the same
 arguments, skips the chunks it already has. When every chunk is there they are streamed into one
-Parquet file with columns ``user``, ``rank`` (1 = best), ``item`` and ``score``, and the parts are
-removed. A parts folder written for other arguments is refused, not mixed in.
+Parquet file with columns ``user``, ``rank`` (1 = best), ``item`` and ``score`` (and with
+``--explain`` ``because``: e.g. "graph 0.62 (because you liked X, Y); text_knn 0.21 (like X)"), and
+the parts are removed. A parts folder written for other arguments is refused, not mixed in.
 """
 
 from __future__ import annotations
@@ -60,9 +61,29 @@ def job_key(model_dir: Path, users: pd.Index, k: int, chunk_size: int) -> str:
     return digest.hexdigest()
 
 
+def write_chunk(model: HybridRecommender, batch: pd.Index, k: int, explain: bool, path: Path) -> None:
+    """The lists of ``batch`` as one Parquet file at ``path`` (written beside it, then renamed);
+    ``explain``: with a ``because`` column, each item's explanation in one line."""
+    ranked = model.recommend(list(batch), k=k, explain=explain)
+    items, scores = ranked[0], ranked[1]
+    width = items.shape[1]
+    columns = {
+        "user": np.repeat(np.asarray(batch, dtype=object), width).tolist(),
+        "rank": np.tile(np.arange(1, width + 1, dtype=np.int32), len(batch)),
+        "item": items.ravel().tolist(),
+        "score": scores.ravel().astype(np.float32),
+    }
+    if explain:
+        columns["because"] = [e["because"] for row in ranked[2] for e in row]
+    temporary = path.with_suffix(".tmp")
+    pq.write_table(pa.table(columns), temporary)
+    temporary.replace(path)
+
+
 def export(model_dir: str | Path, users_source: str, k: int, out: str | Path, chunk_size: int = 5000,
-           device: str = "cpu", show_progress: bool | None = None) -> dict[str, Any]:
-    """Write the top-``k`` list of every user to ``out``; returns what it did (rows, chunks, seconds)."""
+           device: str = "cpu", show_progress: bool | None = None, explain: bool = False) -> dict[str, Any]:
+    """Write the top-``k`` list of every user to ``out`` (``explain``: with a ``because`` column);
+    returns what it did (rows, chunks, seconds)."""
     start = time.perf_counter()
     model_dir, out = Path(model_dir), Path(out)
     model = HybridRecommender.load(model_dir, device=device)
@@ -71,7 +92,7 @@ def export(model_dir: str | Path, users_source: str, k: int, out: str | Path, ch
     if len(unknown):
         raise UnknownIdError(f"--users: unknown user ids {list(unknown[:5])} ({len(unknown)} in all)")
     parts = out.with_name(out.name + ".parts")
-    key = job_key(model_dir, users, k, chunk_size)
+    key = job_key(model_dir, users, k, chunk_size) + ("+explain" if explain else "")
     if parts.exists():
         job = json.loads((parts / JOB_FILE).read_text()) if (parts / JOB_FILE).exists() else {}
         if job.get("key") != key:
@@ -87,18 +108,7 @@ def export(model_dir: str | Path, users_source: str, k: int, out: str | Path, ch
         if path.exists():
             done += 1
             continue
-        batch = users[index : index + chunk_size]
-        items, scores = model.recommend(list(batch), k=k)
-        width = items.shape[1]
-        table = pa.table({
-            "user": np.repeat(np.asarray(batch, dtype=object), width).tolist(),
-            "rank": np.tile(np.arange(1, width + 1, dtype=np.int32), len(batch)),
-            "item": items.ravel().tolist(),
-            "score": scores.ravel().astype(np.float32),
-        })
-        temporary = path.with_suffix(".tmp")
-        pq.write_table(table, temporary)
-        temporary.replace(path)
+        write_chunk(model, users[index : index + chunk_size], k, explain, path)
     rows = 0
     temporary = out.with_name(out.name + ".tmp")
     writer = None
@@ -123,6 +133,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="the Parquet file to write")
     p.add_argument("--chunk-size", type=int, default=5000, help="users ranked (and kept in memory) at once")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--explain", action="store_true",
+                   help="add a 'because' column: why each item is listed (its largest signals and the items behind them)")
     return p
 
 
@@ -132,7 +144,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.k < 1 or args.chunk_size < 1:
         sys.exit(f"hybrid-recommend: --k and --chunk-size must be positive, got {args.k} and {args.chunk_size}")
     try:
-        summary = export(args.model, args.users, args.k, args.out, args.chunk_size, args.device)
+        summary = export(args.model, args.users, args.k, args.out, args.chunk_size, args.device, explain=args.explain)
     except (OSError, ValueError) as error:
         sys.exit(f"hybrid-recommend: {error}")
     print(f"wrote {summary['rows']} rows for {summary['users']} users to {args.out} in {summary['seconds']} s "
