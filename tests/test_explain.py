@@ -8,10 +8,12 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from test_graph_half_contract import QUICK, SMALL, tastes
 from test_new_users import ASTRONOMER, planted
 
 from hybrid import HybridRecommender
 from hybrid.data.interactions import BadInputError, UnknownIdError
+from hybrid.fusion.halves import GRAPH_HALVES
 
 JAZZ = [
     "Kind of Blue: modal jazz trumpet record with Miles Davis",
@@ -147,3 +149,18 @@ def test_unknown_ids_and_bad_calls_raise(records) -> None:
         records.explain("u0")
     with pytest.raises(BadInputError, match="nothing to explain"):
         records.explain_for_user(["j1"])
+
+
+@pytest.mark.parametrize("half", sorted(GRAPH_HALVES))
+def test_every_graph_half_explains_what_it_ranked(half: str) -> None:
+    frame, text = tastes()
+    config = {**SMALL, "warm_model": half, "warm_params": QUICK.get(half, {})}
+    rec = HybridRecommender(config, device="cpu", seed=3).fit(frame, text)
+    rec.add_items({"s_new": "A crewed rocket launch to the moon"})
+    for user in ("u0", "u1"):
+        _ids, scores, explanations = rec.recommend(user, k=6, explain=True)
+        assert all(abs(summed(e) - s) < TOL for e, s in zip(explanations, scores, strict=True))
+        warm = [e for e in explanations if e["bucket"] != "0"]
+        assert warm and any(e["graph_support"] for e in warm)  # a warm item the graph scores below 0 has none
+    new = rec.explain("u0", "s_new")
+    assert new["graph_support"] == [] and all(s["item"].startswith("s") for s in new["text_support"])

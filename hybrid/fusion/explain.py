@@ -7,8 +7,9 @@ the bias (they sum to the score the ranking used: the same signals, read from
 :meth:`FusionHybrid.signal_rows`), and the user's items that support it most:
 
 * ``graph_support``: each known item j's graph score of i were j the user's only item (what
-  ``similar_items`` ranks by: a graph filter's item-item relation, an embedding model's fold-in),
-  for items the graph knows (bucket > 0; a new item has no graph score);
+  ``similar_items`` ranks by: a graph filter's item-item relation; for an embedding half the dot
+  product of the two items' vectors, where its fold-in starts), for items the graph knows
+  (bucket > 0; a new item has no graph score);
 * ``text_support``: the cosine of j's and i's text vectors, what the text signals read; for a new
   item (bucket 0) it says which of the user's items its text resembles.
 
@@ -29,6 +30,7 @@ import torch
 from hybrid.data.buckets import NAMES
 from hybrid.fusion.new_users import NEW_USER_FEATURES, NewUserPath, SignalRows
 from hybrid.fusion.signals import FEATURES
+from hybrid.models.base import Recommender
 
 MAX_SUPPORT = 3  # supporting items kept per kind
 MAX_HISTORY = 256  # known items whose graph support is computed (the first ones by index beyond it)
@@ -41,6 +43,7 @@ class FusionHybrid(Protocol):
 
     device_: torch.device
     text_: torch.Tensor
+    warm_: Recommender
     buckets_: torch.Tensor
     gate_weight_: torch.Tensor
     gate_bias_: torch.Tensor
@@ -48,8 +51,6 @@ class FusionHybrid(Protocol):
 
     @property
     def warm_items_(self) -> int: ...
-
-    def graph_scores(self, users: np.ndarray, history: sp.csr_matrix) -> torch.Tensor: ...
 
     def signal_rows(self, users: np.ndarray, history: sp.csr_matrix, side: torch.Tensor | None = None,
                     profiles: torch.Tensor | None = None) -> SignalRows: ...
@@ -193,6 +194,20 @@ def _top(values: np.ndarray, known: np.ndarray, item: int) -> list[Support]:
     return [Support(int(known[j]), float(values[j]), float(values[j] / total)) for j in order if values[j] > 0]
 
 
+def item_relation(warm: Recommender, known: np.ndarray, wanted: np.ndarray, n_items: int) -> torch.Tensor:
+    """float [len(known), len(wanted)]: the graph half's score of each wanted item for a user whose
+    only item is each known one (of the half's ``n_items``), from the wanted columns only where the
+    half can (a graph filter's ``score_columns``); an embedding half's fold-in starts from the mean
+    of the items' vectors, so there it is the dot product of the two items' vectors (before the
+    fold-in's BPR steps)."""
+    if getattr(warm, "fold_in", None) is not None:
+        factors = warm.item_factors()
+        at = lambda items: factors[torch.as_tensor(items, device=factors.device)]  # noqa: E731
+        return at(known) @ at(wanted).T
+    alone = sp.csr_matrix((np.ones(len(known), np.float32), (np.arange(len(known)), known)), shape=(len(known), n_items))
+    return warm.score_columns(np.zeros(len(known), np.int64), alone, wanted)
+
+
 def _supports(model: FusionHybrid, history: sp.csr_matrix, wanted: np.ndarray, buckets: np.ndarray,
               ) -> tuple[list[list[Support]], list[list[Support]]]:
     """Graph and text support of each wanted item from one user's known items (CSR [1, n_items])."""
@@ -207,11 +222,7 @@ def _supports(model: FusionHybrid, history: sp.csr_matrix, wanted: np.ndarray, b
     graph = np.zeros((len(known), len(wanted)))
     warm = (wanted < n_warm) & (buckets[wanted] > 0)
     if len(inside) and warm.any():
-        alone = sp.csr_matrix((np.ones(len(inside), np.float32), (np.arange(len(inside)), inside)),
-                              shape=(len(inside), n_warm))
-        scores = model.graph_scores(np.full(len(inside), -1), alone)
-        cols = torch.as_tensor(wanted[warm], device=scores.device)
         graph[np.searchsorted(known, inside)[:, None], np.flatnonzero(warm)[None, :]] = \
-            scores[:, cols].double().cpu().numpy()
+            item_relation(model.warm_, inside, wanted[warm], n_warm).double().cpu().numpy()
     return ([_top(graph[:, n], known, int(i)) for n, i in enumerate(wanted)],
             [_top(cosine[:, n], known, int(i)) for n, i in enumerate(wanted)])
