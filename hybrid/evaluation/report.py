@@ -76,7 +76,18 @@ def markdown_table(results: dict[str, Any]) -> str:
     lines += ["", user_bucket_table(results)]
     if any("candidates" in r for r in results["models"].values()):
         lines += ["", candidate_table(results)]
+    lines += explained_lines(results)
     return "\n".join(lines) + "\n"
+
+
+def explained_lines(results: dict[str, Any]) -> list[str]:
+    """The "why these items" lines: each model's explained examples (:mod:`hybrid.evaluation.explained`), if any."""
+    lines = []
+    for name, result in results["models"].items():
+        for e in result.get("explained") or []:
+            lines.append(f"- {name}, {e['example']}: user {e['user']}, item {e['item']} (bucket {e['bucket']}, "
+                         f"{e['path']}, score {e['score']:.3f}): {e['because']}")
+    return ["", "Why these items (a few of the hybrid's recommendations, explained):", "", *lines] if lines else []
 
 
 def user_bucket_table(results: dict[str, Any]) -> str:

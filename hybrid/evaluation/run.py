@@ -17,6 +17,7 @@ from hybrid.data.datasets import DataBundle
 from hybrid.data.interactions import USER
 from hybrid.device import resolve_device
 from hybrid.evaluation.evidence import write_evidence, write_rankings
+from hybrid.evaluation.explained import explained_examples
 from hybrid.evaluation.prepare import (
     Prepared,
     catalogue_record,
@@ -89,6 +90,9 @@ def run_model(name: str, config: ExperimentConfig, prepared: Prepared, out: Path
     if prepared.candidates is not None:
         result["candidates"] = candidate_metrics(ranker, prepared.users, prepared.history, prepared.candidates)
     write_rankings(prepared, top, scores, out / f"rankings_{name}.csv")
+    examples = explained_examples(model, prepared, top, restricted.get("cold_only"))  # the hybrid only
+    if examples:
+        result["explained"] = examples
     for group, (_, values) in ranked.items():
         write_rankings(prepared, restricted[group], values, out / f"rankings_{name}.{group}.csv")
     return result
