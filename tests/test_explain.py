@@ -8,11 +8,13 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from test_graph_half_contract import QUICK, SMALL, tastes
 from test_new_users import ASTRONOMER, planted
 
 from hybrid import HybridRecommender
 from hybrid.data.interactions import BadInputError, UnknownIdError
+from hybrid.fusion.floor import ZeroHistoryPrior
 from hybrid.fusion.halves import GRAPH_HALVES
 
 JAZZ = [
@@ -113,6 +115,14 @@ def test_zero_history_users_with_gates_or_the_prior() -> None:
     assert out[0]["path"] == ("new-user gate 0" if prior.scores is None else f"zero-history prior {prior.kind}")
     if prior.scores is None:
         assert "side" in out[0]["contributions"]
+    path = rec.model_.new_users_  # the floor's prior in place of the gate: the list rests on it alone
+    path.prior = ZeroHistoryPrior("popularity", None, torch.arange(20, dtype=torch.float32), {})
+    ids, scores = rec.recommend_for_text(ASTRONOMER, k=4)
+    out = rec.explain_for_user(list(ids), profile=ASTRONOMER)
+    assert [e["path"] for e in out] == ["zero-history prior popularity"] * 4
+    assert [e["contributions"] for e in out] == [{"popularity": float(s)} for s in scores] and out[0]["bias"] == 0
+    assert "no history yet" in out[0]["because"]
+    path.prior = prior
     ids, scores = rec.recommend_for_user(profile=ASTRONOMER, items=[1], k=6)
     out = rec.explain_for_user(list(ids), profile=ASTRONOMER, known=[1])
     assert out[0]["path"].startswith("new-user gate 1-4")
