@@ -8,8 +8,9 @@
 
 Each dict is :meth:`hybrid.fusion.explain.Explanation.to_dict` with item ids: the item's count
 bucket, the path its score took, each signal's contribution and the bias (summing to ``score``,
-the exact hybrid score: with ``retrieval: ann`` the list is ranked by the two-stage estimate,
-which the explanation does not take apart), the user's items behind it and a ``because`` line.
+the score the list was ranked by: with ``retrieval: ann`` the two-stage ranker's, its signals
+standardised on the reference items, and ``path`` says "(two-stage)"), the user's items behind it
+and a ``because`` line. ``explain_for_user`` follows ``recommend_for_user``: exact scores.
 """
 
 from __future__ import annotations
@@ -79,9 +80,12 @@ class Explaining:
         ids = self.item_ids_.to_numpy()
         return [e.with_ids(None, ids).to_dict() for e in rows[0]]
 
-    def explained(self, users: np.ndarray, items: list[np.ndarray]) -> list[list[dict[str, Any]]]:
-        """Explanation dicts of each known user's (index) item indices, ids filled in."""
+    def explained(self, users: np.ndarray, items: list[np.ndarray], two_stage: bool | None = None,
+                  ) -> list[list[dict[str, Any]]]:
+        """Explanation dicts of each known user's (index) item indices, ids filled in; ``two_stage``
+        (None: whether this recommender ranks two-stage) explains the two-stage ranker's scores."""
+        two_stage = getattr(self, "stage_", None) is not None if two_stage is None else two_stage
         with torch.inference_mode():
-            rows = self.model_.explain(users, self.history_[users], items)
+            rows = self.model_.explain(users, self.history_[users], items, two_stage=two_stage)
         ids, user_ids = self.item_ids_.to_numpy(), self.user_ids_.to_numpy()
         return [[e.with_ids(user_ids[u], ids).to_dict() for e in row] for u, row in zip(users, rows, strict=True)]

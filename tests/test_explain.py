@@ -174,3 +174,20 @@ def test_every_graph_half_explains_what_it_ranked(half: str) -> None:
         assert warm and any(e["graph_support"] for e in warm)  # a warm item the graph scores below 0 has none
     new = rec.explain("u0", "s_new")
     assert new["graph_support"] == [] and all(s["item"].startswith("s") for s in new["text_support"])
+
+
+def test_a_two_stage_list_is_explained_by_the_scores_it_was_ranked_by() -> None:
+    from conftest import two_tastes
+
+    frame, text = two_tastes()
+    staged = HybridRecommender({"neighbours": 5}, device="cpu",
+                               retrieval={"kind": "ann", "index": {"kind": "flat"}, "candidates": 30}).fit(frame, text)
+    staged.model_.reference_ = np.arange(0, len(staged.item_ids_), 2)  # a sample, as on a large catalogue
+    ids, scores, explanations = staged.recommend("u0", k=6, explain=True)
+    exact = staged.recommend("u0", k=6, items=list(staged.item_ids_))[1]
+    assert not np.allclose(scores, exact, atol=1e-3)  # the sample's standardisation moves the scores
+    assert [e["item"] for e in explanations] == list(ids)
+    assert all(abs(summed(e) - s) < TOL and e["path"].endswith("(two-stage)")
+               for e, s in zip(explanations, scores, strict=True))
+    one = staged.explain("u0", ids[0])  # the same, to float rounding (other columns beside it)
+    assert rounded(one) == rounded(explanations[0]) and abs(one["score"] - scores[0]) < TOL

@@ -27,7 +27,7 @@ import scipy.sparse as sp
 import torch
 
 from hybrid.fusion.gate import fuse
-from hybrid.fusion.new_users import NewUserPath
+from hybrid.fusion.new_users import NewUserPath, SignalRows
 from hybrid.fusion.signals import SignalSet, UserBatch, standardise
 from hybrid.models.base import Recommender
 
@@ -68,11 +68,29 @@ def column_scores(model: FusionHybrid, users: np.ndarray, history: sp.csr_matrix
     """float32 [b, len(cols)] fused scores of items ``cols`` (int64, any order) for ``users``, each
     signal standardised on ``model.reference_`` (which ``cols`` need not contain)."""
     device = model.device_
-    users = np.asarray(users)
     wanted = np.asarray(cols, dtype=np.int64)
+    rows, cols = column_signal_rows(model, users, history, wanted)
+    with torch.no_grad():
+        buckets = model.buckets_[torch.as_tensor(cols, device=device)]
+        fused = fuse(rows.signals, model.gate_weight_, model.gate_bias_, buckets)
+        if len(rows.new_rows):  # the new-user gates' scores of these rows (as ``NewUserPath.fuse_rows``)
+            picked = torch.as_tensor(rows.new_rows, device=device)
+            part = fused[picked]
+            model.new_users_.fuse_rows([s[picked] for s in rows.signals], rows.side, rows.known, rows.has_side,
+                                       buckets, part)
+            fused[picked] = part
+        return fused[:, torch.as_tensor(np.searchsorted(cols, wanted), device=device)]
+
+
+def column_signal_rows(model: FusionHybrid, users: np.ndarray, history: sp.csr_matrix, wanted: np.ndarray,
+                       ) -> tuple[SignalRows, np.ndarray]:
+    """What :func:`column_scores` fuses: the signals of ``wanted`` and the reference items (int64
+    sorted, returned beside them), each standardised on the reference, and the new-user rows'
+    ``side`` signal likewise (:class:`SignalRows`; :mod:`hybrid.fusion.explain` reads it too)."""
+    device = model.device_
+    users = np.asarray(users)
     cols = np.union1d(wanted, model.reference_)
-    at = lambda items: torch.as_tensor(np.searchsorted(cols, items), device=device)  # noqa: E731
-    reference = at(model.reference_)
+    reference = torch.as_tensor(np.searchsorted(cols, model.reference_), device=device)
     graph_cols = model.builder_.text_graph.neighbour_cols(cols)
     with torch.no_grad():
         profiles = model.text_profiles(users, history, encoded=model.new_users_.user_vectors)
@@ -80,12 +98,11 @@ def column_scores(model: FusionHybrid, users: np.ndarray, history: sp.csr_matrix
             profiles = model.builder_.profile_vectors(history)
         batch = UserBatch(history, _graph_columns(model, users, history, graph_cols), profiles, graph_cols)
         signals = model.builder_.columns(batch, cols, reference)
-        buckets = model.buckets_[torch.as_tensor(cols, device=device)]
-        fused = fuse(signals, model.gate_weight_, model.gate_bias_, buckets)
         rows = model.new_users_.rows(users, history)
-        if len(rows):
-            _new_user_rows(model, users, history, rows, cols, signals, reference, buckets, fused)
-        return fused[:, at(wanted)]
+        if not len(rows):
+            return SignalRows(signals, rows, None, np.zeros(0, np.int64), np.zeros(0, bool)), cols
+        side, has_side = _new_user_side(model, users, rows, cols, reference)
+        return SignalRows(signals, rows, side, np.diff(history.indptr)[rows], has_side), cols
 
 
 def _graph_columns(model: FusionHybrid, users: np.ndarray, history: sp.csr_matrix, cols: np.ndarray) -> torch.Tensor:
@@ -105,11 +122,11 @@ def _graph_columns(model: FusionHybrid, users: np.ndarray, history: sp.csr_matri
     return graph
 
 
-def _new_user_rows(model: FusionHybrid, users: np.ndarray, history: sp.csr_matrix, rows: np.ndarray, cols: np.ndarray,
-                   signals: list[torch.Tensor], reference: torch.Tensor, buckets: torch.Tensor, fused: torch.Tensor) -> None:
-    """The new-user gates' scores of ``rows`` written into ``fused`` (as ``NewUserPath.fuse_rows``)."""
+def _new_user_side(model: FusionHybrid, users: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+                   reference: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
+    """The ``side`` signal [len(rows), len(cols)] of the new-user ``rows`` (standardised on the
+    reference) and whether each row has side information."""
     path, device = model.new_users_, model.device_
-    picked = torch.as_tensor(rows, device=device)
     features = path.features(users[rows], None, device)
     side = torch.zeros(len(rows), len(cols), device=device)
     if path.side is not None and features is not None:
@@ -118,9 +135,7 @@ def _new_user_rows(model: FusionHybrid, users: np.ndarray, history: sp.csr_matri
             features, torch.as_tensor(cols[inside], device=device))
         side = standardise(side, reference)
     has_side = np.zeros(len(rows), bool) if features is None else (features != 0).any(1).cpu().numpy()
-    part = fused[picked]
-    path.fuse_rows([s[picked] for s in signals], side, np.diff(history.indptr)[rows], has_side, buckets, part)
-    fused[picked] = part
+    return side, has_side
 
 
 def _mean_weights(model: FusionHybrid) -> tuple[float, float]:

@@ -28,6 +28,7 @@ import scipy.sparse as sp
 import torch
 
 from hybrid.data.buckets import NAMES
+from hybrid.fusion.candidates import column_signal_rows
 from hybrid.fusion.new_users import NEW_USER_FEATURES, NewUserPath, SignalRows
 from hybrid.fusion.signals import FEATURES
 from hybrid.models.base import Recommender
@@ -130,18 +131,26 @@ class Explanation:
 
 
 def explain_rows(model: FusionHybrid, users: np.ndarray, history: sp.csr_matrix, items: list[np.ndarray],
-                 side: torch.Tensor | None = None, profiles: torch.Tensor | None = None) -> list[list[Explanation]]:
+                 side: torch.Tensor | None = None, profiles: torch.Tensor | None = None,
+                 two_stage: bool = False) -> list[list[Explanation]]:
     """The explanation of each row's ``items`` (int64 item indices per row), the rows scored as
-    :meth:`FusionHybrid.score_users` scores them (same arguments): one signal pass for all rows."""
+    :meth:`FusionHybrid.score_users` scores them (same arguments), or with ``two_stage`` as
+    :meth:`FusionHybrid.score_candidates` does (signals standardised on the reference items, the
+    scores a two-stage ranker lists; ``side`` and ``profiles`` not taken): one signal pass for all rows."""
     users = np.asarray(users)
     buckets = model.buckets_.cpu().numpy()
     with torch.no_grad():
-        rows = model.signal_rows(users, history, side, profiles)
+        if two_stage:
+            rows, cols = column_signal_rows(model, users, history, np.unique(np.concatenate(items).astype(np.int64)))
+        else:
+            rows, cols = model.signal_rows(users, history, side, profiles), None
         names = model.new_users_.gate_names(rows.known, rows.has_side) if len(rows.new_rows) else np.zeros(0, object)
         out = []
         for r, wanted in enumerate(items):
             wanted = np.asarray(wanted, dtype=np.int64)
-            path, features, values, weight, bias = _path(model, rows, names, r, wanted)
+            at = wanted if cols is None else np.searchsorted(cols, wanted)
+            path, features, values, weight, bias = _path(model, rows, names, r, wanted, at)
+            path += "" if cols is None else " (two-stage)"
             graph, text = _supports(model, history[r], wanted, buckets)
             row = []
             for n, i in enumerate(wanted):
@@ -156,17 +165,17 @@ def explain_rows(model: FusionHybrid, users: np.ndarray, history: sp.csr_matrix,
     return out
 
 
-def _path(model: FusionHybrid, rows: SignalRows, names: np.ndarray, r: int, wanted: np.ndarray,
+def _path(model: FusionHybrid, rows: SignalRows, names: np.ndarray, r: int, wanted: np.ndarray, at: np.ndarray,
           ) -> tuple[str, tuple[str, ...], np.ndarray, np.ndarray, np.ndarray]:
-    """(path, feature names, values float64 [F, k], weight [F, B], bias [B]) of row ``r``, as
-    :meth:`NewUserPath.fuse_rows` decides it."""
-    cols = torch.as_tensor(wanted, device=model.device_)
+    """(path, feature names, values float64 [F, k], weight [F, B], bias [B]) of row ``r``'s items
+    ``wanted`` (at columns ``at`` of ``rows``' signals), as :meth:`NewUserPath.fuse_rows` decides it."""
+    cols = torch.as_tensor(at, device=model.device_)
     values = torch.stack([s[r, cols] for s in rows.signals]).double().cpu().numpy()
     gate = (FEATURES, values, model.gate_weight_, model.gate_bias_)
     label = "item gate"
-    at = np.flatnonzero(rows.new_rows == r)
-    if len(at):
-        n, path = int(at[0]), model.new_users_
+    new = np.flatnonzero(rows.new_rows == r)
+    if len(new):
+        n, path = int(new[0]), model.new_users_
         if rows.known[n] == 0 and path.prior.scores is not None:  # the floor's prior replaced the gate
             prior = path.prior.scores.double().cpu().numpy()
             prior = np.pad(prior, (0, max(0, model.text_.shape[0] - len(prior))))[wanted]

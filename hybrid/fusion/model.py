@@ -207,10 +207,11 @@ class FusionHybrid(Recommender):
             return SignalRows(signals, rows, side_signal, np.diff(history.indptr)[rows], has_side)
 
     def explain(self, users: np.ndarray, history: sp.csr_matrix, items: list[np.ndarray],
-                side: torch.Tensor | None = None, profiles: torch.Tensor | None = None) -> list[list[Explanation]]:
+                side: torch.Tensor | None = None, profiles: torch.Tensor | None = None,
+                two_stage: bool = False) -> list[list[Explanation]]:
         """Why each row's ``items`` (item indices) score as they do (:mod:`hybrid.fusion.explain`):
-        rows and arguments as :meth:`score_users`; only reads the model."""
-        return explain_rows(self, users, history, items, side, profiles)
+        rows and arguments as :meth:`score_users` (``two_stage``: as :meth:`score_candidates`); only reads the model."""
+        return explain_rows(self, users, history, items, side, profiles, two_stage)
 
     def score_candidates(self, users: np.ndarray, history: sp.csr_matrix, candidates: np.ndarray) -> torch.Tensor:
         """The fused score of each row's candidates, computed on those items (and a fixed reference
