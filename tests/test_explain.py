@@ -114,7 +114,7 @@ def test_zero_history_users_with_gates_or_the_prior() -> None:
     prior = rec.model_.new_users_.prior
     assert out[0]["path"] == ("new-user gate 0" if prior.scores is None else f"zero-history prior {prior.kind}")
     if prior.scores is None:
-        assert "side" in out[0]["contributions"]
+        assert "side" in out[0]["contributions"] and "from your profile" in out[0]["because"]
     path = rec.model_.new_users_  # the floor's prior in place of the gate: the list rests on it alone
     path.prior = ZeroHistoryPrior("popularity", None, torch.arange(20, dtype=torch.float32), {})
     ids, scores = rec.recommend_for_text(ASTRONOMER, k=4)

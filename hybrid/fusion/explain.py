@@ -117,6 +117,8 @@ class Explanation:
                 part += " (because you liked " + ", ".join(str(s.item) for s in self.graph_support) + ")"
             elif name in (*TEXT_SIGNALS, "text_graph") and self.text_support:  # a new item: by its text
                 part += " (like " + ", ".join(str(s.item) for s in self.text_support) + ")"
+            elif name in ("side", "profile") and not self.text_support:  # read from the user's profile text
+                part += " (from your profile)"
             elif self.path.startswith("zero-history prior"):
                 part += " (no history yet: what most people take)"
             parts.append(part)
