@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 import torch
 from test_graph_half_contract import QUICK, SMALL, tastes
 from test_new_users import ASTRONOMER, planted
@@ -191,3 +192,16 @@ def test_a_two_stage_list_is_explained_by_the_scores_it_was_ranked_by() -> None:
                for e, s in zip(explanations, scores, strict=True))
     one = staged.explain("u0", ids[0])  # the same, to float rounding (other columns beside it)
     assert rounded(one) == rounded(explanations[0]) and abs(one["score"] - scores[0]) < TOL
+
+
+def test_ease_item_relation_is_the_score_of_a_one_item_history() -> None:
+    """EASE's graph support is read off its weights: the same numbers its score gives a user whose
+    only item is the supporting one (the explanation of a top-20 list needs no catalogue-wide product)."""
+    frame, text = tastes()
+    rec = HybridRecommender({**SMALL, "warm_model": "ease"}, device="cpu", seed=3).fit(frame, text)
+    warm = rec.model_.warm_
+    n_items = warm.weights_.shape[0]
+    known, wanted = np.array([0, 2, 5]), np.array([1, 2, 4])
+    alone = sp.csr_matrix((np.ones(3, np.float32), (np.arange(3), known)), shape=(3, n_items))
+    expected = warm.score(np.zeros(3, np.int64), alone)[:, torch.as_tensor(wanted)]
+    assert torch.equal(warm.item_relation(known, wanted), expected)

@@ -207,10 +207,14 @@ def _top(values: np.ndarray, known: np.ndarray, item: int) -> list[Support]:
 
 def item_relation(warm: Recommender, known: np.ndarray, wanted: np.ndarray, n_items: int) -> torch.Tensor:
     """float [len(known), len(wanted)]: the graph half's score of each wanted item for a user whose
-    only item is each known one (of the half's ``n_items``), from the wanted columns only where the
-    half can (a graph filter's ``score_columns``); an embedding half's fold-in starts from the mean
+    only item is each known one (of the half's ``n_items``): read off a half's own item-item
+    weights where it has them (EASE's ``item_relation``), else from the wanted columns only where
+    the half can (a graph filter's ``score_columns``); an embedding half's fold-in starts from the mean
     of the items' vectors, so there it is the dot product of the two items' vectors (before the
     fold-in's BPR steps)."""
+    relation = getattr(warm, "item_relation", None)  # a half that holds its item-item weights (EASE)
+    if relation is not None:
+        return relation(known, wanted)
     if getattr(warm, "fold_in", None) is not None:
         factors = warm.item_factors()
         at = lambda items: factors[torch.as_tensor(items, device=factors.device)]  # noqa: E731

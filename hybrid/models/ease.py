@@ -62,6 +62,13 @@ class EASE(Recommender):
         rows = csr_tensor(binary(history), self.device_)
         return rows @ self.weights_
 
+    def item_relation(self, known: np.ndarray, wanted: np.ndarray) -> torch.Tensor:
+        """float32 [len(known), len(wanted)]: each wanted item's score for a user whose only item is
+        each known one, read off the weights (what :meth:`score` gives a one-item history, without
+        a sparse product over the whole catalogue per known item)."""
+        index = lambda items: torch.as_tensor(items, dtype=torch.int64, device=self.device_)  # noqa: E731
+        return self.weights_[index(known)[:, None], index(wanted)[None, :]]
+
     def save(self, path: str | Path) -> None:
         """The dense item-item weights, atomically."""
         with atomic_folder(path) as folder:
