@@ -223,6 +223,22 @@ def test_readme_summary_matches_committed_results() -> None:
     )
 
 
+def test_readme_explanation_is_the_committed_one() -> None:
+    """The README's real explanation is rendered from cold_start.json (the bundled data's hybrid, as
+    hybrid-eval explained it), and its contributions and bias add up to the score it shows."""
+    if not RESULTS.exists():
+        pytest.skip(f"{RESULTS.relative_to(ROOT)} not generated yet")
+    results = json.loads(RESULTS.read_text())
+    readme = (ROOT / "README.md").read_text()
+    shown = render_results.section_of(readme, render_results.EXAMPLE_BEGIN, render_results.EXAMPLE_END)
+    assert shown == render_results.render_example(results), (
+        "README.md's explanation example is out of date; run: python scripts/render_results.py")
+    examples = results["datasets"][render_results.EXAMPLE_CONFIG]["models"]["hybrid"]["explained"]
+    example = next(e for e in examples if e["example"] == "a user with history")
+    assert example["bias"] + sum(example["contributions"].values()) == pytest.approx(example["score"], abs=1e-4)
+    assert example["user"] in shown and example["because"] in shown
+
+
 def test_explore_verdict_says_met_missed_or_off() -> None:
     from render_sections import verdict
 
