@@ -15,13 +15,14 @@ PRIVATE_OK_NAMES = {"self", "cls"}
 # Layers look down only (STYLE 17): no module of a package on the left imports one of the
 # packages on its right. What fitting needs of ranking (metrics, top-K, masking) is in
 # hybrid.metrics, below the models; hybrid.recommender, the facade, sits on top of them all.
-ABOVE_MODELS = ("hybrid.fusion", "hybrid.retrieval", "hybrid.evaluation", "hybrid.serving", "hybrid.llm")
+FACADE = ("hybrid.recommender", "hybrid.explanations")  # the facade and its explanations mixin: the top
+ABOVE_MODELS = ("hybrid.fusion", "hybrid.retrieval", "hybrid.evaluation", "hybrid.serving", "hybrid.llm", *FACADE)
 FORBIDDEN_IMPORTS: dict[str, tuple[str, ...]] = {
     "hybrid.data": ("hybrid.models", *ABOVE_MODELS),
     "hybrid.graph": ("hybrid.models", *ABOVE_MODELS),
     "hybrid.metrics": ("hybrid.models", *ABOVE_MODELS),
     "hybrid.models": ABOVE_MODELS,
-    "hybrid.fusion": ("hybrid.evaluation", "hybrid.serving"),
+    "hybrid.fusion": ("hybrid.evaluation", "hybrid.serving", *FACADE),
 }
 
 def modules() -> dict[str, Path]:

@@ -35,11 +35,20 @@ def with_gates() -> HybridRecommender:
 
 
 def same_lists(rec: HybridRecommender, k: int = 8) -> None:
+    """Both calls give one list, and it is the zero-history path's: the new-user gate "0" (or the
+    floor's prior; the item gate in a hybrid without new-user gates), as the explanation of its
+    items says, with the scores that path gives."""
+    path = rec.model_.new_users_
+    expected = (f"zero-history prior {path.prior.kind}" if path.prior.scores is not None
+                else "new-user gate 0" if path.gates else "item gate")  # no gates: the item gate
     for text in TEXTS:
         ids, scores = rec.recommend_for_text(text, k=k)
         user_ids, user_scores = rec.recommend_for_user(profile=text, k=k)
         assert list(ids) == list(user_ids), text
         assert np.array_equal(scores, user_scores), text
+        explained = rec.explain_for_user(list(ids), profile=text)
+        assert {e["path"] for e in explained} == {expected}, text
+        assert np.allclose([e["score"] for e in explained], scores, atol=1e-5), text
 
 
 def test_text_and_profile_of_a_zero_history_user_are_one_list(with_gates) -> None:
