@@ -236,7 +236,7 @@ def test_readme_explanation_is_the_committed_one() -> None:
     examples = results["datasets"][render_results.EXAMPLE_CONFIG]["models"]["hybrid"]["explained"]
     example = next(e for e in examples if e["example"] == "a user with history")
     assert example["bias"] + sum(example["contributions"].values()) == pytest.approx(example["score"], abs=1e-4)
-    assert example["user"] in shown and example["because"] in shown
+    assert str(example["user"]) in shown and example["because"] in shown
 
 
 def test_explore_verdict_says_met_missed_or_off() -> None:
