@@ -29,14 +29,17 @@ def data_folder(name: str) -> Path:
     return folder
 
 
-def two_tastes(n_users: int = 40, seed: int = 0) -> tuple[pd.DataFrame, dict[str, str]]:
-    """Interactions and item text of a tiny catalogue with two tastes (space films "s*" for even
-    users, cooking shows "c*" for odd ones); items s9 and c9 have text and no interactions."""
+def two_tastes(n_users: int = 40, seed: int = 0, tastes: tuple[tuple[str, list[str]], ...] | None = None,
+               ) -> tuple[pd.DataFrame, dict[str, str]]:
+    """Interactions and item text of a tiny catalogue with two tastes (by default space films "s*"
+    for even users, cooking shows "c*" for odd ones; ``tastes``: other (prefix, texts) pairs); the
+    tenth item of each taste has text and no interactions."""
     from test_recommender import COOKING, SPACE
 
+    (even, even_texts), (odd, odd_texts) = tastes or (("s", SPACE), ("c", COOKING))
     rng = np.random.default_rng(seed)
-    text = {f"s{i}": t for i, t in enumerate(SPACE)} | {f"c{i}": t for i, t in enumerate(COOKING)}
-    rows = [(f"u{u}", f"{'s' if u % 2 == 0 else 'c'}{i}", t)
+    text = {f"{even}{i}": t for i, t in enumerate(even_texts)} | {f"{odd}{i}": t for i, t in enumerate(odd_texts)}
+    rows = [(f"u{u}", f"{even if u % 2 == 0 else odd}{i}", t)
             for u in range(n_users) for t, i in enumerate(rng.choice(9, 4, replace=False))]
     return pd.DataFrame(rows, columns=["user", "item", "timestamp"]), text
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pandas as pd
 import pytest
 import scipy.sparse as sp
 import torch
+from conftest import two_tastes
 from test_graph_half_contract import QUICK, SMALL, tastes
 from test_new_users import ASTRONOMER, planted
 
@@ -50,14 +50,8 @@ def summed(explanation: dict) -> float:
 
 @pytest.fixture(scope="module")
 def records() -> HybridRecommender:
-    rng = np.random.default_rng(0)
-    text = {f"j{i}": t for i, t in enumerate(JAZZ)} | {f"m{i}": t for i, t in enumerate(METAL)}
-    rows = []
-    for u in range(60):
-        taste = "j" if u % 2 == 0 else "m"
-        for t, i in enumerate(rng.choice(9, 4, replace=False)):
-            rows.append((f"u{u}", f"{taste}{i}", t))
-    rec = HybridRecommender({"neighbours": 5}, device="cpu", seed=0).fit(pd.DataFrame(rows, columns=["user", "item", "timestamp"]), text)
+    frame, text = two_tastes(60, tastes=(("j", JAZZ), ("m", METAL)))
+    rec = HybridRecommender({"neighbours": 5}, device="cpu", seed=0).fit(frame, text)
     return rec.add_items({"j_new": NEW_JAZZ})
 
 
