@@ -80,3 +80,26 @@ def test_explaining_in_user_batches_changes_nothing(tiny_model, monkeypatch) -> 
     assert close(rec.explained(users, items), whole)  # to float rounding: other rows beside them
     again = rec.recommend(list(rec.user_ids_[:5]), k=3, explain=True)
     assert (again[0] == listed[0]).all() and np.allclose(again[1], listed[1], atol=1e-5) and close(again[2], listed[2])
+
+
+def because(contributions: dict, known_items: int, text_support=(), path: str = "item gate") -> str:
+    from hybrid.fusion.explain import Explanation, Support
+
+    return Explanation(user=0, item=9, score=sum(contributions.values()), bucket="5-19", path=path, bias=0.0,
+                       contributions=contributions, values=dict(contributions), graph_support=[],
+                       text_support=[Support(*s) for s in text_support], known_items=known_items).because()
+
+
+def test_from_your_profile_follows_the_signal_not_the_text_support() -> None:
+    """``side`` is always the user's profile; ``profile`` is their profile text only with no items."""
+    new_with_items = because({"side": 0.5, "profile": 0.3, "graph": 0.1}, 2, [(3, 0.4, 1.0)], "new-user gate 1-4")
+    assert new_with_items == "side 0.50 (from your profile); profile 0.30 (like 3); graph 0.10"
+    assert because({"profile": 0.4, "graph": 0.2}, 5) == "profile 0.40; graph 0.20"  # a warm user: their items
+    assert because({"side": 0.3, "profile": 0.2}, 0, path="new-user gate 0") == \
+        "side 0.30 (from your profile); profile 0.20 (from your profile)"
+
+
+def test_a_warm_users_list_is_never_from_their_profile(tiny_model) -> None:
+    rec = tiny_model[0]
+    rows = rec.recommend(list(rec.user_ids_[:6]), k=5, explain=True)[-1]
+    assert all(e["known_items"] > 0 and "from your profile" not in e["because"] for row in rows for e in row)

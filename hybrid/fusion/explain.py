@@ -84,6 +84,7 @@ class Explanation:
         bias: the bucket's bias; contributions: signal -> weight × value; values: signal -> the
             standardised value z. ``bias + sum(contributions) == score``.
         graph_support, text_support: the user's items that support it most (:class:`Support`).
+        known_items: how many items the user has (0: the ``profile`` signal read their profile text).
     """
 
     user: Any
@@ -96,6 +97,7 @@ class Explanation:
     values: dict[str, float]
     graph_support: list[Support]
     text_support: list[Support]
+    known_items: int
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict (plain floats, ids as given)."""
@@ -108,7 +110,8 @@ class Explanation:
 
     def because(self, top: int = 3) -> str:
         """A short line: the largest positive contributions, with the items behind them, e.g.
-        "graph 0.62 (because you liked 3, 7); text_knn 0.21 (like 3)"."""
+        "graph 0.62 (because you liked 3, 7); text_knn 0.21 (like 3)". ``side`` is always read
+        from the user's profile; ``profile`` only where they have no items (else it reads them)."""
         parts = []
         ranked = sorted(self.contributions.items(), key=lambda kv: -kv[1])
         for name, value in [kv for kv in ranked if kv[1] > 0][:top]:
@@ -117,7 +120,7 @@ class Explanation:
                 part += " (because you liked " + ", ".join(str(s.item) for s in self.graph_support) + ")"
             elif name in (*TEXT_SIGNALS, "text_graph") and self.text_support:  # a new item: by its text
                 part += " (like " + ", ".join(str(s.item) for s in self.text_support) + ")"
-            elif name in ("side", "profile") and not self.text_support:  # read from the user's profile text
+            elif name == "side" or (name == "profile" and self.known_items == 0):  # the user's profile text
                 part += " (from your profile)"
             elif self.path.startswith("zero-history prior"):
                 part += " (no history yet: what most people take)"
@@ -154,6 +157,7 @@ def explain_rows(model: FusionHybrid, users: np.ndarray, history: sp.csr_matrix,
             path, features, values, weight, bias = _path(model, rows, names, r, wanted, at)
             path += "" if cols is None else " (two-stage)"
             graph, text = _supports(model, history[r], wanted, buckets)
+            known = int((history[r].data > 0).sum())
             row = []
             for n, i in enumerate(wanted):
                 b = int(buckets[i])
@@ -162,7 +166,7 @@ def explain_rows(model: FusionHybrid, users: np.ndarray, history: sp.csr_matrix,
                     user=int(users[r]), item=int(i), score=float(bias[b] + sum(contributions.values())),
                     bucket=NAMES[b], path=path, bias=float(bias[b]), contributions=contributions,
                     values={f: float(values[k, n]) for k, f in enumerate(features)},
-                    graph_support=graph[n], text_support=text[n]))
+                    graph_support=graph[n], text_support=text[n], known_items=known))
             out.append(row)
     return out
 
