@@ -1,7 +1,7 @@
 """The facade's "why this item": :class:`Explaining`, mixed into :class:`~hybrid.recommender.HybridRecommender`.
 
     rec.explain("u42", "i7")                       # one dict
-    rec.explain("u42", items=["i7", "i9"])         # a list of dicts, one signal pass
+    rec.explain("u42", items=["i7", "i9"])         # a list of dicts, one signal pass, exact scores
     rec.explain_top("u42", k=20)                   # the top-20 list, each item explained
     rec.recommend("u42", k=20, explain=True)       # (ids, scores, explanations)
     rec.explain_for_user(["i7"], profile="...", known=["i3"])   # a new or zero-history user
@@ -9,8 +9,10 @@
 Each dict is :meth:`hybrid.fusion.explain.Explanation.to_dict` with item ids: the item's count
 bucket, the path its score took, each signal's contribution and the bias (summing to ``score``,
 the score the list was ranked by: with ``retrieval: ann`` the two-stage ranker's, its signals
-standardised on the reference items, and ``path`` says "(two-stage)"), the user's items behind it
-and a ``because`` line. ``explain_for_user`` follows ``recommend_for_user``: exact scores.
+standardised on the reference items, and ``path`` says "(two-stage)"; an exploration slot's and
+named items' (``explain(user, items=...)``, as ``recommend(user, items=...)``) exact scores), the
+user's items behind it and a ``because`` line. ``explain_for_user`` follows ``recommend_for_user``:
+exact scores. Users are explained in batches sized as the ranking's (``user_batch_size``).
 """
 
 from __future__ import annotations

@@ -103,3 +103,22 @@ def test_a_warm_users_list_is_never_from_their_profile(tiny_model) -> None:
     rec = tiny_model[0]
     rows = rec.recommend(list(rec.user_ids_[:6]), k=5, explain=True)[-1]
     assert all(e["known_items"] > 0 and "from your profile" not in e["because"] for row in rows for e in row)
+
+
+def test_graph_support_caps_known_items_only_where_each_is_scored_alone(tiny_model, monkeypatch) -> None:
+    """EASE's item-item weights (and an embedding half's dot products) give every known item's
+    support; only a half scored one one-item history at a time (a graph filter) stops at MAX_HISTORY."""
+    from test_graph_half_contract import SMALL, tastes
+
+    import hybrid.fusion.explain as explain
+
+    frame, text = tastes()
+    ease = HybridRecommender({**SMALL, "warm_model": "ease"}, device="cpu", seed=3).fit(frame, text)
+    user = ease.user_ids_[0]
+    whole = ease.explain_top(user, k=4)
+    filtered = tiny_model[0].explain_top("u0", k=4)
+    monkeypatch.setattr(explain, "MAX_HISTORY", 1)
+    assert [e["graph_support"] for e in ease.explain_top(user, k=4)] == [e["graph_support"] for e in whole]
+    capped = tiny_model[0].explain_top("u0", k=4)
+    assert all(len(e["graph_support"]) <= 1 for e in capped)
+    assert any(len(e["graph_support"]) > 1 for e in whole + filtered)  # the cap was binding

@@ -9,7 +9,9 @@ the bias (they sum to the score the ranking used: the same signals, read from
 * ``graph_support``: each known item j's graph score of i were j the user's only item (what
   ``similar_items`` ranks by: a graph filter's item-item relation; for an embedding half the dot
   product of the two items' vectors, where its fold-in starts), for items the graph knows
-  (bucket > 0; a new item has no graph score);
+  (bucket > 0; a new item has no graph score); every known item where the half has item-item
+  weights (EASE) or item vectors (a dot product), the first ``MAX_HISTORY`` by index where it
+  scores each one-item history (a graph filter's ``score_columns``);
 * ``text_support``: the cosine of j's and i's text vectors, what the text signals read; for a new
   item (bucket 0) it says which of the user's items its text resembles.
 
@@ -34,7 +36,7 @@ from hybrid.fusion.signals import FEATURES
 from hybrid.models.base import Recommender
 
 MAX_SUPPORT = 3  # supporting items kept per kind
-MAX_HISTORY = 256  # known items whose graph support is computed (the first ones by index beyond it)
+MAX_HISTORY = 256  # known items scored one by one for graph support by ``score_columns`` (the first by index)
 GRAPH_SIGNALS = ("graph", "text_graph")  # what graph_support backs in ``because``
 TEXT_SIGNALS = ("profile", "text_knn")  # what text_support backs
 
@@ -227,6 +229,12 @@ def item_relation(warm: Recommender, known: np.ndarray, wanted: np.ndarray, n_it
     return warm.score_columns(np.zeros(len(known), np.int64), alone, wanted)
 
 
+def _cheap_relation(warm: Recommender) -> bool:
+    """Whether :func:`item_relation` reads the half's own weights or vectors (EASE, an embedding
+    half: cheap for every known item) rather than scoring a one-item history per known item."""
+    return getattr(warm, "item_relation", None) is not None or getattr(warm, "fold_in", None) is not None
+
+
 def _supports(model: FusionHybrid, history: sp.csr_matrix, wanted: np.ndarray, buckets: np.ndarray,
               ) -> tuple[list[list[Support]], list[list[Support]]]:
     """Graph and text support of each wanted item from one user's known items (CSR [1, n_items])."""
@@ -237,7 +245,9 @@ def _supports(model: FusionHybrid, history: sp.csr_matrix, wanted: np.ndarray, b
     cosine = (text[torch.as_tensor(known, device=text.device)] @ text[torch.as_tensor(wanted, device=text.device)].T)
     cosine = cosine.double().cpu().numpy()  # [m, k]
     n_warm = model.warm_items_
-    inside = known[known < n_warm][:MAX_HISTORY]
+    inside = known[known < n_warm]
+    if not _cheap_relation(model.warm_):  # one score_columns row per known item: capped
+        inside = inside[:MAX_HISTORY]
     graph = np.zeros((len(known), len(wanted)))
     warm = (wanted < n_warm) & (buckets[wanted] > 0)
     if len(inside) and warm.any():
