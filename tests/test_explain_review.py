@@ -63,6 +63,7 @@ def test_named_items_are_explained_as_recommend_scores_them(staged) -> None:
     assert abs(one["score"] - scores[0]) < TOL
     top_ids, top_scores = staged.recommend("u0", k=4)
     top = staged.explain_top("u0", k=4)
+    assert [e["item"] for e in top] == list(top_ids)
     assert all(abs(e["score"] - s) < TOL and e["path"].endswith("(two-stage)") for e, s in zip(top, top_scores, strict=True))
 
 
