@@ -1,7 +1,7 @@
 """The facade's "why this item": :class:`Explaining`, mixed into :class:`~hybrid.recommender.HybridRecommender`.
 
     rec.explain("u42", "i7")                       # one dict
-    rec.explain("u42", items=["i7", "i9"])         # a list of dicts, one signal pass
+    rec.explain("u42", items=["i7", "i9"])         # a list of dicts, one signal pass, exact scores
     rec.explain_top("u42", k=20)                   # the top-20 list, each item explained
     rec.recommend("u42", k=20, explain=True)       # (ids, scores, explanations)
     rec.explain_for_user(["i7"], profile="...", known=["i3"])   # a new or zero-history user
@@ -9,14 +9,16 @@
 Each dict is :meth:`hybrid.fusion.explain.Explanation.to_dict` with item ids: the item's count
 bucket, the path its score took, each signal's contribution and the bias (summing to ``score``,
 the score the list was ranked by: with ``retrieval: ann`` the two-stage ranker's, its signals
-standardised on the reference items, and ``path`` says "(two-stage)"), the user's items behind it
-and a ``because`` line. ``explain_for_user`` follows ``recommend_for_user``: exact scores.
+standardised on the reference items, and ``path`` says "(two-stage)"; an exploration slot's and
+named items' (``explain(user, items=...)``, as ``recommend(user, items=...)``) exact scores), the
+user's items behind it and a ``because`` line. ``explain_for_user`` follows ``recommend_for_user``:
+exact scores. Users are explained in batches sized as the ranking's (``user_batch_size``).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -25,6 +27,8 @@ import torch
 
 from hybrid.data.interactions import BadInputError, lookup_ids
 from hybrid.fusion.model import FusionHybrid
+from hybrid.fusion.signals import FEATURES
+from hybrid.retrieval.ranking import user_batch_size
 
 
 class Explaining:
@@ -35,13 +39,17 @@ class Explaining:
     item_ids_: pd.Index
     history_: sp.csr_matrix
 
-    def _check_fitted(self) -> None: ...
+    if TYPE_CHECKING:  # the facade's own methods, declared for the type checker only
+        def _check_fitted(self) -> None: ...
 
-    def recommend(self, users: Any, k: int = 10, filter_seen: bool = True, **kwargs: Any) -> tuple[np.ndarray, ...]: ...
+        def recommend(self, users: Any, k: int = 10, filter_seen: bool = True, **kwargs: Any,
+                      ) -> tuple[np.ndarray, ...]: ...
 
     def explain(self, user: Any, item: Any = None, items: Sequence[Any] | None = None) -> dict[str, Any] | list[dict[str, Any]]:
         """Why ``item`` (a dict) or each of ``items`` (a list of dicts, one signal pass) is scored
-        as it is for the known ``user``. Unknown ids raise ``UnknownIdError``."""
+        as it is for the known ``user``: as ``recommend(user, items=[...])`` scores named items,
+        exactly (with ``retrieval: ann`` too; :meth:`explain_top` follows the two-stage ranker).
+        Unknown ids raise ``UnknownIdError``."""
         self._check_fitted()
         if (item is None) == (items is None):
             raise BadInputError("give one item, or items=[...] (not both, not neither)")
@@ -51,7 +59,7 @@ class Explaining:
         wanted = lookup_ids(self.item_ids_, [item] if items is None else list(items), "item")
         if len(wanted) == 0:
             raise BadInputError("items is empty")
-        row = self.explained(index, [wanted])[0]
+        row = self.explained(index, [wanted], two_stage=False)[0]
         return row[0] if items is None else row
 
     def explain_top(self, user: Any, k: int = 10, filter_seen: bool = True) -> list[dict[str, Any]]:
@@ -85,7 +93,34 @@ class Explaining:
         """Explanation dicts of each known user's (index) item indices, ids filled in; ``two_stage``
         (None: whether this recommender ranks two-stage) explains the two-stage ranker's scores."""
         two_stage = getattr(self, "stage_", None) is not None if two_stage is None else two_stage
-        with torch.inference_mode():
-            rows = self.model_.explain(users, self.history_[users], items, two_stage=two_stage)
         ids, user_ids = self.item_ids_.to_numpy(), self.user_ids_.to_numpy()
-        return [[e.with_ids(user_ids[u], ids).to_dict() for e in row] for u, row in zip(users, rows, strict=True)]
+        size = user_batch_size(len(ids) * len(FEATURES))  # one signal pass holds ~len(FEATURES) [b, n_items]
+        out: list[list[dict[str, Any]]] = []
+        for start in range(0, len(users), size):
+            batch = np.asarray(users[start:start + size])
+            with torch.inference_mode():
+                rows = self.model_.explain(batch, self.history_[batch], items[start:start + size], two_stage=two_stage)
+            out += [[e.with_ids(user_ids[u], ids).to_dict() for e in row] for u, row in zip(batch, rows, strict=True)]
+        return out
+
+    def explained_lists(self, users: np.ndarray, listed: np.ndarray, ranked: np.ndarray, two_stage: bool,
+                        ) -> list[list[dict[str, Any]]]:
+        """Explanations of the ``listed`` item indices [b, k] of ``users``, each by the score it
+        was listed with: with ``two_stage`` the two-stage ranker's for items of its ``ranked``
+        list [b, k'], the exact score for the others (exploration slots, scored by
+        :func:`~hybrid.fusion.explore.eligible_scores`)."""
+        if not two_stage:
+            return self.explained(users, list(listed), two_stage=False)
+        exact = np.stack([~np.isin(row, plain) for row, plain in zip(listed, ranked, strict=True)]) \
+            if len(listed) else np.zeros(np.shape(listed), bool)
+        staged = self.explained(users, [row[~e] for row, e in zip(listed, exact, strict=True)], two_stage=True)
+        if not exact.any():
+            return staged
+        some = np.flatnonzero(exact.any(axis=1))  # only rows with an exploration slot get the exact pass
+        rest = dict(zip(some.tolist(), self.explained(users[some], [listed[r][exact[r]] for r in some],
+                                                      two_stage=False), strict=True))
+        merged = []
+        for r, (e, row) in enumerate(zip(exact, staged, strict=True)):
+            parts = [iter(row), iter(rest.get(r, []))]
+            merged.append([next(parts[int(x)]) for x in e])
+        return merged

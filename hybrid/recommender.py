@@ -185,7 +185,7 @@ class HybridRecommender(Explaining):
             wide = eligible_scores(self.model_, index, self.history_, eligible, filter_seen)
             out = explore_lists(top, scores, eligible, wide, self.model_.counts_, explore, step)
         if explain:
-            out = (*out, self.explained(index, list(out[0]), two_stage=ranker is not self.model_))
+            out = (*out, self.explained_lists(index, out[0], top, two_stage=ranker is not self.model_))
         out = (self.item_ids_.to_numpy()[out[0]], *out[1:])
         return tuple(part[0] for part in out) if single else out
 

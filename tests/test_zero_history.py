@@ -109,3 +109,23 @@ def test_the_user_text_state_is_read_from_the_folder_alone_in_the_format_it_had(
     assert not older.profiles()[0].any()
     with pytest.raises(ValueError, match="lacks the array 'user_profiles'"):
         UserTextState.from_saved({"profiles": "user_profiles"}, tensors, tmp_path / "m", EncoderConfig(), "cpu")
+
+
+def test_column_scoring_of_a_zero_history_row_reads_the_prior_of_those_columns(with_gates) -> None:
+    """``score_candidates`` (the two-stage ranker's column scores [rows, len(cols)]) of a row the
+    floor's prior ranks: the prior of the scored items, as ``score_users`` gives them."""
+    model = with_gates.model_
+    path, reference = model.new_users_, model.reference_
+    original = path.prior
+    n_items = len(with_gates.item_ids_)
+    path.prior = ZeroHistoryPrior("popularity", None, torch.arange(n_items, dtype=torch.float32) * 0.5, {})
+    model.reference_ = np.arange(0, n_items, 3)  # a sample: the scored columns are not the catalogue
+    try:
+        empty = sp.csr_matrix((1, n_items), dtype=np.float32)
+        candidates = np.array([[7, 2, 11, 4]])
+        scores = model.score_candidates(np.array([-1]), empty, candidates)
+        exact = model.score_users(np.array([-1]), empty)
+        assert torch.equal(scores[0], exact[0, torch.as_tensor(candidates[0])])
+        assert torch.equal(scores[0], torch.as_tensor(candidates[0], dtype=torch.float32) * 0.5)
+    finally:
+        path.prior, model.reference_ = original, reference

@@ -1,9 +1,9 @@
 """``hybrid-train``: fit one model of an experiment config on its training split and save it.
 
 The data, the split and the training data are made as ``hybrid-eval`` makes them
-(:func:`~hybrid.evaluation.evaluate.load_bundle`, :func:`~hybrid.evaluation.evaluate.prepare`:
+(:func:`~hybrid.evaluation.prepare.load_bundle`, :func:`~hybrid.evaluation.prepare.prepare`:
 the base config's split, which is hybrid-eval's first seed), the model is fitted as hybrid-eval
-fits it (:func:`~hybrid.evaluation.evaluate.fitted_model`) and saved in its own ``save`` format
+fits it (:func:`~hybrid.evaluation.run.fitted_model`) and saved in its own ``save`` format
 into ``--out``, beside ``train.json``: world_size, valid_recall@20 and valid_ndcg@20 of the saved
 model on the split's validation interactions (the trainer's early-stopping metric), seconds,
 epochs, triples_per_second, peak_rss_bytes (the largest of any rank), the command and what the

@@ -77,7 +77,7 @@ def column_scores(model: FusionHybrid, users: np.ndarray, history: sp.csr_matrix
             picked = torch.as_tensor(rows.new_rows, device=device)
             part = fused[picked]
             model.new_users_.fuse_rows([s[picked] for s in rows.signals], rows.side, rows.known, rows.has_side,
-                                       buckets, part)
+                                       buckets, part, cols)
             fused[picked] = part
         return fused[:, torch.as_tensor(np.searchsorted(cols, wanted), device=device)]
 

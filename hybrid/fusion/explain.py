@@ -9,7 +9,9 @@ the bias (they sum to the score the ranking used: the same signals, read from
 * ``graph_support``: each known item j's graph score of i were j the user's only item (what
   ``similar_items`` ranks by: a graph filter's item-item relation; for an embedding half the dot
   product of the two items' vectors, where its fold-in starts), for items the graph knows
-  (bucket > 0; a new item has no graph score);
+  (bucket > 0; a new item has no graph score); every known item where the half has item-item
+  weights (EASE) or item vectors (a dot product), the first ``MAX_HISTORY`` by index where it
+  scores each one-item history (a graph filter's ``score_columns``);
 * ``text_support``: the cosine of j's and i's text vectors, what the text signals read; for a new
   item (bucket 0) it says which of the user's items its text resembles.
 
@@ -34,7 +36,7 @@ from hybrid.fusion.signals import FEATURES
 from hybrid.models.base import Recommender
 
 MAX_SUPPORT = 3  # supporting items kept per kind
-MAX_HISTORY = 256  # known items whose graph support is computed (the first ones by index beyond it)
+MAX_HISTORY = 256  # known items scored one by one for graph support by ``score_columns`` (the first by index)
 GRAPH_SIGNALS = ("graph", "text_graph")  # what graph_support backs in ``because``
 TEXT_SIGNALS = ("profile", "text_knn")  # what text_support backs
 
@@ -84,6 +86,7 @@ class Explanation:
         bias: the bucket's bias; contributions: signal -> weight × value; values: signal -> the
             standardised value z. ``bias + sum(contributions) == score``.
         graph_support, text_support: the user's items that support it most (:class:`Support`).
+        known_items: how many items the user has (0: the ``profile`` signal read their profile text).
     """
 
     user: Any
@@ -96,6 +99,7 @@ class Explanation:
     values: dict[str, float]
     graph_support: list[Support]
     text_support: list[Support]
+    known_items: int
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-able dict (plain floats, ids as given)."""
@@ -108,7 +112,8 @@ class Explanation:
 
     def because(self, top: int = 3) -> str:
         """A short line: the largest positive contributions, with the items behind them, e.g.
-        "graph 0.62 (because you liked 3, 7); text_knn 0.21 (like 3)"."""
+        "graph 0.62 (because you liked 3, 7); text_knn 0.21 (like 3)". ``side`` is always read
+        from the user's profile; ``profile`` only where they have no items (else it reads them)."""
         parts = []
         ranked = sorted(self.contributions.items(), key=lambda kv: -kv[1])
         for name, value in [kv for kv in ranked if kv[1] > 0][:top]:
@@ -117,7 +122,7 @@ class Explanation:
                 part += " (because you liked " + ", ".join(str(s.item) for s in self.graph_support) + ")"
             elif name in (*TEXT_SIGNALS, "text_graph") and self.text_support:  # a new item: by its text
                 part += " (like " + ", ".join(str(s.item) for s in self.text_support) + ")"
-            elif name in ("side", "profile") and not self.text_support:  # read from the user's profile text
+            elif name == "side" or (name == "profile" and self.known_items == 0):  # the user's profile text
                 part += " (from your profile)"
             elif self.path.startswith("zero-history prior"):
                 part += " (no history yet: what most people take)"
@@ -154,6 +159,7 @@ def explain_rows(model: FusionHybrid, users: np.ndarray, history: sp.csr_matrix,
             path, features, values, weight, bias = _path(model, rows, names, r, wanted, at)
             path += "" if cols is None else " (two-stage)"
             graph, text = _supports(model, history[r], wanted, buckets)
+            known = int((history[r].data > 0).sum())
             row = []
             for n, i in enumerate(wanted):
                 b = int(buckets[i])
@@ -162,7 +168,7 @@ def explain_rows(model: FusionHybrid, users: np.ndarray, history: sp.csr_matrix,
                     user=int(users[r]), item=int(i), score=float(bias[b] + sum(contributions.values())),
                     bucket=NAMES[b], path=path, bias=float(bias[b]), contributions=contributions,
                     values={f: float(values[k, n]) for k, f in enumerate(features)},
-                    graph_support=graph[n], text_support=text[n]))
+                    graph_support=graph[n], text_support=text[n], known_items=known))
             out.append(row)
     return out
 
@@ -223,6 +229,12 @@ def item_relation(warm: Recommender, known: np.ndarray, wanted: np.ndarray, n_it
     return warm.score_columns(np.zeros(len(known), np.int64), alone, wanted)
 
 
+def _cheap_relation(warm: Recommender) -> bool:
+    """Whether :func:`item_relation` reads the half's own weights or vectors (EASE, an embedding
+    half: cheap for every known item) rather than scoring a one-item history per known item."""
+    return getattr(warm, "item_relation", None) is not None or getattr(warm, "fold_in", None) is not None
+
+
 def _supports(model: FusionHybrid, history: sp.csr_matrix, wanted: np.ndarray, buckets: np.ndarray,
               ) -> tuple[list[list[Support]], list[list[Support]]]:
     """Graph and text support of each wanted item from one user's known items (CSR [1, n_items])."""
@@ -233,7 +245,9 @@ def _supports(model: FusionHybrid, history: sp.csr_matrix, wanted: np.ndarray, b
     cosine = (text[torch.as_tensor(known, device=text.device)] @ text[torch.as_tensor(wanted, device=text.device)].T)
     cosine = cosine.double().cpu().numpy()  # [m, k]
     n_warm = model.warm_items_
-    inside = known[known < n_warm][:MAX_HISTORY]
+    inside = known[known < n_warm]
+    if not _cheap_relation(model.warm_):  # one score_columns row per known item: capped
+        inside = inside[:MAX_HISTORY]
     graph = np.zeros((len(known), len(wanted)))
     warm = (wanted < n_warm) & (buckets[wanted] > 0)
     if len(inside) and warm.any():

@@ -246,7 +246,9 @@ class FusionHybrid(Recommender):
         their side information and their profile. With new-user gates that is the zero-history
         gate, or the floor's prior where it beat that gate on users it was not fitted on; a hybrid
         without new-user gates (``new_users: false``, too few users to rehearse) ranks them by
-        the item gate, the text as their profile and no graph score (no item to fold in)."""
+        the item gate, the text as their profile; its graph signal is then a graph filter's score of
+        an empty history (0 for every item: no graph score), or for an embedding half (LightGCN,
+        MF) the fold-in of an empty history, its population prior (the mean trained user vector)."""
         vectors = self.text_vectors([text])
         history = sp.csr_matrix((1, n_items), dtype=np.float32)
         return self.score_users(np.array([-1]), history, side=vectors, profiles=vectors)

@@ -147,10 +147,11 @@ class NewUserPath:
         return names
 
     def fuse_rows(self, signals: list[torch.Tensor], side: torch.Tensor, known: np.ndarray, has_side: np.ndarray,
-                  buckets: torch.Tensor, out: torch.Tensor) -> None:
+                  buckets: torch.Tensor, out: torch.Tensor, cols: np.ndarray | None = None) -> None:
         """Write the new-user gates' scores of these rows into ``out`` (the rows' fused scores, in
         place): each row by its bucket's gate, the bucket's no-side gate where the row has no side
-        information and the path has one."""
+        information and the path has one. ``cols``: the item indices of ``out``'s columns (column
+        scoring, :mod:`hybrid.fusion.candidates`); None: every item, in order."""
         ordered = [*signals[:-1], side, signals[-1]]
         names = self.gate_names(known, has_side)
         for name in dict.fromkeys(names.tolist()):
@@ -162,8 +163,11 @@ class NewUserPath:
         empty = np.flatnonzero(np.asarray(known) == 0)
         if self.prior.scores is not None and len(empty):  # the floor: a prior beat the zero-history gate
             scores = self.prior.scores.to(out.device)
-            if scores.shape[0] < out.shape[1]:  # items added after fit: nothing to count yet
-                scores = torch.nn.functional.pad(scores, (0, out.shape[1] - scores.shape[0]))
+            n_items = out.shape[1] if cols is None else int(np.max(cols, initial=-1)) + 1
+            if scores.shape[0] < n_items:  # items added after fit: nothing to count yet
+                scores = torch.nn.functional.pad(scores, (0, n_items - scores.shape[0]))
+            if cols is not None:  # the prior of the columns scored, not of the whole catalogue
+                scores = scores[torch.as_tensor(cols, dtype=torch.int64, device=out.device)]
             out[torch.as_tensor(empty, device=out.device)] = scores
 
 

@@ -25,6 +25,7 @@ import functools
 import importlib.util
 import inspect
 import logging
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,6 +65,11 @@ def load_model(model: str | None, device: str | None) -> tuple[torch.nn.Module, 
     """:func:`_load` of ``model`` (None: :func:`default_model_file`, looked up on every call, so a
     missing package is reported even after a model was loaded) on ``device``."""
     return _load(None if model is None else str(model), str(default_model_file()) if model is None else None, device)
+
+
+_GGUF_LOCK = threading.RLock()  # held for the whole of a _one_gguf_parse block
+_GGUF_DEPTH = [0]  # nesting depth of _one_gguf_parse blocks (in the thread holding the lock)
+_GGUF_ORIGINALS: list = []  # the gguf functions the outermost block replaced
 
 
 @functools.lru_cache(maxsize=2)
@@ -123,17 +129,26 @@ def _one_gguf_parse() -> Iterator[None]:
     ``TensorNameMap`` again for every module of the model while matching weight names; both are
     pure functions of their arguments, looked up on the ``gguf`` module at each call, so memoised
     stand-ins there return what the originals would. Restored on exit; where transformers stops
-    looking them up that way the block is simply no faster.
+    looking them up that way the block is simply no faster. The whole block holds a module-level
+    re-entrant lock, so concurrent loads take turns and a nested block neither re-wraps a stand-in
+    nor leaves one installed.
     """
     import gguf
 
-    reader, name_map = gguf.GGUFReader, gguf.get_tensor_name_map
-    gguf.GGUFReader = functools.lru_cache(maxsize=2)(reader)  # type: ignore[assignment, misc]
-    gguf.get_tensor_name_map = functools.lru_cache(maxsize=8)(name_map)
-    try:
-        yield
-    finally:
-        gguf.GGUFReader, gguf.get_tensor_name_map = reader, name_map  # type: ignore[misc]
+    with _GGUF_LOCK:  # one thread patches at a time; a nested block (same thread) reuses the outer's stand-ins
+        outer = _GGUF_DEPTH[0] == 0
+        if outer:
+            _GGUF_ORIGINALS[:] = gguf.GGUFReader, gguf.get_tensor_name_map
+            gguf.GGUFReader = functools.lru_cache(maxsize=2)(_GGUF_ORIGINALS[0])  # type: ignore[assignment, misc]
+            gguf.get_tensor_name_map = functools.lru_cache(maxsize=8)(_GGUF_ORIGINALS[1])
+        _GGUF_DEPTH[0] += 1
+        try:
+            yield
+        finally:
+            _GGUF_DEPTH[0] -= 1
+            if outer:  # the outermost block puts back the originals it saw, never a stand-in
+                gguf.GGUFReader, gguf.get_tensor_name_map = _GGUF_ORIGINALS  # type: ignore[misc]
+                _GGUF_ORIGINALS.clear()
 
 
 def encode_prompt(tokenizer: object, text: str) -> list[int]:

@@ -17,6 +17,12 @@ from hybrid.models.base import Recommender
 MAX_SCORE_ENTRIES = 1 << 27
 
 
+def user_batch_size(n_items: int, batch_size: int = 1024) -> int:
+    """Users handled at once: ``batch_size``, fewer where a batch's [users, n_items] matrix would
+    pass ``MAX_SCORE_ENTRIES`` (at least 1)."""
+    return max(1, min(batch_size, MAX_SCORE_ENTRIES // max(n_items, 1)))
+
+
 def check_k(k: int) -> int:
     """``k`` itself when it is a positive integer; otherwise a ``ValueError`` naming it."""
     if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 1:
@@ -92,7 +98,7 @@ def top_k_masked(
     order = None
     if tie_seed is not None:
         order = torch.randperm(history.shape[1], generator=torch.Generator().manual_seed(tie_seed))
-    batch_size = max(1, min(batch_size, MAX_SCORE_ENTRIES // max(history.shape[1], 1)))
+    batch_size = user_batch_size(history.shape[1], batch_size)
     for start in range(0, len(users), batch_size):
         batch = users[start : start + batch_size]
         rows = history[batch]
