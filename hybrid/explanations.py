@@ -28,7 +28,19 @@ import torch
 from hybrid.data.interactions import BadInputError, lookup_ids
 from hybrid.fusion.model import FusionHybrid
 from hybrid.fusion.signals import FEATURES
-from hybrid.retrieval.ranking import user_batch_size
+from hybrid.models.base import Recommender
+from hybrid.retrieval.ranking import top_k, user_batch_size
+
+
+class _KeptRows:
+    """The hybrid as ``top_k`` ranks with it, keeping the signal rows of the batch it last scored."""
+
+    def __init__(self, model: FusionHybrid) -> None:
+        self.model, self.rows = model, None
+
+    def score(self, users: np.ndarray, history: sp.csr_matrix) -> torch.Tensor:
+        self.rows = self.model.signal_rows(users, history)
+        return self.model.fuse_rows(self.rows)
 
 
 class Explaining:
@@ -85,8 +97,7 @@ class Explaining:
             side = None if profile is None else self.model_.text_vectors([profile])
             profiles = side if len(index) == 0 else None  # as score_text: the text is the profile
             rows = self.model_.explain(np.array([-1]), history, [wanted], side=side, profiles=profiles)
-        ids = self.item_ids_.to_numpy()
-        return [e.with_ids(None, ids).to_dict() for e in rows[0]]
+        return rows[0].to_dicts(None, self.item_ids_.to_numpy())
 
     def explained(self, users: np.ndarray, items: list[np.ndarray], two_stage: bool | None = None,
                   ) -> list[list[dict[str, Any]]]:
@@ -100,8 +111,35 @@ class Explaining:
             batch = np.asarray(users[start:start + size])
             with torch.inference_mode():
                 rows = self.model_.explain(batch, self.history_[batch], items[start:start + size], two_stage=two_stage)
-            out += [[e.with_ids(user_ids[u], ids).to_dict() for e in row] for u, row in zip(batch, rows, strict=True)]
+            out += [row.to_dicts(user_ids[u], ids) for u, row in zip(batch, rows, strict=True)]
         return out
+
+    def ranked(self, ranker: Recommender, users: np.ndarray, k: int, filter_seen: bool, candidates: np.ndarray | None,
+               explain: bool) -> tuple[np.ndarray, np.ndarray, list[list[dict[str, Any]]] | None]:
+        """``top_k``'s (items, scores) by ``ranker``; with ``explain`` and the exact ranker, the
+        listed items' explanations too, from the same signal pass (else None: explained after)."""
+        if explain and ranker is self.model_:
+            return self.ranked_explained(users, k, filter_seen, candidates)
+        return (*top_k(ranker, users, self.history_, k, filter_seen=filter_seen, candidates=candidates), None)
+
+    def ranked_explained(self, users: np.ndarray, k: int, filter_seen: bool, candidates: np.ndarray | None,
+                         ) -> tuple[np.ndarray, np.ndarray, list[list[dict[str, Any]]]]:
+        """``top_k``'s (items, scores) of ``users`` (indices) with each listed item explained from
+        the signal rows the list was ranked by: one signal pass, not a second for the reasons."""
+        ids, user_ids = self.item_ids_.to_numpy(), self.user_ids_.to_numpy()
+        size = user_batch_size(len(ids) * len(FEATURES))  # a batch's signal rows: ~len(FEATURES) [b, n_items]
+        kept = _KeptRows(self.model_)
+        parts: list[tuple[np.ndarray, np.ndarray]] = []
+        explained: list[list[dict[str, Any]]] = []
+        for start in range(0, len(users), size):
+            batch = np.asarray(users[start:start + size])
+            top, scores = top_k(kept, batch, self.history_, k, batch_size=len(batch), filter_seen=filter_seen,
+                                candidates=candidates)
+            with torch.inference_mode():
+                rows = self.model_.explain(batch, self.history_[batch], list(top), rows=kept.rows)
+            parts.append((top, scores))
+            explained += [row.to_dicts(user_ids[u], ids) for u, row in zip(batch, rows, strict=True)]
+        return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), explained
 
     def explained_lists(self, users: np.ndarray, listed: np.ndarray, ranked: np.ndarray, two_stage: bool,
                         ) -> list[list[dict[str, Any]]]:

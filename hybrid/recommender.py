@@ -46,7 +46,7 @@ from hybrid.fusion.model import FusionHybrid
 from hybrid.metrics import mask_history
 from hybrid.models.base import FitData
 from hybrid.persistence import atomic_folder, verify_folder, write_manifest
-from hybrid.retrieval.ranking import check_k, top_k
+from hybrid.retrieval.ranking import check_k
 from hybrid.retrieval.two_stage import RetrievalConfig, TwoStage, newest_items, retrieval_config
 
 logger = logging.getLogger(__name__)
@@ -175,7 +175,7 @@ class HybridRecommender(Explaining):
             if k > self.stage_.config.candidates:
                 raise BadInputError(f"k={k} exceeds retrieval.candidates={self.stage_.config.candidates}, what the "
                                  "index proposes per user; ask for fewer or raise retrieval.candidates")
-        top, scores = top_k(ranker, index, self.history_, k, filter_seen=filter_seen, candidates=candidates)
+        top, scores, reasons = self.ranked(ranker, index, k, filter_seen, candidates, explain and explore is None)
         if not np.isfinite(scores).all():
             raise ValueError("the model returned non-finite scores; refusing to recommend from them")
         out: tuple[np.ndarray, ...] = (top, scores)
@@ -185,7 +185,8 @@ class HybridRecommender(Explaining):
             wide = eligible_scores(self.model_, index, self.history_, eligible, filter_seen)
             out = explore_lists(top, scores, eligible, wide, self.model_.counts_, explore, step)
         if explain:
-            out = (*out, self.explained_lists(index, out[0], top, two_stage=ranker is not self.model_))
+            out = (*out, reasons if reasons is not None else
+                   self.explained_lists(index, out[0], top, two_stage=ranker is not self.model_))
         out = (self.item_ids_.to_numpy()[out[0]], *out[1:])
         return tuple(part[0] for part in out) if single else out
 

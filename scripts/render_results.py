@@ -23,7 +23,12 @@ from hybrid.evaluation.provenance import commits_since, is_dirty, recorded_commi
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from render_replay import replay_table, shares_table, steps_table
-from render_sections import render_explore_replay, render_fit_profile, render_fit_scaling
+from render_sections import (
+    render_explain_cost,
+    render_explore_replay,
+    render_fit_profile,
+    render_fit_scaling,
+)
 from render_targets import (  # noqa: F401  (re-exported: the tests and cold_start.py read them here)
     BUCKETS_SHOWN,
     HYBRID,
@@ -215,7 +220,8 @@ def render_file(path: Path) -> str:
                            ("distributed_train.json", render_distributed),
                            ("sampled_selection.json", render_sampled_selection),
                            ("fit_profile.json", render_fit_profile),
-                           ("explore_replay.json", render_explore_replay)):
+                           ("explore_replay.json", render_explore_replay),
+                           ("explain_cost.json", render_explain_cost)):
         extra = path.parent / name
         if extra.exists():
             body += "\n" + renderer(json.loads(extra.read_text()), f"{path.parent.name}/{name}")

@@ -1,5 +1,6 @@
 """Sections of docs/results.md beyond the cold-start tables: the fit's cost by stage
-(``benchmarks/fit_profile.py``) and the exploration replay (``benchmarks/explore_replay.py``)."""
+(``benchmarks/fit_profile.py``), the exploration replay (``benchmarks/explore_replay.py``) and the
+explanations' cost (``benchmarks/explain_cost.py``)."""
 
 from __future__ import annotations
 
@@ -101,4 +102,20 @@ def render_fit_scaling(result: dict[str, Any], source: str) -> str:
                          f"{r['warm_model']} | {costly} |")
     lines += ["", f"Fit seconds ∝ interactions^{result.get('exponent_interactions')} (catalogue fixed), "
               f"∝ items^{result.get('exponent_items')} (interactions fixed); target: the first ≤ 1.15."]
+    return "\n".join(lines) + "\n"
+
+
+def render_explain_cost(result: dict[str, Any], source: str) -> str:
+    """``benchmarks/explain_cost.py``'s JSON: what explaining a top-k list costs against ranking it."""
+    rows = result["rows"]
+    k = rows[0]["k"] if rows else 20
+    lines = [f"#### Explaining a top-{k} list against ranking it, from `{source}`", "", f"    {result['command']}", "",
+             f"commit `{(result.get('git_commit') or '?')[:12]}`. The same known users ranked (`recommend`) and ranked "
+             "with every listed item explained (`recommend(..., explain=True)`, the dicts built); the explanation's "
+             "cost is the difference (median of repeats). Target: explain / rank ≤ 1.", "",
+             "| data | users | items | graph half | rank s | rank + explain s | explain s | explain / rank |",
+             "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        lines.append(f"| {r['data']} | {r['users']} | {r['items']:,} | {r['graph_half']} | {r['rank_seconds']:.3f} | "
+                     f"{r['rank_and_explain_seconds']:.3f} | {r['explain_seconds']:.3f} | {r['ratio']:.2f} |")
     return "\n".join(lines) + "\n"

@@ -84,11 +84,11 @@ def test_explaining_in_user_batches_changes_nothing(tiny_model, monkeypatch) -> 
 
 
 def because(contributions: dict, known_items: int, text_support=(), path: str = "item gate") -> str:
-    from hybrid.fusion.explain import Explanation, Support
+    from hybrid.fusion.explain import because as line
 
-    return Explanation(user=0, item=9, score=sum(contributions.values()), bucket="5-19", path=path, bias=0.0,
-                       contributions=contributions, values=dict(contributions), graph_support=[],
-                       text_support=[Support(*s) for s in text_support], known_items=known_items).because()
+    text = [{"item": item, "value": value, "share": share} for item, value, share in text_support]
+    ranked = sorted(contributions.items(), key=lambda kv: -kv[1])[:3]
+    return line(ranked, [], text, known_items, path, 0.0)
 
 
 def test_from_your_profile_follows_the_signal_not_the_text_support() -> None:
@@ -123,3 +123,19 @@ def test_graph_support_caps_known_items_only_where_each_is_scored_alone(tiny_mod
     capped = tiny_model[0].explain_top("u0", k=4)
     assert all(len(e["graph_support"]) <= 1 for e in capped)
     assert any(len(e["graph_support"]) > 1 for e in whole + filtered)  # the cap was binding
+
+
+def test_a_list_and_its_reasons_come_from_one_signal_pass(tiny_model, monkeypatch) -> None:
+    """``recommend(..., explain=True)`` explains each list from the signal rows it was ranked by,
+    not from a second pass: one ``signal_rows`` call per batch, and the same reasons as asking after."""
+    rec = tiny_model[0]
+    users = list(rec.user_ids_[:6])
+    calls = []
+    original = rec.model_.signal_rows
+    monkeypatch.setattr(rec.model_, "signal_rows", lambda *a, **kw: calls.append(1) or original(*a, **kw))
+    ids, scores, reasons = rec.recommend(users, k=4, explain=True)
+    assert len(calls) == 1
+    asked = rec.explained(np.arange(6), [rec.item_ids_.get_indexer(row) for row in ids])
+    assert close(reasons, asked)
+    assert all(abs(e["score"] - s) < TOL for row, srow in zip(reasons, scores, strict=True)
+               for e, s in zip(row, srow, strict=True))

@@ -48,6 +48,6 @@ def explained_examples(model: Recommender, prepared: Prepared, top: np.ndarray,
     rows = model.explain(users, prepared.history[users], [np.array([item]) for _, _, item in picks])
     user_ids = prepared.fit_data.train.user_ids.to_numpy()
     item_ids = prepared.fit_data.train.item_ids.to_numpy()
-    return [{"example": kind, **row[0].with_ids(user_ids[user], item_ids).to_dict()}
+    return [{"example": kind, **row.to_dicts(user_ids[user], item_ids)[0]}
             for (kind, _, _), user, row in zip(picks, users, rows, strict=True)]
 

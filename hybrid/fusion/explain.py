@@ -2,22 +2,25 @@
 
     score(u, i) = b[β(n_i)] + Σ_f w_f[β(n_i)] · z_f(u, i)
 
-An :class:`Explanation` holds the item's count bucket β, each signal's contribution w_f · z_f and
-the bias (they sum to the score the ranking used: the same signals, read from
-:meth:`FusionHybrid.signal_rows`), and the user's items that support it most:
+An :class:`ExplainedRow` holds, for one user's items, each item's count bucket β, each signal's
+contribution w_f · z_f and the bias (they sum to the score the ranking used: the same signals,
+read from :meth:`FusionHybrid.signal_rows`, or from the very rows the ranking fused where the
+caller passes them), and the user's items that support each item most:
 
-* ``graph_support``: each known item j's graph score of i were j the user's only item (what
+* graph support: each known item j's graph score of i were j the user's only item (what
   ``similar_items`` ranks by: a graph filter's item-item relation; for an embedding half the dot
   product of the two items' vectors, where its fold-in starts), for items the graph knows
   (bucket > 0; a new item has no graph score); every known item where the half has item-item
   weights (EASE) or item vectors (a dot product), the first ``MAX_HISTORY`` by index where it
   scores each one-item history (a graph filter's ``score_columns``);
-* ``text_support``: the cosine of j's and i's text vectors, what the text signals read; for a new
+* text support: the cosine of j's and i's text vectors, what the text signals read; for a new
   item (bucket 0) it says which of the user's items its text resembles.
 
 A user the new-user path scores is explained by their gate (with the ``side`` signal), or, with no
 items and the zero-history floor's prior (:mod:`hybrid.fusion.floor`), by that prior alone:
-``path`` says which. Explanations only read the model; nothing here changes a score.
+``path`` says which. The numbers are computed as arrays, one batch at a time, and turned into
+dicts (:meth:`ExplainedRow.to_dicts`) only at the end: explaining a list costs about what ranking
+it does. Explanations only read the model; nothing here changes a score.
 """
 
 from __future__ import annotations
@@ -37,8 +40,8 @@ from hybrid.models.base import Recommender
 
 MAX_SUPPORT = 3  # supporting items kept per kind
 MAX_HISTORY = 256  # known items scored one by one for graph support by ``score_columns`` (the first by index)
-GRAPH_SIGNALS = ("graph", "text_graph")  # what graph_support backs in ``because``
-TEXT_SIGNALS = ("profile", "text_knn")  # what text_support backs
+GRAPH_SIGNALS = ("graph", "text_graph")  # what graph support backs in ``because``
+SUPPORTED_BY_TEXT = ("profile", "text_knn", "text_graph")  # what text support backs (text_graph: where no graph support)
 
 
 class FusionHybrid(Protocol):
@@ -59,156 +62,239 @@ class FusionHybrid(Protocol):
                     profiles: torch.Tensor | None = None) -> SignalRows: ...
 
 
-def _plain(value: Any) -> Any:
-    return value.item() if isinstance(value, np.generic) else value
+@dataclasses.dataclass
+class Supports:
+    """The user's items behind each of a row's k items: ``items`` int64 [k, MAX_SUPPORT] (-1 past
+    ``count``), ``values`` their graph scores or text cosines with the item, ``shares`` each one's
+    part of the positive values of all the user's items."""
+
+    items: np.ndarray
+    values: np.ndarray
+    shares: np.ndarray
+    count: np.ndarray
+
+    @classmethod
+    def none(cls, k: int) -> Supports:
+        return cls(np.full((k, MAX_SUPPORT), -1), np.zeros((k, MAX_SUPPORT)), np.zeros((k, MAX_SUPPORT)), np.zeros(k, np.int64))
+
+    def first(self, k: int) -> Supports:
+        """The supports of the first ``k`` items (a row padded to a batch's widest)."""
+        return Supports(self.items[:k], self.values[:k], self.shares[:k], self.count[:k])
+
+    def dicts(self, item_ids: np.ndarray) -> list[list[dict[str, Any]]]:
+        """Per item, its supports as {"item": id, "value", "share"} (ids through ``item_ids``)."""
+        ids = item_ids[np.maximum(self.items, 0)].tolist()
+        values, shares = self.values.tolist(), self.shares.tolist()
+        return [[{"item": ids[n][j], "value": values[n][j], "share": shares[n][j]} for j in range(c)] if c else []
+                for n, c in enumerate(self.count.tolist())]
 
 
 @dataclasses.dataclass
-class Support:
-    """One known item behind a recommendation: ``value`` its graph score or text cosine with the
-    item, ``share`` its part of the positive values of all the user's items."""
-
-    item: Any
-    value: float
-    share: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"item": _plain(self.item), "value": self.value, "share": self.share}
-
-
-@dataclasses.dataclass
-class Explanation:
-    """Why ``item`` is scored ``score`` for ``user`` (indices in the model, ids at the facade).
+class ExplainedRow:
+    """Why each of ``items`` (indices in the model) is scored as it is for one user.
 
     Attributes:
-        bucket: the item's count bucket (:data:`hybrid.data.buckets.NAMES`).
-        path: "item gate", "new-user gate <bucket>[ no side]" or "zero-history prior <kind>".
-        bias: the bucket's bias; contributions: signal -> weight × value; values: signal -> the
-            standardised value z. ``bias + sum(contributions) == score``.
-        graph_support, text_support: the user's items that support it most (:class:`Support`).
+        user: the user's index (-1: a facade's new user); items: int64 [k].
+        path: "item gate", "new-user gate <bucket>[ no side]" or "zero-history prior <kind>"
+            (" (two-stage)" added where the signals are the two-stage ranker's).
+        features: the signals' names; values: float64 [k, F] the standardised values z;
+            contributions: float64 [k, F] weight × value; bias: float64 [k] the item's bucket's bias;
+            buckets: int64 [k] the items' count buckets (:data:`hybrid.data.buckets.NAMES`).
+            ``bias + contributions.sum(1)`` is the score.
+        graph, text: the user's items that support each item most (:class:`Supports`).
         known_items: how many items the user has (0: the ``profile`` signal read their profile text).
     """
 
-    user: Any
-    item: Any
-    score: float
-    bucket: str
+    user: int
+    items: np.ndarray
     path: str
-    bias: float
-    contributions: dict[str, float]
-    values: dict[str, float]
-    graph_support: list[Support]
-    text_support: list[Support]
+    features: tuple[str, ...]
+    values: np.ndarray
+    contributions: np.ndarray
+    bias: np.ndarray
+    buckets: np.ndarray
+    graph: Supports
+    text: Supports
     known_items: int
 
-    def to_dict(self) -> dict[str, Any]:
-        """A JSON-able dict (plain floats, ids as given)."""
-        out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        out["user"], out["item"] = _plain(self.user), _plain(self.item)
-        out["graph_support"] = [s.to_dict() for s in self.graph_support]
-        out["text_support"] = [s.to_dict() for s in self.text_support]
-        out["because"] = self.because()
+    @property
+    def scores(self) -> np.ndarray:
+        return self.bias + self.contributions.sum(1)
+
+    def to_dicts(self, user_id: Any, item_ids: np.ndarray) -> list[dict[str, Any]]:
+        """One JSON-able dict per item (ids through ``item_ids``): user, item, score, bucket, path,
+        bias, contributions, values, graph_support, text_support, known_items and ``because``."""
+        user_id = user_id.item() if isinstance(user_id, np.generic) else user_id  # JSON-able
+        ids, scores, bias = item_ids[self.items].tolist(), self.scores.tolist(), self.bias.tolist()
+        contributions, values, buckets = self.contributions.tolist(), self.values.tolist(), self.buckets.tolist()
+        graph, text = self.graph.dicts(item_ids), self.text.dicts(item_ids)
+        ranked = np.argsort(-self.contributions, axis=1, kind="stable")[:, :3].tolist()
+        out = []
+        for n, item in enumerate(ids):
+            parts = dict(zip(self.features, contributions[n], strict=True))
+            line = because([(self.features[f], contributions[n][f]) for f in ranked[n]], graph[n], text[n],
+                           self.known_items, self.path, bias[n])
+            out.append({"user": user_id, "item": item, "score": scores[n], "bucket": NAMES[buckets[n]],
+                        "path": self.path, "bias": bias[n], "contributions": parts,
+                        "values": dict(zip(self.features, values[n], strict=True)), "graph_support": graph[n],
+                        "text_support": text[n], "known_items": self.known_items, "because": line})
         return out
 
-    def because(self, top: int = 3) -> str:
-        """A short line: the largest positive contributions, with the items behind them, e.g.
-        "graph 0.62 (because you liked 3, 7); text_knn 0.21 (like 3)". ``side`` is always read
-        from the user's profile; ``profile`` only where they have no items (else it reads them)."""
-        parts = []
-        ranked = sorted(self.contributions.items(), key=lambda kv: -kv[1])
-        for name, value in [kv for kv in ranked if kv[1] > 0][:top]:
-            part = f"{name} {value:.2f}"
-            if name in GRAPH_SIGNALS and self.graph_support:
-                part += " (because you liked " + ", ".join(str(s.item) for s in self.graph_support) + ")"
-            elif name in (*TEXT_SIGNALS, "text_graph") and self.text_support:  # a new item: by its text
-                part += " (like " + ", ".join(str(s.item) for s in self.text_support) + ")"
-            elif name == "side" or (name == "profile" and self.known_items == 0):  # the user's profile text
-                part += " (from your profile)"
-            elif self.path.startswith("zero-history prior"):
-                part += " (no history yet: what most people take)"
-            parts.append(part)
-        return "; ".join(parts) or f"{self.path}: no signal raises it (bias {self.bias:.2f})"
 
-    def with_ids(self, user: Any, item_ids: np.ndarray) -> Explanation:
-        """The same explanation with ``user`` and item indices mapped through ``item_ids``."""
-        def mapped(supports: list[Support]) -> list[Support]:
-            return [dataclasses.replace(s, item=_plain(item_ids[s.item])) for s in supports]
-        return dataclasses.replace(self, user=_plain(user), item=_plain(item_ids[self.item]),
-                                   graph_support=mapped(self.graph_support), text_support=mapped(self.text_support))
+def because(ranked: list[tuple[str, float]], graph: list[dict[str, Any]], text: list[dict[str, Any]],
+            known_items: int, path: str, bias: float) -> str:
+    """A short line from the largest contributions (``ranked``: (signal, contribution), largest
+    first; the positive ones are named), with the items behind them, e.g.
+    "graph 0.62 (because you liked 3, 7); text_knn 0.21 (like 3)". ``side`` is always read
+    from the user's profile; ``profile`` only where they have no items (else it reads them)."""
+    parts = []
+    for name, value in ranked:
+        if value <= 0:
+            break
+        if name in GRAPH_SIGNALS and graph:
+            parts.append(f"{name} {value:.2f} (because you liked {', '.join([str(s['item']) for s in graph])})")
+        elif name in SUPPORTED_BY_TEXT and text:  # a new item: by its text
+            parts.append(f"{name} {value:.2f} (like {', '.join([str(s['item']) for s in text])})")
+        elif name == "side" or (name == "profile" and known_items == 0):  # the user's profile text
+            parts.append(f"{name} {value:.2f} (from your profile)")
+        elif path.startswith("zero-history prior"):
+            parts.append(f"{name} {value:.2f} (no history yet: what most people take)")
+        else:
+            parts.append(f"{name} {value:.2f}")
+    return "; ".join(parts) or f"{path}: no signal raises it (bias {bias:.2f})"
 
 
 def explain_rows(model: FusionHybrid, users: np.ndarray, history: sp.csr_matrix, items: list[np.ndarray],
                  side: torch.Tensor | None = None, profiles: torch.Tensor | None = None,
-                 two_stage: bool = False) -> list[list[Explanation]]:
+                 two_stage: bool = False, rows: SignalRows | None = None) -> list[ExplainedRow]:
     """The explanation of each row's ``items`` (int64 item indices per row), the rows scored as
-    :meth:`FusionHybrid.score_users` scores them (same arguments), or with ``two_stage`` as
+    :meth:`FusionHybrid.score_users` scores them (same arguments; ``rows``: the signal rows it
+    fused, read instead of a second signal pass), or with ``two_stage`` as
     :meth:`FusionHybrid.score_candidates` does (signals standardised on the reference items, the
-    scores a two-stage ranker lists; ``side`` and ``profiles`` not taken): one signal pass for all rows."""
+    scores a two-stage ranker lists; ``side`` and ``profiles`` not taken)."""
     users = np.asarray(users)
     buckets = model.buckets_.cpu().numpy()
+    width = max((len(w) for w in items), default=0)
+    wanted = np.zeros((len(items), width), np.int64)
+    for r, w in enumerate(items):
+        wanted[r, :len(w)] = w
     with torch.no_grad():
+        cols = None
         if two_stage:
-            rows, cols = column_signal_rows(model, users, history, np.unique(np.concatenate(items).astype(np.int64)))
-        else:
-            rows, cols = model.signal_rows(users, history, side, profiles), None
+            rows, cols = column_signal_rows(model, users, history, np.unique(wanted))
+        elif rows is None:
+            rows = model.signal_rows(users, history, side, profiles)
+        at = torch.as_tensor(wanted if cols is None else np.searchsorted(cols, wanted), device=model.device_)
+        values = torch.stack([s.gather(1, at) for s in rows.signals]).double().cpu().numpy()  # [F, b, width]
         names = model.new_users_.gate_names(rows.known, rows.has_side) if len(rows.new_rows) else np.zeros(0, object)
+        new_of = {int(r): n for n, r in enumerate(rows.new_rows)}
+        gate = (FEATURES, model.gate_weight_.double().cpu().numpy(), model.gate_bias_.double().cpu().numpy())
+        known = [np.sort(history.indices[history.indptr[r]:history.indptr[r + 1]][  # not history[r]: slow
+            history.data[history.indptr[r]:history.indptr[r + 1]] > 0]).astype(np.int64) for r in range(len(items))]
+        supports = _Relation(model, buckets).supports(known, wanted)
         out = []
-        for r, wanted in enumerate(items):
-            wanted = np.asarray(wanted, dtype=np.int64)
-            at = wanted if cols is None else np.searchsorted(cols, wanted)
-            path, features, values, weight, bias = _path(model, rows, names, r, wanted, at)
-            path += "" if cols is None else " (two-stage)"
-            graph, text = _supports(model, history[r], wanted, buckets)
-            known = int((history[r].data > 0).sum())
-            row = []
-            for n, i in enumerate(wanted):
-                b = int(buckets[i])
-                contributions = {f: float(weight[k, b] * values[k, n]) for k, f in enumerate(features)}
-                row.append(Explanation(
-                    user=int(users[r]), item=int(i), score=float(bias[b] + sum(contributions.values())),
-                    bucket=NAMES[b], path=path, bias=float(bias[b]), contributions=contributions,
-                    values={f: float(values[k, n]) for k, f in enumerate(features)},
-                    graph_support=graph[n], text_support=text[n], known_items=known))
-            out.append(row)
+        for r, w in enumerate(items):
+            k = len(w)
+            mine = wanted[r, :k]
+            path, features, z, weight, bias = _path(model, rows, names, new_of.get(r), values[:, r, :k], at[r, :k],
+                                                    mine, gate)
+            b = buckets[mine]
+            graph, text = (part.first(k) for part in supports[r])
+            out.append(ExplainedRow(int(users[r]), mine, path + ("" if cols is None else " (two-stage)"), features,
+                                    z.T, (weight[:, b] * z).T, bias[b], b, graph, text, len(known[r])))
     return out
 
 
-def _path(model: FusionHybrid, rows: SignalRows, names: np.ndarray, r: int, wanted: np.ndarray, at: np.ndarray,
+def _path(model: FusionHybrid, rows: SignalRows, names: np.ndarray, new: int | None, values: np.ndarray,
+          at: torch.Tensor, wanted: np.ndarray, gate: tuple[tuple[str, ...], np.ndarray, np.ndarray],
           ) -> tuple[str, tuple[str, ...], np.ndarray, np.ndarray, np.ndarray]:
-    """(path, feature names, values float64 [F, k], weight [F, B], bias [B]) of row ``r``'s items
-    ``wanted`` (at columns ``at`` of ``rows``' signals), as :meth:`NewUserPath.fuse_rows` decides it."""
-    cols = torch.as_tensor(at, device=model.device_)
-    values = torch.stack([s[r, cols] for s in rows.signals]).double().cpu().numpy()
-    gate = (FEATURES, values, model.gate_weight_, model.gate_bias_)
-    label = "item gate"
-    new = np.flatnonzero(rows.new_rows == r)
-    if len(new):
-        n, path = int(new[0]), model.new_users_
-        if rows.known[n] == 0 and path.prior.scores is not None:  # the floor's prior replaced the gate
-            prior = path.prior.scores.double().cpu().numpy()
-            prior = np.pad(prior, (0, max(0, model.text_.shape[0] - len(prior))))[wanted]
-            weight, bias = np.ones((1, len(NAMES))), np.zeros(len(NAMES))
-            return f"zero-history prior {path.prior.kind}", (path.prior.kind,), prior[None, :], weight, bias
-        if names[n] in path.gates:
-            side = rows.side[n, cols].double().cpu().numpy()
-            ordered = np.vstack([values[:-1], side[None, :], values[-1:]])
-            gate = (NEW_USER_FEATURES, ordered, *path.gates[names[n]])
-            label = f"new-user gate {names[n]}"
-    features, values, weight, bias = gate
-    weight = weight.double().cpu().numpy() if isinstance(weight, torch.Tensor) else weight
-    bias = bias.double().cpu().numpy() if isinstance(bias, torch.Tensor) else bias
-    return label, features, values, weight, bias
+    """(path, feature names, values float64 [F, k], weight [F, B], bias [B]) of one row's items
+    ``wanted`` (``values`` read at columns ``at`` of the signals; ``new``: the row's place among
+    ``rows.new_rows``, None for a known user), as :meth:`NewUserPath.fuse_rows` decides it."""
+    if new is None:
+        return ("item gate", *gate[:1], values, *gate[1:])
+    path = model.new_users_
+    if rows.known[new] == 0 and path.prior.scores is not None:  # the floor's prior replaced the gate
+        prior = path.prior.scores.double().cpu().numpy()
+        prior = np.pad(prior, (0, max(0, model.text_.shape[0] - len(prior))))[wanted]
+        return (f"zero-history prior {path.prior.kind}", (path.prior.kind,), prior[None, :],
+                np.ones((1, len(NAMES))), np.zeros(len(NAMES)))
+    if names[new] not in path.gates:
+        return ("item gate", *gate[:1], values, *gate[1:])
+    side = rows.side[new, at].double().cpu().numpy()
+    weight, bias = path.gates[names[new]]
+    return (f"new-user gate {names[new]}", NEW_USER_FEATURES, np.vstack([values[:-1], side[None, :], values[-1:]]),
+            weight.double().cpu().numpy(), bias.double().cpu().numpy())
 
 
-def _top(values: np.ndarray, known: np.ndarray, item: int) -> list[Support]:
-    """The MAX_SUPPORT known items with the largest positive ``values`` (the item itself left out),
-    each with its share of the positive mass."""
-    values = np.where(known == item, 0.0, np.maximum(values, 0.0))
-    total = values.sum()
-    if total <= 0:
-        return []
-    order = np.argsort(-values, kind="stable")[:MAX_SUPPORT]
-    return [Support(int(known[j]), float(values[j]), float(values[j] / total)) for j in order if values[j] > 0]
+class _Relation:
+    """Graph and text support of a batch's rows (see the module docstring): each row's pairs of
+    (known item, wanted item) scored row by row, the best few picked for the whole batch at once."""
+
+    CHUNK = 1 << 22  # (rows × longest history × wanted) entries per selection: 16 MiB of float32
+
+    def __init__(self, model: FusionHybrid, buckets: np.ndarray) -> None:
+        self.model, self.buckets, self.n_warm = model, buckets, model.warm_items_
+        self.cheap = _cheap_relation(model.warm_)
+
+    def graph(self, known: np.ndarray, wanted: np.ndarray) -> np.ndarray:
+        """float [len(known), len(wanted)]: 0 where the graph half has no score (a new item)."""
+        out = np.zeros((len(known), len(wanted)), np.float32)
+        inside = np.flatnonzero(known < self.n_warm)
+        if not self.cheap:  # one score_columns row per known item: capped
+            inside = inside[:MAX_HISTORY]
+        warm = np.flatnonzero((wanted < self.n_warm) & (self.buckets[wanted] > 0))
+        if len(inside) and len(warm):
+            out[inside[:, None], warm[None, :]] = \
+                item_relation(self.model.warm_, known[inside], wanted[warm], self.n_warm).cpu().numpy()
+        return out
+
+    def supports(self, known: list[np.ndarray], wanted: np.ndarray) -> list[tuple[Supports, Supports]]:
+        """Graph and text support of each row's ``wanted`` items [b, k] from its ``known`` items:
+        rows taken in order of history length, so a chunk pads little."""
+        lengths = np.array([len(m) for m in known])
+        order = np.argsort(lengths, kind="stable")
+        out: list[tuple[Supports, Supports] | None] = [None] * len(known)
+        start = 0
+        while start < len(order):
+            longest = int(lengths[order[min(start + 63, len(order) - 1)]])  # of the next 64 rows
+            size = max(1, self.CHUNK // max(1, longest * max(self.model.text_.shape[1], 2 * wanted.shape[1])))
+            rows = order[start:start + min(64, size)]
+            for r, found in zip(rows, self._chunk([known[r] for r in rows], wanted[rows]), strict=True):
+                out[r] = found
+            start += len(rows)
+        return out  # type: ignore[return-value]
+
+    def _chunk(self, known: list[np.ndarray], wanted: np.ndarray) -> list[tuple[Supports, Supports]]:
+        b, k = wanted.shape
+        longest = max((len(m) for m in known), default=0)
+        if longest == 0:
+            return [(Supports.none(k), Supports.none(k)) for _ in range(b)]
+        values = np.zeros((2, b, k, longest), np.float32)  # graph, text; the known items last (contiguous)
+        items = np.full((b, longest), -1)
+        for r, mine in enumerate(known):
+            items[r, :len(mine)] = mine
+            if len(mine):
+                values[0, r, :, :len(mine)] = self.graph(mine, wanted[r]).T
+        text = self.model.text_  # the cosines in one product (a BLAS call per row would fight torch's threads)
+        at = lambda index: text[torch.as_tensor(index, device=text.device)]  # noqa: E731
+        values[1] = torch.bmm(at(wanted), at(np.maximum(items, 0)).transpose(1, 2)).cpu().numpy()
+        values[1][np.broadcast_to(items[:, None, :] < 0, values[1].shape)] = 0
+        values[:, items[:, None, :] == wanted[:, :, None]] = 0  # an item does not support itself
+        np.maximum(values, 0, out=values)
+        totals = values.sum(3)  # [2, b, k]
+        top, order = torch.topk(torch.from_numpy(values), min(MAX_SUPPORT, longest), dim=3)
+        top, order = top.double().numpy(), order.numpy()  # [2, b, k, S]
+        tied = np.lexsort((order, -top), axis=3)  # equal values: the earlier known item first
+        top, order = np.take_along_axis(top, tied, axis=3), np.take_along_axis(order, tied, axis=3)
+        ids = np.where(top > 0, np.take_along_axis(items[None, :, None, :], order, axis=3), -1)
+        if top.shape[3] < MAX_SUPPORT:  # fewer known items than places
+            pad = ((0, 0),) * 3 + ((0, MAX_SUPPORT - top.shape[3]),)
+            ids, top = np.pad(ids, pad, constant_values=-1), np.pad(top, pad)
+        shares = np.divide(top, totals[..., None], out=np.zeros_like(top), where=totals[..., None] > 0)
+        count = (top > 0).sum(3)
+        return [(Supports(ids[0, r], top[0, r], shares[0, r], count[0, r]),
+                 Supports(ids[1, r], top[1, r], shares[1, r], count[1, r])) for r in range(b)]
 
 
 def item_relation(warm: Recommender, known: np.ndarray, wanted: np.ndarray, n_items: int) -> torch.Tensor:
@@ -234,24 +320,3 @@ def _cheap_relation(warm: Recommender) -> bool:
     half: cheap for every known item) rather than scoring a one-item history per known item."""
     return getattr(warm, "item_relation", None) is not None or getattr(warm, "fold_in", None) is not None
 
-
-def _supports(model: FusionHybrid, history: sp.csr_matrix, wanted: np.ndarray, buckets: np.ndarray,
-              ) -> tuple[list[list[Support]], list[list[Support]]]:
-    """Graph and text support of each wanted item from one user's known items (CSR [1, n_items])."""
-    known = np.sort(history.indices[history.data > 0]).astype(np.int64)
-    if len(known) == 0:
-        return [[] for _ in wanted], [[] for _ in wanted]
-    text = model.text_
-    cosine = (text[torch.as_tensor(known, device=text.device)] @ text[torch.as_tensor(wanted, device=text.device)].T)
-    cosine = cosine.double().cpu().numpy()  # [m, k]
-    n_warm = model.warm_items_
-    inside = known[known < n_warm]
-    if not _cheap_relation(model.warm_):  # one score_columns row per known item: capped
-        inside = inside[:MAX_HISTORY]
-    graph = np.zeros((len(known), len(wanted)))
-    warm = (wanted < n_warm) & (buckets[wanted] > 0)
-    if len(inside) and warm.any():
-        graph[np.searchsorted(known, inside)[:, None], np.flatnonzero(warm)[None, :]] = \
-            item_relation(model.warm_, inside, wanted[warm], n_warm).double().cpu().numpy()
-    return ([_top(graph[:, n], known, int(i)) for n, i in enumerate(wanted)],
-            [_top(cosine[:, n], known, int(i)) for n, i in enumerate(wanted)])

@@ -51,7 +51,7 @@ from hybrid.fusion.candidates import (
     reference_items,
 )
 from hybrid.fusion.config import FusionConfig
-from hybrid.fusion.explain import Explanation, explain_rows
+from hybrid.fusion.explain import ExplainedRow, explain_rows
 from hybrid.fusion.floor import prior_scores
 from hybrid.fusion.gate import fuse
 from hybrid.fusion.neighbours import text_neighbours
@@ -171,8 +171,12 @@ class FusionHybrid(Recommender):
                     profiles: torch.Tensor | None = None) -> torch.Tensor:
         """``score`` with a new user's side vectors [b, d] and text profiles [b, d] given directly
         (the facade's users with no index); None: from the fitted users' side information."""
+        return self.fuse_rows(self.signal_rows(users, history, side, profiles))
+
+    def fuse_rows(self, rows: SignalRows) -> torch.Tensor:
+        """The fused scores [b, n_items] of :meth:`signal_rows`' rows: the item gate, the new-user
+        path's rows by their gates (or the zero-history floor's prior)."""
         with torch.no_grad():
-            rows = self.signal_rows(users, history, side, profiles)
             fused = fuse(rows.signals, self.gate_weight_, self.gate_bias_, self.buckets_)
             if len(rows.new_rows):
                 picked = torch.as_tensor(rows.new_rows, device=self.device_)
@@ -208,10 +212,11 @@ class FusionHybrid(Recommender):
 
     def explain(self, users: np.ndarray, history: sp.csr_matrix, items: list[np.ndarray],
                 side: torch.Tensor | None = None, profiles: torch.Tensor | None = None,
-                two_stage: bool = False) -> list[list[Explanation]]:
+                two_stage: bool = False, rows: SignalRows | None = None) -> list[ExplainedRow]:
         """Why each row's ``items`` (item indices) score as they do (:mod:`hybrid.fusion.explain`):
-        rows and arguments as :meth:`score_users` (``two_stage``: as :meth:`score_candidates`); only reads the model."""
-        return explain_rows(self, users, history, items, side, profiles, two_stage)
+        rows and arguments as :meth:`score_users` (``two_stage``: as :meth:`score_candidates`;
+        ``rows``: the :meth:`signal_rows` a ranking fused, not computed again); only reads the model."""
+        return explain_rows(self, users, history, items, side, profiles, two_stage, rows)
 
     def score_candidates(self, users: np.ndarray, history: sp.csr_matrix, candidates: np.ndarray) -> torch.Tensor:
         """The fused score of each row's candidates, computed on those items (and a fixed reference

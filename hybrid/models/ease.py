@@ -66,6 +66,8 @@ class EASE(Recommender):
         """float32 [len(known), len(wanted)]: each wanted item's score for a user whose only item is
         each known one, read off the weights (what :meth:`score` gives a one-item history, without
         a sparse product over the whole catalogue per known item)."""
+        if self.weights_.device.type == "cpu":  # numpy: a torch gather per user costs more than the read
+            return torch.from_numpy(self.weights_.numpy()[np.asarray(known)[:, None], np.asarray(wanted)[None, :]])
         index = lambda items: torch.as_tensor(items, dtype=torch.int64, device=self.device_)  # noqa: E731
         return self.weights_[index(known)[:, None], index(wanted)[None, :]]
 
