@@ -6,6 +6,7 @@ arguments, skips the chunks it already has. When every chunk is there they are s
 Parquet file with columns ``user``, ``rank`` (1 = best), ``item`` and ``score`` (and with
 ``--explain`` ``because``: e.g. "graph 0.62 (because you liked X, Y); text_knn 0.21 (like X)"), and
 the parts are removed. A parts folder written for other arguments is refused, not mixed in.
+``--ray [ADDRESS]`` ranks the same chunks with Ray actors (:mod:`hybrid.serving.ray_batch`).
 """
 
 from __future__ import annotations
@@ -81,9 +82,11 @@ def write_chunk(model: HybridRecommender, batch: pd.Index, k: int, explain: bool
 
 
 def export(model_dir: str | Path, users_source: str, k: int, out: str | Path, chunk_size: int = 5000,
-           device: str = "cpu", show_progress: bool | None = None, explain: bool = False) -> dict[str, Any]:
+           device: str = "cpu", show_progress: bool | None = None, explain: bool = False,
+           ray: str | None = None, workers: int | None = None) -> dict[str, Any]:
     """Write the top-``k`` list of every user to ``out`` (``explain``: with a ``because`` column);
-    returns what it did (rows, chunks, seconds)."""
+    returns what it did (rows, chunks, seconds). ``ray``: rank the chunks with Ray actors
+    (:mod:`hybrid.serving.ray_batch`; "local" starts ``workers`` local ones, else a cluster address)."""
     start = time.perf_counter()
     model_dir, out = Path(model_dir), Path(out)
     model = HybridRecommender.load(model_dir, device=device)
@@ -102,13 +105,18 @@ def export(model_dir: str | Path, users_source: str, k: int, out: str | Path, ch
         parts.mkdir(parents=True)
         (parts / JOB_FILE).write_text(json.dumps({"key": key, "model": str(model_dir), "k": k}))
     chunks = range(0, len(users), chunk_size)
-    done = 0
-    for index in tqdm(chunks, desc="recommend", unit="chunk", disable=None if show_progress is None else not show_progress):
-        path = parts / f"chunk_{index // chunk_size:06d}.parquet"
-        if path.exists():
-            done += 1
-            continue
-        write_chunk(model, users[index : index + chunk_size], k, explain, path)
+    todo = [(index, path) for index in chunks if not (path := parts / f"chunk_{index // chunk_size:06d}.parquet").exists()]
+    done = len(chunks) - len(todo)
+    actors = None
+    if ray is not None:
+        from hybrid.serving.ray_batch import rank_chunks  # Ray: an optional extra
+
+        actors = rank_chunks(model_dir, users, todo, chunk_size, k, explain, device,
+                             None if ray == "local" else ray, workers)
+    else:
+        for index, path in tqdm(todo, desc="recommend", unit="chunk",
+                                disable=None if show_progress is None else not show_progress):
+            write_chunk(model, users[index : index + chunk_size], k, explain, path)
     rows = 0
     temporary = out.with_name(out.name + ".tmp")
     writer = None
@@ -121,7 +129,7 @@ def export(model_dir: str | Path, users_source: str, k: int, out: str | Path, ch
         writer.close()
         temporary.replace(out)
     shutil.rmtree(parts)
-    return {"users": len(users), "rows": rows, "chunks": len(chunks), "resumed_chunks": done,
+    return {"users": len(users), "rows": rows, "chunks": len(chunks), "resumed_chunks": done, "ray_actors": actors,
             "seconds": round(time.perf_counter() - start, 2), "peak_rss_bytes": peak_rss_bytes()}
 
 
@@ -135,6 +143,11 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu")
     p.add_argument("--explain", action="store_true",
                    help="add a 'because' column: why each item is listed (its largest signals and the items behind them)")
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="rank the chunks with Ray actors: alone, local workers; with an address (or 'auto'), "
+                        "that cluster's (needs pip install 'hybrid-coldstart[distributed]')")
+    p.add_argument("--workers", type=int, default=None,
+                   help="with --ray: actors, one CPU each (default: every CPU of this machine or the cluster)")
     return p
 
 
@@ -144,7 +157,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.k < 1 or args.chunk_size < 1:
         sys.exit(f"hybrid-recommend: --k and --chunk-size must be positive, got {args.k} and {args.chunk_size}")
     try:
-        summary = export(args.model, args.users, args.k, args.out, args.chunk_size, args.device, explain=args.explain)
+        summary = export(args.model, args.users, args.k, args.out, args.chunk_size, args.device, explain=args.explain,
+                         ray=args.ray, workers=args.workers)
     except (OSError, ValueError) as error:
         sys.exit(f"hybrid-recommend: {error}")
     print(f"wrote {summary['rows']} rows for {summary['users']} users to {args.out} in {summary['seconds']} s "
