@@ -134,6 +134,12 @@ class CachedEncoder:
         )
         return self._gather(keys)
 
+    def missing(self, texts: Sequence[str]) -> list[str]:
+        """The distinct ``texts`` the cache does not hold yet (shards other processes wrote included),
+        in first-seen order: what another process (a Ray actor) may encode into it."""
+        self._load_new_shards()
+        return list({text: None for text in check_texts(texts) if text_key(text) not in self._index})
+
     def _gather(self, keys: list[str]) -> np.ndarray:
         out = np.empty((len(keys), self.dim), dtype=np.float32)
         if not keys:

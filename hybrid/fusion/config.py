@@ -51,6 +51,10 @@ class FusionConfig:
     # the gate was not fitted on (hybrid.fusion.floor); False: always the gate.
     floor: bool = True
     batch_size: int = 512  # validation users scored at once
+    # Ray for the fit's text encoding and text-neighbour search (hybrid.parallel): "local" (this
+    # machine's CPUs) or a cluster address; None: in this process. ray_workers: None = every CPU.
+    ray: str | None = None
+    ray_workers: int | None = None
 
     def __post_init__(self) -> None:
         if self.auto_warm is not None:
@@ -70,6 +74,8 @@ class FusionConfig:
                      "random_negatives"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
+        if self.ray_workers is not None and self.ray_workers < 1:
+            raise ValueError(f"ray_workers must be >= 1, got {self.ray_workers!r}")
         for name in ("reg", "bucket_reg"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")

@@ -95,10 +95,11 @@ class FusionHybrid(Recommender):
         self.device_ = torch.device(data.device)
         profile = self.profile_ = StageProfile(self.device_)
         with profile.stage("encode"):
-            text = torch.as_tensor(encode_texts(data.item_text, config.encoder), device=self.device_)
+            text = torch.as_tensor(encode_texts(data.item_text, config.encoder, ray=config.ray, workers=config.ray_workers),
+                                   device=self.device_)
             self.text_ = torch.nn.functional.normalize(text, dim=1)
         with profile.stage("text kNN"):
-            self.neighbours_ = text_neighbours(self.text_, config.neighbours)
+            self.neighbours_ = text_neighbours(self.text_, config.neighbours, ray=config.ray, workers=config.ray_workers)
         by = config.valid_new_by
         if by == "auto":  # from the training data alone: a deployment never says how its new items arise
             by = "time" if data.train.has_time else "random"

@@ -1,62 +1,91 @@
 """The text-neighbour graph the text signals read: each item's top-M text neighbours.
 
 Exact batched products up to :data:`EXACT_KNN_MAX` items; above, a faiss IVF index (the n² products
-would dominate the fit).
+would dominate the fit). Either way the search runs by blocks of query items, in this process or,
+with ``ray``, as Ray tasks (:mod:`hybrid.parallel`): the same blocks, the same graph.
 """
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import scipy.sparse as sp
 import torch
 
+from hybrid.parallel import ray_session
 from hybrid.retrieval.ann import AnnConfig, AnnIndex
 
 # Above this many items the text kNN graph comes from an IVF index, not the exact batched products.
 EXACT_KNN_MAX = 50_000
+IVF_BLOCK = 65_536  # queries per IVF search call
+
+Block = tuple[np.ndarray, np.ndarray, np.ndarray]  # rows, cols, cosines
 
 
-def text_neighbours(vectors: torch.Tensor, m: int, batch_size: int = 2048) -> sp.csr_matrix:
+def text_neighbours(vectors: torch.Tensor, m: int, batch_size: int = 2048, ray: str | None = None,
+                    workers: int | None = None) -> sp.csr_matrix:
     """CSR [n, n]: row i holds the cosine of i's top-``m`` text neighbours (positive ones, not i).
 
     Args:
         vectors: float32 [n, d] L2-normalised text vectors (zero rows: items with no text).
+        ray: run the query blocks as Ray tasks ("local" or a cluster address), ``workers`` at once.
     """
     n = vectors.shape[0]
     m = min(m, n - 1)
     if m <= 0:
         return sp.csr_matrix((n, n), dtype=np.float32)
-    if n > EXACT_KNN_MAX:
-        return _ivf_neighbours(vectors, m)
-    rows, cols, vals = [], [], []
+    index = AnnIndex(AnnConfig(kind="ivf")).build(vectors.detach().float().cpu().numpy()) if n > EXACT_KNN_MAX else None
+    size = IVF_BLOCK if index is not None else batch_size
+    if ray is None:
+        with torch.no_grad():
+            blocks = [_ivf_block(index, vectors, start, start + size, m) if index is not None
+                      else _exact_block(vectors, start, start + size, m) for start in range(0, n, size)]
+    else:
+        blocks = _ray_blocks(vectors, index, size, m, ray, workers)
+    rows, cols, vals = (np.concatenate(part) for part in zip(*blocks, strict=True))
+    return sp.csr_matrix((vals, (rows, cols)), shape=(n, n), dtype=np.float32)
+
+
+def _exact_block(vectors: torch.Tensor, start: int, stop: int, m: int) -> Block:
+    """The top-``m`` neighbours of items ``start:stop`` by exact products with every item."""
+    stop = min(stop, vectors.shape[0])
+    sims = vectors[start:stop] @ vectors.T
+    idx = torch.arange(start, stop, device=vectors.device)
+    sims[idx - start, idx] = -torch.inf
+    values, top = torch.topk(sims, m, dim=1)
+    keep = values > 0
+    return (idx.unsqueeze(1).expand_as(top)[keep].cpu().numpy(), top[keep].cpu().numpy(), values[keep].cpu().numpy())
+
+
+def _ivf_block(index: AnnIndex, vectors: torch.Tensor | np.ndarray, start: int, stop: int, m: int) -> Block:
+    """The same through a faiss IVF index (4·√n cells, 32 probed)."""
+    points = vectors[start:stop]
+    points = points.detach().float().cpu().numpy() if isinstance(points, torch.Tensor) else np.ascontiguousarray(points)
+    values, top = index.search(points, m + 1)
+    own = np.arange(start, start + len(top))[:, None]
+    keep = (top >= 0) & (top != own) & (values > 0)
+    # At most m per row: the self match (when found) is dropped, else the last neighbour is.
+    keep &= np.cumsum(keep, axis=1) <= m
+    return np.broadcast_to(own, top.shape)[keep], top[keep], values[keep]
+
+
+def _task_block(points: np.ndarray, index: np.ndarray | None, start: int, stop: int, m: int) -> Block:
+    """One Ray task's block: the vectors and the serialised index come from the object store."""
+    torch.set_num_threads(1)
+    if index is not None:
+        return _ivf_block(AnnIndex.from_bytes(AnnConfig(kind="ivf"), index), points, start, stop, m)
     with torch.no_grad():
-        for start in range(0, n, batch_size):
-            sims = vectors[start:start + batch_size] @ vectors.T
-            idx = torch.arange(start, min(start + batch_size, n), device=vectors.device)
-            sims[idx - start, idx] = -torch.inf
-            values, top = torch.topk(sims, m, dim=1)
-            keep = values > 0
-            rows.append(idx.unsqueeze(1).expand_as(top)[keep].cpu().numpy())
-            cols.append(top[keep].cpu().numpy())
-            vals.append(values[keep].cpu().numpy())
-    return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n),
-                         dtype=np.float32)
+        return _exact_block(torch.from_numpy(np.array(points)), start, stop, m)
 
 
-def _ivf_neighbours(vectors: torch.Tensor, m: int) -> sp.csr_matrix:
-    """:func:`text_neighbours` through a faiss IVF index (4·√n cells, 32 probed): the exact
-    search's n² products would dominate the fit past :data:`EXACT_KNN_MAX` items."""
+def _ray_blocks(vectors: torch.Tensor, index: AnnIndex | None, size: int, m: int, address: str,
+                workers: int | None) -> list[Block]:
+    """:func:`text_neighbours`' blocks as Ray tasks, at least ``4 × workers`` of them."""
     points = vectors.detach().float().cpu().numpy()
-    index = AnnIndex(AnnConfig(kind="ivf")).build(points)
-    n, rows, cols, vals = len(points), [], [], []
-    for start in range(0, n, 65_536):
-        values, top = index.search(points[start:start + 65_536], m + 1)
-        own = np.arange(start, start + len(top))[:, None]
-        keep = (top >= 0) & (top != own) & (values > 0)
-        # At most m per row: the self match (when found) is dropped, else the last neighbour is.
-        keep &= np.cumsum(keep, axis=1) <= m
-        rows.append(np.broadcast_to(own, top.shape)[keep])
-        cols.append(top[keep])
-        vals.append(values[keep])
-    return sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n),
-                         dtype=np.float32)
+    n = len(points)
+    with ray_session(address, workers) as (ray, workers):
+        size = max(1, min(size, math.ceil(n / (4 * workers))))
+        shared = ray.put(points), ray.put(None if index is None else index.to_bytes())
+        task = ray.remote(num_cpus=1)(_task_block)
+        return ray.get([task.remote(*shared, start, start + size, m) for start in range(0, n, size)])

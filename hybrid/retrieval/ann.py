@@ -133,6 +133,16 @@ class AnnIndex:
             self.index_.hnsw.efSearch = max(config.ef_search, k)
         return self.index_.search(queries, min(k, max(self.size, 1)))
 
+    def to_bytes(self) -> np.ndarray:
+        """The index serialised (uint8), e.g. for another process to search (:meth:`from_bytes`)."""
+        return faiss.serialize_index(faiss.index_gpu_to_cpu(self.index_) if _on_gpu(self.index_) else self.index_)
+
+    @classmethod
+    def from_bytes(cls, config: AnnConfig | dict, data: np.ndarray) -> Self:
+        ann = cls(config)
+        ann.index_ = _to_gpu(faiss.deserialize_index(np.asarray(data)))
+        return ann
+
     def save(self, folder: Path) -> None:
         """Write the index and its settings into ``folder`` (part of a model's atomic save)."""
         index = faiss.index_gpu_to_cpu(self.index_) if _on_gpu(self.index_) else self.index_

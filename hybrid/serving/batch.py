@@ -111,8 +111,7 @@ def export(model_dir: str | Path, users_source: str, k: int, out: str | Path, ch
     if ray is not None:
         from hybrid.serving.ray_batch import rank_chunks  # Ray: an optional extra
 
-        actors = rank_chunks(model_dir, users, todo, chunk_size, k, explain, device,
-                             None if ray == "local" else ray, workers)
+        actors = rank_chunks(model_dir, users, todo, chunk_size, k, explain, device, ray, workers)
     else:
         for index, path in tqdm(todo, desc="recommend", unit="chunk",
                                 disable=None if show_progress is None else not show_progress):

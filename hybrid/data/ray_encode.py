@@ -1,0 +1,57 @@
+"""Item text encoded by Ray actors into the on-disk cache the encoder reads (``FusionConfig.ray``).
+
+The texts the cache lacks are cut into shards; ``workers`` actors (:class:`ShardEncoder`), each
+holding the encoder once, encode shards through the same :class:`~encoders.cache.CachedEncoder`,
+whose shard files are written atomically and may come from any process. The caller then reads
+every vector from the cache, as a later fit does: nothing is encoded twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import math
+
+import numpy as np
+import torch
+
+from encoders import CachedEncoder
+from hybrid.data.text_features import EncoderConfig, build_encoder
+from hybrid.parallel import ray_session
+
+logger = logging.getLogger(__name__)
+
+MAX_SHARD = 4096  # texts per actor call
+
+
+class ShardEncoder:
+    """A Ray actor: the cached encoder, built once (its model loaded on the first missing text)."""
+
+    def __init__(self, config: EncoderConfig, threads: int) -> None:
+        torch.set_num_threads(threads)
+        self.encoder = build_encoder(config)
+        self.batch_size = config.batch_size
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        sizes = [len(self.encoder.encode([str(t) for t in texts], batch_size=self.batch_size)) for texts in batch["texts"]]
+        return {"encoded": np.asarray(sizes)}
+
+
+def encode_on_ray(texts: list[str], config: EncoderConfig, encoder: object, address: str,
+                  workers: int | None = None, threads: int = 1) -> int:
+    """Encode the ``texts`` that ``encoder``'s cache lacks on Ray (see the module docstring);
+    returns how many. ``encoder``: the caller's :func:`build_encoder` of ``config``."""
+    if not isinstance(encoder, CachedEncoder):
+        raise ValueError("encoding on Ray writes the on-disk cache the fit reads; set encoder.cache_dir (not '')")
+    missing = encoder.missing(texts)
+    if not missing:
+        return 0
+    shared = dataclasses.replace(config, cache_dir=str(encoder.cache_dir))  # the caller's folder, not the actor's default
+    with ray_session(address, workers, threads) as (ray, workers):
+        size = min(MAX_SHARD, math.ceil(len(missing) / workers))
+        shards = [{"texts": missing[i:i + size]} for i in range(0, len(missing), size)]
+        ray.data.from_items(shards).map_batches(ShardEncoder, fn_constructor_args=(shared, threads),
+                                                concurrency=min(workers, len(shards)), batch_size=1,
+                                                num_cpus=threads).materialize()
+    logger.info("%s: %d texts encoded by Ray actors into %s", encoder.name, len(missing), encoder.folder)
+    return len(missing)

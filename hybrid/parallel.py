@@ -1,0 +1,45 @@
+"""Ray for the work that leaves one process: batch ranking, text encoding, the text-neighbour search.
+
+Ray is an optional extra (``pip install 'hybrid-coldstart[distributed]'``); nothing on the default
+path imports it. ``address`` is where the work runs: ``"local"`` starts a Ray instance of this
+machine's CPUs (a laptop), anything else is passed to ``ray.init(address=...)`` (``"auto"``: the
+cluster ``ray start --head`` made here). A session already started by the caller is used as it is.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+
+def import_ray() -> Any:
+    """Ray (with Ray Data), or a one-line error saying how to install it."""
+    try:
+        import ray
+        import ray.data
+    except ImportError as error:
+        raise ValueError("Ray is not installed: pip install 'hybrid-coldstart[distributed]'") from error
+    return ray
+
+
+@contextmanager
+def ray_session(address: str, workers: int | None = None, threads: int = 1) -> Iterator[tuple[Any, int]]:
+    """(ray, workers) inside a Ray session: ``workers`` processes of ``threads`` CPUs each (default:
+    as many as the session's CPUs hold). A session this call started is shut down after."""
+    ray = import_ray()
+    if workers is not None and workers < 1:
+        raise ValueError(f"workers must be positive, got {workers}")
+    started = not ray.is_initialized()
+    if started:
+        local = address == "local"
+        ray.init(address=None if local else address,
+                 num_cpus=(workers or os.cpu_count() or 1) * threads if local else None,
+                 include_dashboard=False, log_to_driver=False, configure_logging=False)
+    try:
+        ray.data.DataContext.get_current().enable_progress_bars = False
+        yield ray, workers or max(1, int(ray.cluster_resources().get("CPU", 1)) // threads)
+    finally:
+        if started:
+            ray.shutdown()
