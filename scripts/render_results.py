@@ -28,6 +28,7 @@ from render_sections import (
     render_explore_replay,
     render_fit_profile,
     render_fit_scaling,
+    render_ray,
 )
 from render_targets import (  # noqa: F401  (re-exported: the tests and cold_start.py read them here)
     BUCKETS_SHOWN,
@@ -221,7 +222,8 @@ def render_file(path: Path) -> str:
                            ("sampled_selection.json", render_sampled_selection),
                            ("fit_profile.json", render_fit_profile),
                            ("explore_replay.json", render_explore_replay),
-                           ("explain_cost.json", render_explain_cost)):
+                           ("explain_cost.json", render_explain_cost),
+                           ("distributed.json", render_ray)):
         extra = path.parent / name
         if extra.exists():
             body += "\n" + renderer(json.loads(extra.read_text()), f"{path.parent.name}/{name}")

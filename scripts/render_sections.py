@@ -119,3 +119,21 @@ def render_explain_cost(result: dict[str, Any], source: str) -> str:
         lines.append(f"| {r['data']} | {r['users']} | {r['items']:,} | {r['graph_half']} | {r['rank_seconds']:.3f} | "
                      f"{r['rank_and_explain_seconds']:.3f} | {r['explain_seconds']:.3f} | {r['ratio']:.2f} |")
     return "\n".join(lines) + "\n"
+
+
+def render_ray(result: dict[str, Any], source: str) -> str:
+    """``benchmarks/distributed.py``'s JSON: batch recommendation and encoding on 1 and 2 Ray workers."""
+    lines = [f"#### Ray on this machine: 1 and 2 workers, from `{source}`", "", f"    {result['command']}", "",
+             f"commit `{(result.get('git_commit') or '?')[:12]}`, Ray {result['ray']} on {result['cpus']} CPUs. "
+             f"Recommend: every {result['data']} user's top {result['k']} with reasons ({result['users']:,} users, "
+             f"chunks of {result['chunk_size']}); the Ray lists equal the single process's: "
+             f"{'yes' if result['ray_lists_equal_single_process'] else '**no**'}. Encode: {result['texts']:,} item "
+             f"texts ({', '.join(result['encode_data']) or result['data']}) into an empty cache. Seconds from start "
+             "to finish, the actors' start-up (loading the model or the encoder) included. Target: 2 workers ≥ 1.6× "
+             "the throughput of 1 for batch recommendation.", "",
+             "| task | engine | workers | seconds | per second | speed-up vs 1 worker |", "|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        rate = r.get("users_per_second", r.get("texts_per_second"))
+        lines.append(f"| {r['task']} | {r['engine']} | {r['workers'] or '—'} | {r['seconds']:.2f} | {rate:,.1f} | "
+                     f"{r['speedup_vs_1_worker']:.2f}× |")
+    return "\n".join(lines) + "\n"

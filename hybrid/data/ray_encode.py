@@ -12,12 +12,11 @@ import dataclasses
 import logging
 import math
 
-import numpy as np
 import torch
 
 from encoders import CachedEncoder
 from hybrid.data.text_features import EncoderConfig, build_encoder
-from hybrid.parallel import ray_session
+from hybrid.parallel import ray_session, run_on_actors
 
 logger = logging.getLogger(__name__)
 
@@ -32,9 +31,9 @@ class ShardEncoder:
         self.encoder = build_encoder(config)
         self.batch_size = config.batch_size
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        sizes = [len(self.encoder.encode([str(t) for t in texts], batch_size=self.batch_size)) for texts in batch["texts"]]
-        return {"encoded": np.asarray(sizes)}
+    def __call__(self, shard: dict[str, list[str]]) -> int:
+        """Encode one shard's ``texts`` into the cache; returns how many."""
+        return len(self.encoder.encode(shard["texts"], batch_size=self.batch_size))
 
 
 def encode_on_ray(texts: list[str], config: EncoderConfig, encoder: object, address: str,
@@ -50,8 +49,6 @@ def encode_on_ray(texts: list[str], config: EncoderConfig, encoder: object, addr
     with ray_session(address, workers, threads) as (ray, workers):
         size = min(MAX_SHARD, math.ceil(len(missing) / workers))
         shards = [{"texts": missing[i:i + size]} for i in range(0, len(missing), size)]
-        ray.data.from_items(shards).map_batches(ShardEncoder, fn_constructor_args=(shared, threads),
-                                                concurrency=min(workers, len(shards)), batch_size=1,
-                                                num_cpus=threads).materialize()
+        run_on_actors(ray, shards, ShardEncoder, (shared, threads), workers, threads)
     logger.info("%s: %d texts encoded by Ray actors into %s", encoder.name, len(missing), encoder.folder)
     return len(missing)

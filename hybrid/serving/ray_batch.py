@@ -1,8 +1,8 @@
 """``hybrid-recommend --ray [ADDRESS]``: the same chunks, ranked by Ray actors that each load the model once.
 
 The job is :mod:`hybrid.serving.batch`'s (its parts folder and key, its chunk files, their merge);
-only which process ranks a chunk changes. The chunks not yet written become a Ray Dataset, and
-``map_batches`` hands them, one at a time, to ``workers`` actors (:class:`ChunkRanker`), each of
+only which process ranks a chunk changes. The chunks not yet written are handed one at a time to
+``workers`` Ray actors (:func:`hybrid.parallel.run_on_actors`, :class:`ChunkRanker`), each of
 which loads the saved model once and writes its chunks' Parquet files exactly as the single process
 does: the same lists (scores to float rounding: an actor runs torch on its own threads), and a run
 killed half-way resumes with or without Ray.
@@ -20,11 +20,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import torch
 
-from hybrid.parallel import import_ray, ray_session
+from hybrid.parallel import import_ray, ray_session, run_on_actors
 from hybrid.recommender import HybridRecommender
 from hybrid.serving.batch import write_chunk  # the single process's writer: the same files
 
@@ -41,10 +40,11 @@ class ChunkRanker:
         self.users = import_ray().get(users[0])  # the ids, put in the object store once
         self.chunk_size, self.k, self.explain = chunk_size, k, explain
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        for start, path in zip(batch["start"].tolist(), batch["path"].tolist(), strict=True):
-            write_chunk(self.model, self.users[start:start + self.chunk_size], self.k, self.explain, Path(path))
-        return {"path": batch["path"]}
+    def __call__(self, chunk: dict[str, Any]) -> str:
+        """Write one chunk (``start``: its first user's position, ``path``: its file)."""
+        start = chunk["start"]
+        write_chunk(self.model, self.users[start:start + self.chunk_size], self.k, self.explain, Path(chunk["path"]))
+        return chunk["path"]
 
 
 def rank_chunks(model_dir: Path, users: pd.Index, todo: list[tuple[int, Path]], chunk_size: int, k: int,
@@ -54,11 +54,8 @@ def rank_chunks(model_dir: Path, users: pd.Index, todo: list[tuple[int, Path]], 
     at ``address``; returns how many actors ran."""
     with ray_session(address, workers, threads) as (ray, workers):
         workers = min(workers, max(len(todo), 1))
-        if todo:
-            rows = [{"start": start, "path": str(path)} for start, path in todo]
-            ids = [ray.put(users)]  # in a list: an actor's argument, not resolved for it
-            ray.data.from_items(rows).map_batches(
-                ChunkRanker, fn_constructor_args=(str(model_dir), ids, chunk_size, k, explain, device, threads),
-                concurrency=workers, batch_size=1, num_cpus=threads).materialize()
+        ids = [ray.put(users)]  # in a list: an actor's argument, not resolved for it
+        run_on_actors(ray, [{"start": start, "path": str(path)} for start, path in todo], ChunkRanker,
+                      (str(model_dir), ids, chunk_size, k, explain, device, threads), workers, threads)
         logger.info("hybrid-recommend: %d chunks ranked by %d Ray actors", len(todo), workers)
         return workers
