@@ -105,7 +105,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--data", default=None, help="default: ml-1m where --data-root holds it, else the bundled data")
-    parser.add_argument("--k", type=int, default=50)
+    parser.add_argument("--k", type=int, default=100)  # hybrid-recommend's default
     parser.add_argument("--encode-data", nargs="*", default=["ml-1m", "amazon_scientific", "lastfm"])
     parser.add_argument("--chunk-size", type=int, default=250)
     parser.add_argument("--json", default=str(ROOT / "benchmarks" / "results" / "distributed.json"))

@@ -47,7 +47,7 @@ def encode_on_ray(texts: list[str], config: EncoderConfig, encoder: object, addr
         return 0
     shared = dataclasses.replace(config, cache_dir=str(encoder.cache_dir))  # the caller's folder, not the actor's default
     with ray_session(address, workers, threads) as (ray, workers):
-        size = min(MAX_SHARD, math.ceil(len(missing) / workers))
+        size = min(MAX_SHARD, math.ceil(len(missing) / (4 * workers)))  # four each: a late actor is not waited for
         shards = [{"texts": missing[i:i + size]} for i in range(0, len(missing), size)]
         run_on_actors(ray, shards, ShardEncoder, (shared, threads), workers, threads)
     logger.info("%s: %d texts encoded by Ray actors into %s", encoder.name, len(missing), encoder.folder)
