@@ -129,7 +129,8 @@ def render_ray(result: dict[str, Any], source: str) -> str:
              f"chunks of {result['chunk_size']}); the Ray lists equal the single process's: "
              f"{'yes' if result['ray_lists_equal_single_process'] else '**no**'}. Encode: {result['texts']:,} item "
              f"texts ({', '.join(result['encode_data']) or result['data']}) into an empty cache. Seconds from start "
-             "to finish, the actors' start-up (loading the model or the encoder) included. Target: 2 workers ≥ 1.6× "
+             "to finish, the actors' start-up (loading the model or the encoder) included; each engine's fastest of "
+             f"{result.get('repeats', 1)} interleaved runs (every run's time in the JSON). Target: 2 workers ≥ 1.6× "
              "the throughput of 1 for batch recommendation.", "",
              "| task | engine | workers | seconds | per second | speed-up vs 1 worker |", "|---|---|---|---|---|---|"]
     for r in result["rows"]:
