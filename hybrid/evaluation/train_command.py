@@ -80,7 +80,8 @@ def train(config: ExperimentConfig, model_name: str, data_root: str | None, out:
                          "train a model that saves (e.g. mf, lightgcn, ngcf, gf_cf)")
     world, torch_device = distributed.join(resolve_device(device or config.device))
     if world is not None and not isinstance(model, EmbeddingRecommender):
-        logger.warning("%s is not a BPR model: every one of the %d ranks fits it whole", model_name, world.size)
+        logger.warning("%s is not a BPR model: every one of the %d ranks fits it whole (a graph filter's "
+                       "randomised SVD over row shards)", model_name, world.size)
     prepared = prepare(load_bundle(config, data_root), config, torch_device)
     data = prepared.fit_data
     model, seconds = fitted_model(model_name, params, config, prepared, {})

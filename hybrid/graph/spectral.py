@@ -10,7 +10,8 @@ import scipy.linalg
 import scipy.sparse as sp
 import torch
 
-OVERSAMPLE = 10
+from hybrid.graph.sharded_svd import OVERSAMPLE, row_shard, sharded_top_right_vectors, world_size
+
 EXACT_SVD_MAX = 4096  # top_right_vectors is exact (an eigendecomposition) up to this many nodes on the smaller side
 
 
@@ -22,7 +23,9 @@ def top_right_vectors(norm: sp.csr_matrix, k: int, iterations: int, seed: int, d
     eigendecomposition of seconds), mapped to the item side by Rᵀ u / σ when the users are the
     smaller side. There it is faster than a randomised SVD of the large ``k`` the filters use
     (448 of at most 4,096 is over a tenth of the rank) and exact. Above, a seeded randomised SVD
-    (:func:`torch.svd_lowrank`, oversampled by ``OVERSAMPLE`` columns, ``iterations`` power steps).
+    (:func:`torch.svd_lowrank`, oversampled by ``OVERSAMPLE`` columns, ``iterations`` power steps);
+    in a process group of several ranks, the same over row shards
+    (:mod:`hybrid.graph.sharded_svd`: each rank's products with its rows, all-reduced).
     """
     n_users, n_items = norm.shape
     if min(n_users, n_items) <= EXACT_SVD_MAX:
@@ -35,6 +38,8 @@ def top_right_vectors(norm: sp.csr_matrix, k: int, iterations: int, seed: int, d
             vectors = np.asarray(norm.T @ vectors) / np.where(keep, sigma, 1.0)
             vectors[:, ~keep] = 0.0
         return torch.as_tensor(np.ascontiguousarray(vectors, dtype=np.float32), device=device)
+    if world_size() > 1:  # in a process group (hybrid-train under torchrun): the products over row shards
+        return sharded_top_right_vectors(row_shard(norm), k, iterations, seed, device)
     generator_state = torch.random.get_rng_state()
     torch.manual_seed(seed)
     coo = norm.tocoo()
