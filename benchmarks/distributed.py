@@ -34,10 +34,11 @@ from typing import Any
 import pandas as pd
 
 from hybrid import HybridRecommender, load_dataset
+from hybrid.data.ray_encode import encode_texts_on_ray
 from hybrid.data.text_features import EncoderConfig, encode_texts, forget_encoders
 from hybrid.evaluation.provenance import git_commit
 from hybrid.parallel import import_ray
-from hybrid.serving.batch import write_chunk
+from hybrid.serving.chunks import write_chunk
 from hybrid.serving.ray_batch import rank_chunks
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -101,7 +102,8 @@ def encode_runs(texts: list[str], work: Path, repeats: int) -> list[dict[str, An
     def run(engine: str, workers: int | None, repeat: int) -> float:
         forget_encoders()
         config = EncoderConfig(cache_dir=str(work / f"cache_{engine.replace(' ', '_')}_{workers}_{repeat}"))
-        return timed(lambda: encode_texts(texts, config, ray="local" if engine == "ray" else None, workers=workers))[0]
+        return timed(lambda: encode_texts(texts, config) if engine != "ray" else
+                     encode_texts_on_ray(texts, config, "local", workers))[0]
 
     return best_of(repeats, run)
 

@@ -80,6 +80,7 @@ def test_the_text_neighbour_search_as_ray_tasks_is_the_same_graph(monkeypatch) -
 
 
 def test_ray_actors_encode_into_the_cache_the_fit_reads(tmp_path) -> None:
+    from hybrid.data.ray_encode import encode_texts_on_ray
     from hybrid.data.text_features import (
         EncoderConfig,
         build_encoder,
@@ -92,7 +93,7 @@ def test_ray_actors_encode_into_the_cache_the_fit_reads(tmp_path) -> None:
     alone = encode_texts(texts, EncoderConfig(cache_dir=str(tmp_path / "alone")))
     config = EncoderConfig(cache_dir=str(tmp_path / "ray"))
     forget_encoders()
-    vectors = encode_texts(texts, config, ray="local", workers=2)
+    vectors = encode_texts_on_ray(texts, config, "local", workers=2)
     assert build_encoder(config).encoded_last_call == 0  # every vector read from shards the actors wrote
     assert len(list((tmp_path / "ray").rglob("*.keys.npy"))) == 7  # 20 distinct texts in shards of 3
     np.testing.assert_allclose(vectors, alone, atol=1e-5)

@@ -1,4 +1,5 @@
-"""Item text encoded by Ray actors into the on-disk cache the encoder reads (``FusionConfig.ray``).
+"""Item text encoded by Ray actors into the on-disk cache the encoder reads (``FusionConfig.ray``;
+Ray is an optional extra: only a fit or a caller that asks for it imports this module).
 
 The texts the cache lacks are cut into shards; ``workers`` actors (:class:`ShardEncoder`), each
 holding the encoder once, encode shards through the same :class:`~encoders.cache.CachedEncoder`,
@@ -12,10 +13,11 @@ import dataclasses
 import logging
 import math
 
+import numpy as np
 import torch
 
 from encoders import CachedEncoder
-from hybrid.data.text_features import EncoderConfig, build_encoder
+from hybrid.data.text_features import EncoderConfig, build_encoder, encode_texts
 from hybrid.parallel import ray_session, run_on_actors
 
 logger = logging.getLogger(__name__)
@@ -52,3 +54,11 @@ def encode_on_ray(texts: list[str], config: EncoderConfig, encoder: object, addr
         run_on_actors(ray, shards, ShardEncoder, (shared, threads), workers, threads)
     logger.info("%s: %d texts encoded by Ray actors into %s", encoder.name, len(missing), encoder.folder)
     return len(missing)
+
+
+def encode_texts_on_ray(texts: list[str], config: EncoderConfig, address: str, workers: int | None = None,
+                        device: str | None = None) -> np.ndarray:
+    """:func:`~hybrid.data.text_features.encode_texts`, the texts the cache lacks first encoded
+    into it by Ray actors at ``address`` ("local" or a cluster's), ``workers`` of them."""
+    encode_on_ray([t for t in texts if t.strip()], config, build_encoder(config, device), address, workers)
+    return encode_texts(texts, config, device)

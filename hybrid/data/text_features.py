@@ -49,17 +49,10 @@ def build_encoder(config: EncoderConfig, device: str | None = None) -> TextEncod
     return _encoder(config.model, config.backend, config.cache_dir, device)
 
 
-def encode_texts(texts: list[str], config: EncoderConfig, device: str | None = None, ray: str | None = None,
-                 workers: int | None = None) -> np.ndarray:
-    """float32 [n, d] L2-normalised text vectors; empty texts get a zero row (no content signal).
-    ``ray``: the texts the cache lacks are first encoded into it by Ray actors
-    (:mod:`hybrid.data.ray_encode`; "local" or a cluster address), ``workers`` of them."""
+def encode_texts(texts: list[str], config: EncoderConfig, device: str | None = None) -> np.ndarray:
+    """float32 [n, d] L2-normalised text vectors; empty texts get a zero row (no content signal)."""
     encoder = build_encoder(config, device)
     filled = [i for i, t in enumerate(texts) if t.strip()]
-    if filled and ray is not None:
-        from hybrid.data.ray_encode import encode_on_ray  # Ray: an optional extra
-
-        encode_on_ray([texts[i] for i in filled], config, encoder, ray, workers)
     out = np.zeros((len(texts), encoder.dim), np.float32)
     if filled:
         vectors = encoder.encode([texts[i] for i in filled], batch_size=config.batch_size,

@@ -67,6 +67,16 @@ from hybrid.profiling import StageProfile
 
 logger = logging.getLogger(__name__)
 
+
+def item_vectors(texts: list[str], config: FusionConfig) -> np.ndarray:
+    """The item texts' vectors, encoded by Ray actors into the cache first where ``config.ray``
+    says so (Ray, an optional extra, is imported only then)."""
+    if config.ray is None:
+        return encode_texts(texts, config.encoder)
+    from hybrid.data.ray_encode import encode_texts_on_ray
+
+    return encode_texts_on_ray(texts, config.encoder, config.ray, config.ray_workers)
+
 class FusionHybrid(Recommender):
     """The ``hybrid`` model (see the module docstring).
 
@@ -95,8 +105,7 @@ class FusionHybrid(Recommender):
         self.device_ = torch.device(data.device)
         profile = self.profile_ = StageProfile(self.device_)
         with profile.stage("encode"):
-            text = torch.as_tensor(encode_texts(data.item_text, config.encoder, ray=config.ray, workers=config.ray_workers),
-                                   device=self.device_)
+            text = torch.as_tensor(item_vectors(data.item_text, config), device=self.device_)
             self.text_ = torch.nn.functional.normalize(text, dim=1)
         with profile.stage("text kNN"):
             self.neighbours_ = text_neighbours(self.text_, config.neighbours, ray=config.ray, workers=config.ray_workers)

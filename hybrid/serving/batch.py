@@ -21,15 +21,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm.auto import tqdm
 
 from hybrid.data.interactions import UnknownIdError, coerce_ids_like
 from hybrid.evaluation.provenance import peak_rss_bytes
 from hybrid.recommender import HybridRecommender
+from hybrid.serving.chunks import write_chunk
 
 logger = logging.getLogger(__name__)
 
@@ -60,25 +59,6 @@ def job_key(model_dir: Path, users: pd.Index, k: int, chunk_size: int) -> str:
     digest.update("\x1f".join(map(str, users)).encode())
     digest.update(f"{k} {chunk_size}".encode())
     return digest.hexdigest()
-
-
-def write_chunk(model: HybridRecommender, batch: pd.Index, k: int, explain: bool, path: Path) -> None:
-    """The lists of ``batch`` as one Parquet file at ``path`` (written beside it, then renamed);
-    ``explain``: with a ``because`` column, each item's explanation in one line."""
-    ranked = model.recommend(list(batch), k=k, explain=explain)
-    items, scores = ranked[0], ranked[1]
-    width = items.shape[1]
-    columns = {
-        "user": np.repeat(np.asarray(batch, dtype=object), width).tolist(),
-        "rank": np.tile(np.arange(1, width + 1, dtype=np.int32), len(batch)),
-        "item": items.ravel().tolist(),
-        "score": scores.ravel().astype(np.float32),
-    }
-    if explain:
-        columns["because"] = [e["because"] for row in ranked[2] for e in row]
-    temporary = path.with_suffix(".tmp")
-    pq.write_table(pa.table(columns), temporary)
-    temporary.replace(path)
 
 
 def export(model_dir: str | Path, users_source: str, k: int, out: str | Path, chunk_size: int = 5000,

@@ -25,7 +25,7 @@ import torch
 
 from hybrid.parallel import import_ray, ray_session, run_on_actors
 from hybrid.recommender import HybridRecommender
-from hybrid.serving.batch import write_chunk  # the single process's writer: the same files
+from hybrid.serving.chunks import write_chunk  # the single process's writer: the same files
 
 logger = logging.getLogger(__name__)
 
