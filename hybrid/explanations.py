@@ -17,7 +17,7 @@ exact scores. Users are explained in batches sized as the ranking's (``user_batc
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -26,6 +26,7 @@ import scipy.sparse as sp
 import torch
 
 from hybrid.data.interactions import BadInputError, lookup_ids
+from hybrid.fusion.explain import ExplainedRow
 from hybrid.fusion.model import FusionHybrid
 from hybrid.fusion.signals import FEATURES
 from hybrid.models.base import Recommender
@@ -104,15 +105,23 @@ class Explaining:
         """Explanation dicts of each known user's (index) item indices, ids filled in; ``two_stage``
         (None: whether this recommender ranks two-stage) explains the two-stage ranker's scores."""
         two_stage = getattr(self, "stage_", None) is not None if two_stage is None else two_stage
-        ids, user_ids = self.item_ids_.to_numpy(), self.user_ids_.to_numpy()
-        size = user_batch_size(len(ids) * len(FEATURES))  # one signal pass holds ~len(FEATURES) [b, n_items]
         out: list[list[dict[str, Any]]] = []
-        for start in range(0, len(users), size):
-            batch = np.asarray(users[start:start + size])
+        for start, batch in self._batches(users):
             with torch.inference_mode():
-                rows = self.model_.explain(batch, self.history_[batch], items[start:start + size], two_stage=two_stage)
-            out += [row.to_dicts(user_ids[u], ids) for u, row in zip(batch, rows, strict=True)]
+                rows = self.model_.explain(batch, self.history_[batch], items[start:start + len(batch)],
+                                           two_stage=two_stage)
+            out += self._dicts(batch, rows)
         return out
+
+    def _batches(self, users: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
+        """(start, user indices) in batches whose signal pass holds ~len(FEATURES) [b, n_items]."""
+        size = user_batch_size(len(self.item_ids_) * len(FEATURES))
+        for start in range(0, len(users), size):
+            yield start, np.asarray(users[start:start + size])
+
+    def _dicts(self, batch: np.ndarray, rows: list[ExplainedRow]) -> list[list[dict[str, Any]]]:
+        ids, user_ids = self.item_ids_.to_numpy(), self.user_ids_.to_numpy()
+        return [row.to_dicts(user_ids[u], ids) for u, row in zip(batch, rows, strict=True)]
 
     def ranked(self, ranker: Recommender, users: np.ndarray, k: int, filter_seen: bool, candidates: np.ndarray | None,
                explain: bool) -> tuple[np.ndarray, np.ndarray, list[list[dict[str, Any]]] | None]:
@@ -126,19 +135,16 @@ class Explaining:
                          ) -> tuple[np.ndarray, np.ndarray, list[list[dict[str, Any]]]]:
         """``top_k``'s (items, scores) of ``users`` (indices) with each listed item explained from
         the signal rows the list was ranked by: one signal pass, not a second for the reasons."""
-        ids, user_ids = self.item_ids_.to_numpy(), self.user_ids_.to_numpy()
-        size = user_batch_size(len(ids) * len(FEATURES))  # a batch's signal rows: ~len(FEATURES) [b, n_items]
         kept = _KeptRows(self.model_)
         parts: list[tuple[np.ndarray, np.ndarray]] = []
         explained: list[list[dict[str, Any]]] = []
-        for start in range(0, len(users), size):
-            batch = np.asarray(users[start:start + size])
+        for _, batch in self._batches(users):
             top, scores = top_k(kept, batch, self.history_, k, batch_size=len(batch), filter_seen=filter_seen,
                                 candidates=candidates)
             with torch.inference_mode():
                 rows = self.model_.explain(batch, self.history_[batch], list(top), rows=kept.rows)
             parts.append((top, scores))
-            explained += [row.to_dicts(user_ids[u], ids) for u, row in zip(batch, rows, strict=True)]
+            explained += self._dicts(batch, rows)
         return np.concatenate([p[0] for p in parts]), np.concatenate([p[1] for p in parts]), explained
 
     def explained_lists(self, users: np.ndarray, listed: np.ndarray, ranked: np.ndarray, two_stage: bool,

@@ -44,16 +44,17 @@ def ray_session(address: str, workers: int | None = None, threads: int = 1) -> I
 
 
 def run_on_actors(ray: Any, rows: list[dict[str, Any]], actor: type, args: tuple[Any, ...], workers: int,
-                  threads: int = 1) -> None:
+                  threads: int = 1) -> int:
     """Each of ``rows`` to one call of one of ``workers`` actors of class ``actor`` (built with
     ``args``, once each; called with the row), a row handed to whichever actor is free: an actor still loading its model never queues work a ready
-    one could do. Ray core's actor pool, not Ray Data: on 2 cores Ray Data's executor took a fifth
-    of the machine (benchmarks/distributed.py: 1.30x for 2 workers over 1 with it, 1.61x without)."""
+    one could do; returns how many actors ran. Ray core's actor pool, not Ray Data: on 2 cores Ray
+    Data's streaming executor took CPU the workers needed (benchmarks/distributed.py)."""
     if not rows:
-        return
+        return 0
     from ray.util import ActorPool
 
     remote = ray.remote(num_cpus=threads)(actor)
-    pool = ActorPool([remote.remote(*args) for _ in range(min(workers, len(rows)))])
-    for _ in pool.map_unordered(lambda one, row: one.__call__.remote(row), rows):
+    actors = [remote.remote(*args) for _ in range(min(workers, len(rows)))]
+    for _ in ActorPool(actors).map_unordered(lambda one, row: one.__call__.remote(row), rows):
         pass
+    return len(actors)

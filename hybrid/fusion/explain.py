@@ -19,8 +19,8 @@ caller passes them), and the user's items that support each item most:
 A user the new-user path scores is explained by their gate (with the ``side`` signal), or, with no
 items and the zero-history floor's prior (:mod:`hybrid.fusion.floor`), by that prior alone:
 ``path`` says which. The numbers are computed as arrays, one batch at a time, and turned into
-dicts (:meth:`ExplainedRow.to_dicts`) only at the end: explaining a list costs about what ranking
-it does. Explanations only read the model; nothing here changes a score.
+dicts (:meth:`ExplainedRow.to_dicts`) only at the end (benchmarks/explain_cost.py measures what
+that costs against ranking). Explanations only read the model; nothing here changes a score.
 """
 
 from __future__ import annotations
@@ -94,7 +94,7 @@ class ExplainedRow:
     """Why each of ``items`` (indices in the model) is scored as it is for one user.
 
     Attributes:
-        user: the user's index (-1: a facade's new user); items: int64 [k].
+        items: int64 [k].
         path: "item gate", "new-user gate <bucket>[ no side]" or "zero-history prior <kind>"
             (" (two-stage)" added where the signals are the two-stage ranker's).
         features: the signals' names; values: float64 [k, F] the standardised values z;
@@ -105,7 +105,6 @@ class ExplainedRow:
         known_items: how many items the user has (0: the ``profile`` signal read their profile text).
     """
 
-    user: int
     items: np.ndarray
     path: str
     features: tuple[str, ...]
@@ -200,7 +199,7 @@ def explain_rows(model: FusionHybrid, users: np.ndarray, history: sp.csr_matrix,
                                                     mine, gate)
             b = buckets[mine]
             graph, text = (part.first(k) for part in supports[r])
-            out.append(ExplainedRow(int(users[r]), mine, path + ("" if cols is None else " (two-stage)"), features,
+            out.append(ExplainedRow(mine, path + ("" if cols is None else " (two-stage)"), features,
                                     z.T, (weight[:, b] * z).T, bias[b], b, graph, text, len(known[r])))
     return out
 

@@ -53,9 +53,8 @@ def rank_chunks(model_dir: Path, users: pd.Index, todo: list[tuple[int, Path]], 
     torch threads (and Ray CPUs) each, in the session :func:`hybrid.parallel.ray_session` opens
     at ``address``; returns how many actors ran."""
     with ray_session(address, workers, threads) as (ray, workers):
-        workers = min(workers, max(len(todo), 1))
         ids = [ray.put(users)]  # in a list: an actor's argument, not resolved for it
-        run_on_actors(ray, [{"start": start, "path": str(path)} for start, path in todo], ChunkRanker,
-                      (str(model_dir), ids, chunk_size, k, explain, device, threads), workers, threads)
-        logger.info("hybrid-recommend: %d chunks ranked by %d Ray actors", len(todo), workers)
-        return workers
+        actors = run_on_actors(ray, [{"start": start, "path": str(path)} for start, path in todo], ChunkRanker,
+                               (str(model_dir), ids, chunk_size, k, explain, device, threads), workers, threads)
+        logger.info("hybrid-recommend: %d chunks ranked by %d Ray actors", len(todo), actors)
+        return actors
