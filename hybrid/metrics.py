@@ -60,31 +60,35 @@ def metrics_from_hits(hits: torch.Tensor, n_relevant: torch.Tensor, ks: Sequence
             quantiles of the mean over B seeded resamples of the users (a percentile bootstrap
             95% interval: how much the mean owes to which users were sampled).
     """
-    keep = n_relevant > 0
-    hits, n_rel = hits[keep].double(), n_relevant[keep].double()
     out: dict[str, float] = {}
-    if len(n_rel) == 0:
+    if not bool((n_relevant > 0).any()):
         return {f"{m}@{k}": float("nan") for k in ks for m in METRICS}
     if max(ks) > hits.shape[1]:
         raise ValueError(f"k={max(ks)} is larger than the {hits.shape[1]} ranked items given")
-    discounts = 1.0 / torch.log2(torch.arange(2, hits.shape[1] + 2, dtype=torch.float64, device=hits.device))
-    ideal_cum = torch.cumsum(discounts, 0)
-    ranks = torch.arange(1, hits.shape[1] + 1, dtype=torch.float64, device=hits.device)
     for k in ks:
-        h = hits[:, :k]
-        n_hits = h.sum(1)
-        dcg = (h * discounts[:k]).sum(1)
-        idcg = ideal_cum[(torch.clamp(n_rel, max=k) - 1).long()]
-        first = torch.where(h.any(1), 1.0 / ranks[h.float().argmax(1)], torch.zeros_like(n_hits))
-        per_user = {"recall": n_hits / n_rel, "precision": n_hits / k, "ndcg": dcg / idcg, "mrr": first,
-                    "hit_rate": (n_hits > 0).double()}
-        for name, values in per_user.items():
+        for name, values in per_user_metrics(hits, n_relevant, k).items():
             out[f"{name}@{k}"] = float(values.mean())
             if bootstrap:
                 low, high = bootstrap_interval(values, bootstrap, seed)
                 out[f"{name}@{k}_lo"], out[f"{name}@{k}_hi"] = low, high
-    out["users"] = len(n_rel)
+    out["users"] = int((n_relevant > 0).sum())
     return out
+
+
+def per_user_metrics(hits: torch.Tensor, n_relevant: torch.Tensor, k: int) -> dict[str, torch.Tensor]:
+    """Each metric at ``k`` per user with ``n_relevant > 0`` (float64 [n'] each, in row order);
+    ``hits``, ``n_relevant`` as :func:`metrics_from_hits`: what paired comparisons read."""
+    keep = n_relevant > 0
+    hits, n_rel = hits[keep].double(), n_relevant[keep].double()
+    discounts = 1.0 / torch.log2(torch.arange(2, hits.shape[1] + 2, dtype=torch.float64, device=hits.device))
+    ranks = torch.arange(1, hits.shape[1] + 1, dtype=torch.float64, device=hits.device)
+    h = hits[:, :k]
+    n_hits = h.sum(1)
+    dcg = (h * discounts[:k]).sum(1)
+    idcg = torch.cumsum(discounts, 0)[(torch.clamp(n_rel, max=k) - 1).long()]
+    first = torch.where(h.any(1), 1.0 / ranks[h.float().argmax(1)], torch.zeros_like(n_hits))
+    return {"recall": n_hits / n_rel, "precision": n_hits / k, "ndcg": dcg / idcg, "mrr": first,
+            "hit_rate": (n_hits > 0).double()}
 
 
 def bootstrap_interval(values: torch.Tensor, resamples: int, seed: int) -> tuple[float, float]:

@@ -83,3 +83,15 @@ def test_a_time_rehearsal_with_few_late_arrivals_borrows_pseudo_new_items_for_it
     rows_with_positives = np.flatnonzero(rehearsal.positives.getnnz(axis=1) > 0)
     assert set(rows_with_positives) <= set(range(10))  # only the late users' interactions become positives
     assert 0 < rehearsal.new_weight < 1  # weighted back to the late period's own share of new items
+
+
+def test_trending_replaces_popularity_only_when_its_lead_exceeds_the_judges_noise() -> None:
+    from hybrid.fusion.floor import TRENDING_SE, beats
+
+    rng = np.random.default_rng(0)
+    base = rng.random(30)
+    noisy = base + np.tile([0.32, -0.28], 15)  # a lead of 0.02 that the judges' spread swamps
+    clear = base + 0.02 + rng.normal(0, 0.01, 30)  # the same lead, shown by every judge
+    assert beats(noisy, base) < TRENDING_SE < beats(clear, base)
+    assert noisy.mean() > base.mean()  # a plain comparison of means would have taken the noisy one
+    assert beats(base, base) == 0.0

@@ -10,7 +10,8 @@ arrival is what every list may read); without, a seeded share of users left out 
 * the gate, applied with the counts, side regression and text of the state before;
 * popularity (counts before);
 * trending: counts in a recent window before the cut (each window of :data:`WINDOWS_DAYS` tried;
-  the best kept where it beats popularity by :data:`TRENDING_MARGIN`), all-time counts breaking ties.
+  the best kept where it beats popularity by :data:`TRENDING_SE` standard errors of the judges'
+  paired differences), all-time counts breaking ties.
 
 Where a prior scores higher, zero-history users are ranked by it (recomputed on the whole training
 data at the end of the fit); ``chosen()`` records every figure.
@@ -32,7 +33,7 @@ from hybrid.fusion.gate import fuse
 from hybrid.fusion.signals import SignalSet, standardise
 from hybrid.fusion.trend import WINDOWS_DAYS, recent_counts
 from hybrid.fusion.user_side import SideRegression
-from hybrid.metrics import ranking_metrics
+from hybrid.metrics import hit_matrix, per_user_metrics
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +42,7 @@ MIN_JUDGES = 20
 MAX_JUDGES = 500
 BATCH = 128  # judges scored at once (signals of a batch: BATCH x n_items x the signals)
 RANDOM_SHARE = 0.2  # without time: the share of non-rehearsal users that judge
-TRENDING_MARGIN = 1.05
+TRENDING_SE = 1.0  # the one-standard-error rule: the simpler prior unless the other is clearly better
 K = 20
 
 
@@ -84,12 +85,22 @@ def judges_and_state(data: Interactions, excluded: np.ndarray, seed: int) -> tup
     return judges, ~np.isin(data.users, judges), "a seeded share of users left out of the rehearsal"
 
 
-def list_score(tops: list[np.ndarray], targets: sp.csr_matrix) -> float:
-    """Recall@K + NDCG@K of the lists ``tops`` (int64 [b, K] per batch, in the rows' order) against
-    ``targets`` (nothing masked: a zero-history user has nothing to mask)."""
-    top = np.concatenate(tops)
-    metrics = ranking_metrics(top, targets, [top.shape[1]])
-    return round(metrics[f"recall@{top.shape[1]}"] + metrics[f"ndcg@{top.shape[1]}"], 4)
+def list_score(tops: list[np.ndarray], targets: sp.csr_matrix) -> np.ndarray:
+    """float64 [judges]: each judge's Recall@K + NDCG@K of the lists ``tops`` (int64 [b, K] per
+    batch, in the rows' order) against ``targets`` (nothing masked: a zero-history user has
+    nothing to mask)."""
+    top = torch.as_tensor(np.concatenate(tops))
+    hits = hit_matrix(top, targets)
+    values = per_user_metrics(hits, torch.as_tensor(np.diff(targets.tocsr().indptr)), top.shape[1])
+    return (values["recall"] + values["ndcg"]).numpy()
+
+
+def beats(better: np.ndarray, base: np.ndarray) -> float:
+    """How many standard errors ``better``'s mean is above ``base``'s, user by user (the paired
+    difference's mean over its standard error; 0 where they never differ)."""
+    diff = better - base
+    spread = diff.std(ddof=1) / np.sqrt(len(diff)) if len(diff) > 1 else 0.0
+    return float(diff.mean() / spread) if spread > 0 else 0.0
 
 
 def top_of(scores: torch.Tensor) -> np.ndarray:
@@ -120,17 +131,20 @@ def choose_zero_history_prior(model: Any, path: Any, train: Interactions, exclud
     state = Interactions(train.user_ids, train.item_ids, train.users[before], train.items[before],
                          train.weights[before], None if train.timestamps is None else train.timestamps[before])
     targets = (train.matrix() > 0).astype(np.float32).tocsr()[judges]
-    figures = {"gate": gate_score(model, path, gate, state, judges, targets, seed),
-               "popularity": list_score(same_list(prior_scores(state, "popularity", None), len(judges)), targets)}
+    per_user = {"gate": gate_score(model, path, gate, state, judges, targets, seed),
+                "popularity": list_score(same_list(prior_scores(state, "popularity", None), len(judges)), targets)}
     if state.timestamps is not None:
         for days in WINDOWS_DAYS:
             scores = prior_scores(state, "trending", days)
-            figures[f"trending {days:g}d"] = list_score(same_list(scores, len(judges)), targets)
-    # Trending must beat popularity by TRENDING_MARGIN: eight windows tried on a few dozen users
-    # would otherwise often pick one by chance.
+            per_user[f"trending {days:g}d"] = list_score(same_list(scores, len(judges)), targets)
+    figures = {name: round(float(values.mean()), 4) for name, values in per_user.items()}
+    # Trending must beat popularity by TRENDING_SE standard errors of the judges' paired
+    # differences: seven windows tried on a few dozen users would otherwise often pick one by chance.
     trending = max((n for n in figures if n.startswith("trending")), key=figures.__getitem__, default=None)
-    best = trending if trending and figures[trending] > TRENDING_MARGIN * figures["popularity"] else "popularity"
-    record = {"judged on": f"{len(judges)} {how}", f"recall@{K} + ndcg@{K}": figures}
+    lead = beats(per_user[trending], per_user["popularity"]) if trending else 0.0
+    best = trending if trending and lead > TRENDING_SE else "popularity"
+    record = {"judged on": f"{len(judges)} {how}", f"recall@{K} + ndcg@{K}": figures,
+              **({f"{trending} over popularity (standard errors)": round(lead, 2)} if trending else {})}
     if figures["gate"] >= figures[best]:
         record["zero-history users ranked by"] = "gate"
         logger.info("hybrid: zero-history gate kept (%s)", record)
@@ -142,7 +156,7 @@ def choose_zero_history_prior(model: Any, path: Any, train: Interactions, exclud
 
 
 def gate_score(model: Any, path: Any, gate: tuple[torch.Tensor, torch.Tensor], state: Interactions,
-               judges: np.ndarray, targets: sp.csr_matrix, seed: int) -> float:
+               judges: np.ndarray, targets: sp.csr_matrix, seed: int) -> np.ndarray:
     """:func:`list_score` of the zero-history gate's lists for ``judges``, every signal read from
     ``state`` (the side regression refitted on it)."""
     device = model.device_
