@@ -40,7 +40,9 @@ def staged() -> HybridRecommender:
 
 def test_exploration_slots_of_a_two_stage_list_are_explained_by_their_exact_scores(staged) -> None:
     users = ["u0", "u1", "u2"]
-    explore = {"slots": 2, "policy": "ucb", "max_count": 10**6}
+    # a wide bonus: the unsold items (s9, c9) take the slots, so a space fan's list holds c9, which
+    # the two-stage ranking does not reach, whatever the gate's weights
+    explore = {"slots": 2, "policy": "ucb", "max_count": 10**6, "width": 10.0}
     ids, scores, flags, explanations = staged.recommend(users, k=6, explore=explore, explain=True)
     assert flags.any()
     for row_ids, row_scores, row_flags, row in zip(ids, scores, flags, explanations, strict=True):

@@ -26,6 +26,10 @@ class FusionConfig:
     # Validation rehearsal of the cold start (hybrid.fusion.rehearsal): by time, the last share of
     # the interactions; at random, the share of warm items made pseudo-new.
     valid_new_share: float = 0.2
+    # Earlier ends of the training period (time quantiles) whose own time rehearsals add examples
+    # to the item gate's fit (hybrid.fusion.rehearsal.earlier_rehearsals): more of what a
+    # time-true future looks like than one cut holds; () for none, no effect without timestamps.
+    earlier_cuts: tuple[float, ...] = (0.8, 0.9)
     # auto = by time when the training data has timestamps, else at random (the training data
     # alone decides: nothing says how the evaluation's new items arise).
     valid_new_by: Literal["auto", "time", "random"] = "auto"
@@ -59,12 +63,16 @@ class FusionConfig:
     def __post_init__(self) -> None:
         if self.auto_warm is not None:
             self.auto_warm = tuple(self.auto_warm)
+        self.earlier_cuts = tuple(self.earlier_cuts)
         self.validate()  # where the config is built: hybrid-eval refuses a bad value before reading data
 
     def validate(self) -> None:
         """Raise ``ValueError`` naming the first out-of-range field."""
         if not 0 < self.valid_new_share < 1:
             raise ValueError(f"valid_new_share must be in (0, 1), got {self.valid_new_share!r}")
+        for end in self.earlier_cuts:
+            if not 0 < end < 1:
+                raise ValueError(f"earlier_cuts must be time quantiles in (0, 1), got {end!r}")
         for name in ("new_weight", "sparse_weight"):
             if getattr(self, name) is not None and not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)!r}")

@@ -126,6 +126,23 @@ class GateExamples:
     buckets: torch.Tensor
     log_w: torch.Tensor
 
+    def padded(self, width: int) -> GateExamples:
+        """These examples with ``width`` candidates per user (padding: no candidate)."""
+        extra = width - self.labels.shape[1]
+        if extra == 0:
+            return self
+        pad = lambda t, value: torch.nn.functional.pad(t, (0, extra), value=value)  # noqa: E731
+        return GateExamples(torch.nn.functional.pad(self.feats, (0, 0, 0, extra)), pad(self.labels, False),
+                            pad(self.new, False), pad(self.buckets, 0), pad(self.log_w, -torch.inf))
+
+    @classmethod
+    def stacked(cls, parts: list[GateExamples]) -> GateExamples:
+        """Every part's users in one set of examples (in order)."""
+        width = max(p.labels.shape[1] for p in parts)
+        parts = [p.padded(width) for p in parts]
+        return cls(*(torch.cat([getattr(p, name) for p in parts]) for name in ("feats", "labels", "new", "buckets",
+                                                                               "log_w")))
+
     @cached_property
     def by_bucket(self) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
         """(order, feats in that order [N, F], bucket boundaries): the flattened candidates sorted

@@ -20,6 +20,8 @@ Fitting (every choice on training data only, see :mod:`hybrid.fusion.rehearsal`)
    validation users over a candidate set (each signal's top ``candidates``, random items and the
    positives), and the gate fitted by a sampled-softmax loss (convex; L-BFGS), each positive
    against the user's negatives: the one-list objective, ``new_weight`` weighting new items' positives;
+   with timestamps, time rehearsals of the training period cut short (``earlier_cuts``, each with
+   its own warm scorer fitted on its own past) add their users' examples to the same fit;
 3. with ``refit`` (default) the warm scorer is fitted again on all training interactions, so
    recommendations use everyone's latest item.
 """
@@ -56,7 +58,7 @@ from hybrid.fusion.floor import prior_scores
 from hybrid.fusion.gate import fuse
 from hybrid.fusion.neighbours import text_neighbours
 from hybrid.fusion.new_users import NewUserPath, SignalRows, fit_new_user_path, refit_side
-from hybrid.fusion.rehearsal import cold_validation
+from hybrid.fusion.rehearsal import ColdValidation, cold_validation, earlier_rehearsals
 from hybrid.fusion.selection import choose_graph_half, fit_item_gate
 from hybrid.fusion.signals import SignalSet
 from hybrid.fusion.trend import choose_window, recent_counts
@@ -76,6 +78,15 @@ def item_vectors(texts: list[str], config: FusionConfig) -> np.ndarray:
     from hybrid.data.ray_encode import encode_texts_on_ray
 
     return encode_texts_on_ray(texts, config.encoder, config.ray, config.ray_workers)
+
+
+def earlier_halves(name: str, config: FusionConfig, data: FitData) -> list[tuple[ColdValidation, Recommender]]:
+    """The earlier cuts' rehearsals (:func:`~hybrid.fusion.rehearsal.earlier_rehearsals`), each with
+    its own graph half ``name`` fitted on that cut's past alone."""
+    cuts = earlier_rehearsals(data.train, data.valid, config.valid_new_share, data.seed, config.earlier_cuts)
+    return [(cut, make_model(name, config.warm_params_of(name)).fit(dataclasses.replace(data, train=cut.fit, valid=None)))
+            for cut in cuts]
+
 
 class FusionHybrid(Recommender):
     """The ``hybrid`` model (see the module docstring).
@@ -118,10 +129,12 @@ class FusionHybrid(Recommender):
         # What refit_graph gives the graph half, as fit gave it: the items' text and the seed.
         self.item_text_, self.seed_ = list(data.item_text), data.seed
         self.warm_name_, warm, warm_recall = choose_graph_half(config, split, data, profile)
+        with profile.stage("earlier cuts"):
+            earlier = earlier_halves(self.warm_name_, config, data)
         with profile.stage("gate"):
             self.trend_days_, trend_recall = choose_window(split)
             gate, self.validation_ = fit_item_gate(config, warm, split, self.text_, self.neighbours_, data.seed,
-                                                   self.trend_days_)
+                                                   self.trend_days_, earlier)
             self.validation_["trending window days"] = self.trend_days_
             self.validation_["trending valid_recall@20 by window"] = trend_recall
         with profile.stage("encode user text"):

@@ -156,6 +156,35 @@ def with_random_new(timed: ColdValidation, share: float, seed: int) -> ColdValid
     return rehearsal
 
 
+def earlier_rehearsals(train: Interactions, valid: Interactions | None, share: float, seed: int,
+                       ends: tuple[float, ...]) -> list[ColdValidation]:
+    """Time rehearsals (:func:`temporal_validation`, :func:`with_random_new`) of the training
+    period truncated at each of ``ends`` (quantiles of its timestamps); none without timestamps,
+    and none for an end whose rehearsal has no user with history and a later interaction.
+
+    Why: one cut of a MovieLens-like period holds a few dozen late users with history, too few to
+    fit a gate on by time, and a random rehearsal does not show what a later quarter holds; earlier
+    cuts add their late users (each sees only its own past), pooled into one fit."""
+    data = merged(train, valid)
+    if data.timestamps is None or not len(data):
+        return []
+    out, limits = [], set()
+    for end in ends:
+        limit = float(np.quantile(data.timestamps, end))
+        if limit in limits:  # coarse timestamps: two quantiles, one period
+            continue
+        limits.add(limit)
+        part = subset(data, data.timestamps < limit)
+        try:
+            cut = with_random_new(temporal_validation(part, None, share), share, seed)
+        except ValueError as error:  # every interaction on one side of the cut
+            logger.info("cold validation: no earlier rehearsal ending at the %.0f%% time quantile (%s)", 100 * end, error)
+            continue
+        if ((cut.positives.getnnz(axis=1) > 0) & (cut.fit.user_counts() > 0)).any():
+            out.append(cut)
+    return out
+
+
 def _last_per_user(data: Interactions, seed: int) -> np.ndarray:
     """bool [nnz]: each user's last interaction (by time, else seeded random), for users with ≥ 2."""
     tie = np.random.default_rng(seed).random(len(data))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from functools import partial
 from typing import Any
 
@@ -19,7 +19,7 @@ import torch
 
 from hybrid.data.buckets import bucket_of
 from hybrid.fusion.config import FusionConfig
-from hybrid.fusion.gate import Gate, fit_gate, fuse, gate_examples
+from hybrid.fusion.gate import Gate, GateExamples, fit_gate, fuse, gate_examples
 from hybrid.fusion.halves import auto_halves
 from hybrid.fusion.rehearsal import ColdValidation
 from hybrid.fusion.signals import FEATURES, SignalBatches, SignalSet
@@ -116,15 +116,61 @@ def validation_recall(gate: Gate, batches: Iterable[tuple[np.ndarray, list[torch
     return out
 
 
+@dataclasses.dataclass
+class RehearsalState:
+    """One rehearsal's state as the item gate reads it: its signals, count buckets and history."""
+
+    split: ColdValidation
+    warm: Recommender
+    builder: SignalSet
+    buckets: torch.Tensor
+    history: sp.csr_matrix
+
+    @classmethod
+    def of(cls, split: ColdValidation, warm: Recommender, text: torch.Tensor, neighbours: sp.csr_matrix,
+           trend_days: float | None) -> RehearsalState:
+        counts = split.fit.item_counts()
+        builder = SignalSet(text, neighbours, counts, text.device, recent_counts(split.fit, trend_days))
+        return cls(split, warm, builder, torch.as_tensor(bucket_of(counts), device=text.device), split.fit.matrix())
+
+    def examples(self, users: np.ndarray, config: FusionConfig, rng: np.random.Generator) -> GateExamples:
+        """The gate's examples of rehearsal ``users`` (:func:`~hybrid.fusion.gate.gate_examples`)."""
+        fitting = warm_signals(self.warm, self.builder, self.buckets, self.history, users, config.batch_size)
+        return gate_examples(((signals, known, self.split.positives[batch]) for batch, signals, known in fitting),
+                             torch.as_tensor(self.split.pseudo_new, device=self.buckets.device), self.buckets, rng,
+                             config.candidates, config.random_negatives, config.max_positives)
+
+
+def pooled_examples(config: FusionConfig, state: RehearsalState, users: np.ndarray,
+                    earlier: Sequence[RehearsalState], rng: np.random.Generator,
+                    ) -> tuple[GateExamples, torch.Tensor, list[dict[str, Any]]]:
+    """The examples of ``users`` of the rehearsal and of the earlier cuts' users, stacked, and
+    each example's new-item weight (each cut's new items at its own natural share); what each
+    earlier cut gave. The earlier cuts together hold at most as many users as the rehearsal (a
+    seeded sample): the period nearest the future keeps at least half the fit, and the cost at
+    most doubles. The choices are made on the rehearsal's selection users alone."""
+    parts = [(state.examples(users, config, rng), config.new_weight * state.split.new_weight)]
+    record = []
+    per_cut = -(-len(users) // max(1, len(earlier)))
+    for cut in earlier:
+        cut_users = validation_users(cut.split.positives, cut.history, per_cut, rng)
+        if len(cut_users):
+            parts.append((cut.examples(cut_users, config, rng), config.new_weight * cut.split.new_weight))
+            record.append({"users": len(cut_users), "new_weight": round(parts[-1][1], 6)})
+    examples = GateExamples.stacked([p for p, _ in parts])
+    new_weight = torch.cat([torch.full((p.labels.shape[0], 1), w, device=p.labels.device) for p, w in parts])
+    return examples, new_weight, record
+
+
 def fit_item_gate(config: FusionConfig, warm: Recommender, split: ColdValidation, text: torch.Tensor,
-                  neighbours: sp.csr_matrix, seed: int, trend_days: float | None = None) -> tuple[Gate, dict[str, Any]]:
-    """The item gate fitted on the rehearsal (see :mod:`hybrid.fusion.model`), ``sparse_weight``
-    chosen on the selection users, and what it measured; ``trend_days``: the trending window."""
-    device = text.device
-    counts = split.fit.item_counts()
-    builder = SignalSet(text, neighbours, counts, device, recent_counts(split.fit, trend_days))
-    buckets = torch.as_tensor(bucket_of(counts), device=device)
-    history = split.fit.matrix()
+                  neighbours: sp.csr_matrix, seed: int, trend_days: float | None = None,
+                  earlier: Sequence[tuple[ColdValidation, Recommender]] = ()) -> tuple[Gate, dict[str, Any]]:
+    """The item gate fitted on the rehearsal (see :mod:`hybrid.fusion.model`) and on the ``earlier``
+    cuts' rehearsals with their graph halves (:func:`~hybrid.fusion.rehearsal.earlier_rehearsals`),
+    ``sparse_weight`` chosen on the selection users, and what it measured; ``trend_days``: the
+    trending window."""
+    state = RehearsalState.of(split, warm, text, neighbours, trend_days)
+    builder, buckets, history = state.builder, state.buckets, state.history
     rng = np.random.default_rng(seed)
     users = validation_users(split.positives, history, config.max_valid_users, rng)
     if len(users) < 2:
@@ -132,12 +178,9 @@ def fit_item_gate(config: FusionConfig, warm: Recommender, split: ColdValidation
     held = np.zeros(len(users), bool)
     held[rng.choice(len(users), max(1, round(SELECTION_SHARE * len(users))), replace=False)] = True
     users, select = users[~held], users[held]
-    fitting = warm_signals(warm, builder, buckets, history, users, config.batch_size)  # read once
-    examples = gate_examples(((signals, known, split.positives[batch]) for batch, signals, known in fitting),
-                             torch.as_tensor(split.pseudo_new, device=device), buckets, rng,
-                             config.candidates, config.random_negatives, config.max_positives)
+    cuts = [RehearsalState.of(cut, cut_warm, text, neighbours, trend_days) for cut, cut_warm in earlier]
+    examples, new_weight, earlier_record = pooled_examples(config, state, users, cuts, rng)
     is_sparse = (examples.buckets == 1) | (examples.buckets == 2)
-    new_weight = config.new_weight * split.new_weight  # the data's own share for new items
 
     def fit(sparse_weight: float, init: Gate | None) -> tuple[Gate, float]:
         weights = torch.where(examples.new, new_weight, torch.where(is_sparse, sparse_weight, 1.0))
@@ -166,7 +209,8 @@ def fit_item_gate(config: FusionConfig, warm: Recommender, split: ColdValidation
     info = {
         "users": len(users), "selection users": len(select), "pseudo_new_items": int(split.pseudo_new.sum()),
         "loss": round(loss, 4),
-        "sparse_weight": choice, "new_weight": round(new_weight, 6),
+        "sparse_weight": choice, "new_weight": round(config.new_weight * split.new_weight, 6),
+        "earlier cuts": earlier_record,
         "valid_recall@20": tried[choice],
         "valid_recall@20 by sparse_weight": {str(w): r["hybrid"] for w, r in tried.items()},
         "valid_recall@20 on 1-19 by sparse_weight": {str(w): r["hybrid 1-19"] for w, r in tried.items()},
