@@ -182,7 +182,7 @@ def earlier_rehearsals(train: Interactions, valid: Interactions | None, share: f
             continue
         if ((cut.positives.getnnz(axis=1) > 0) & (cut.fit.user_counts() > 0)).any():
             out.append(cut)
-        else:  # e.g. MovieLens-1M: each user's ratings in one session, so no late user has a past
+        else:
             logger.info("cold validation: the earlier rehearsal ending at the %.0f%% time quantile has no user with "
                         "both history and a later interaction; not used", 100 * end)
     return out
