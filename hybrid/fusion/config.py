@@ -30,6 +30,10 @@ class FusionConfig:
     # to the item gate's fit (hybrid.fusion.rehearsal.earlier_rehearsals): more of what a
     # time-true future looks like than one cut holds; () for none, no effect without timestamps.
     earlier_cuts: tuple[float, ...] = (0.8, 0.9)
+    # With a time rehearsal, the new-user gates rehearse the users it sees arrive after its cut
+    # (hybrid.fusion.new_users.time_new_users) on the graph half at the cut; else, or with too few
+    # of them, a random share of users held out of a refitted graph half.
+    new_users_at_cut: bool = True
     # auto = by time when the training data has timestamps, else at random (the training data
     # alone decides: nothing says how the evaluation's new items arise).
     valid_new_by: Literal["auto", "time", "random"] = "auto"

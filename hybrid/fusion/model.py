@@ -141,7 +141,7 @@ class FusionHybrid(Recommender):
             user_vectors = side_vectors(data.user_text, config.encoder, self.device_)
         with profile.stage("new-user path"):
             if config.new_users:
-                self.new_users_ = fit_new_user_path(self, split, data, user_vectors)
+                self.new_users_ = fit_new_user_path(self, split, data, user_vectors, warm)
             else:
                 self.new_users_ = NewUserPath(None, None, {}, data.train.user_counts(), {"skipped": "new_users: false"})
         with torch.no_grad():

@@ -7,11 +7,14 @@ mapped into item preferences). With items, the graph half folds them in (a graph
 the few items; an embedding model folds in a vector) and the text signals read them; with side
 information, ``side`` and the text profile read it: both at once when a user gives both.
 
-The gates are fitted on a rehearsal carved from the hybrid's own fit graph: a seeded share of the
-users with at least ``MIN_HISTORY`` interactions are removed from it entirely (the graph half and
-the side regression are refitted without them, so they are as new as a real new user), then each
-reveals none, or 1–4 of their earliest items (uniformly), and the gate learns to rank the rest
-of their items (their validation positives included) from the signals, as the item gate does.
+The gates are fitted on a rehearsal of new users. With a time rehearsal (``new_users_at_cut``),
+they are the users it sees arrive: first seen after its cut, read by the graph half fitted at the
+cut (they are new to it), a share of them left to the zero-history floor's judges. Otherwise, or
+with too few arrivals, a seeded share of the users with at least ``MIN_HISTORY`` interactions are
+removed from the fit graph entirely (the graph half and the side regression are refitted without
+them, so they are as new as a real new user). Each then reveals none, or 1–4 of their earliest
+items (uniformly, always leaving one), and the gate learns to rank the rest of their items (their
+validation positives included) from the signals, as the item gate does.
 """
 
 from __future__ import annotations
@@ -26,9 +29,9 @@ import scipy.sparse as sp
 import torch
 
 from hybrid.data.buckets import NAMES, SPARSE_BELOW, bucket_of
-from hybrid.data.interactions import merged
+from hybrid.data.interactions import Interactions, merged
 from hybrid.fusion.config import FusionConfig
-from hybrid.fusion.floor import ZeroHistoryPrior, choose_zero_history_prior
+from hybrid.fusion.floor import MIN_JUDGES, ZeroHistoryPrior, choose_zero_history_prior
 from hybrid.fusion.gate import fit_gate, fuse, gate_examples
 from hybrid.fusion.rehearsal import ColdValidation, earliest, first_items, subset
 from hybrid.fusion.signals import FEATURES, SignalBatches, SignalSet, standardise
@@ -45,6 +48,7 @@ NO_SIDE = " no side"  # suffix of the gate for users of a bucket who give no sid
 NEW_USER_FEATURES = (*FEATURES[:-1], "side", FEATURES[-1])  # popularity stays last (no hard negatives of its own)
 MIN_HISTORY = 5  # rehearsal users need this many interactions (≥ 1 left after revealing 4)
 MIN_USERS = 20  # fewer eligible users than this: no new-user gates (logged)
+JUDGE_SHARE = 0.3  # of the users a time rehearsal sees arrive: left to the floor's judges
 
 
 class TextSide(Protocol):
@@ -171,24 +175,76 @@ class NewUserPath:
             out[torch.as_tensor(empty, device=out.device)] = scores
 
 
-def fit_new_user_path(model: TextSide, split: ColdValidation, data: FitData,
-                      user_vectors: torch.Tensor | None) -> NewUserPath:
-    """Rehearse new users on ``split.fit`` and fit the gates (see the module docstring); the side
-    regression of the returned path is then refitted by :func:`refit_side` on every training user."""
-    config, device = model.config, model.device_
-    fit = split.fit
+def time_new_users(split: ColdValidation, data: FitData, limit: int, rng: np.random.Generator,
+                   ) -> tuple[np.ndarray, list[np.ndarray]] | None:
+    """The users a time rehearsal sees arrive: none of their interactions before its cut and at
+    least two after (one to reveal, one to judge), a seeded sample of at most ``limit``, each with
+    their items in time order; None where fewer than ``MIN_USERS + MIN_JUDGES`` arrive (the
+    floor judges the users left out). Why: a random user asked to predict their whole history is
+    not a newcomer, who buys what newcomers buy in the period they arrive."""
+    if split.by != "time":
+        return None
+    late = split.positives.getnnz(axis=1)
+    users = np.flatnonzero((split.fit.user_counts() == 0) & (late >= 2))
+    if len(users) < MIN_USERS + MIN_JUDGES:
+        return None
+    fitted = min(limit, len(users) - MIN_JUDGES, max(MIN_USERS, round(len(users) * (1 - JUDGE_SHARE))))
+    users = np.sort(rng.choice(users, fitted, replace=False))
+    return users, earliest(merged(data.train, data.valid), users)
+
+
+@dataclasses.dataclass
+class Rehearsed:
+    """Who the new-user gates rehearse: ``users`` (in order), each one's items in time order
+    (``first``) and every item to judge them on (``everything``, CSR rows), the graph they are new
+    to (``fit``) with its graph half (``warm``), and how they were chosen."""
+
+    users: np.ndarray
+    first: list[np.ndarray]
+    everything: sp.csr_matrix
+    fit: Interactions
+    warm: Recommender
+    how: str
+
+
+def rehearsal_users(model: TextSide, split: ColdValidation, data: FitData, warm_at_cut: Recommender | None,
+                    rng: np.random.Generator) -> Rehearsed | None:
+    """The arrivals of a time rehearsal (:func:`time_new_users`), else a random share of the users
+    with ``MIN_HISTORY`` interactions held out of a refitted graph half; None with too few (logged)."""
+    config, fit = model.config, split.fit
+    arrivals = (time_new_users(split, data, config.max_valid_users, rng)
+                if config.new_users_at_cut and warm_at_cut is not None else None)
+    if arrivals is not None:
+        users, first = arrivals
+        logger.info("hybrid: new-user gates rehearsed on %d users first seen after the rehearsal's cut", len(users))
+        return Rehearsed(users, first, (split.positives[users] > 0).astype(np.float32).tocsr(), fit, warm_at_cut,
+                         "first seen after the cut")
     eligible = np.flatnonzero(fit.user_counts() >= MIN_HISTORY)
     if len(eligible) < MIN_USERS:
         logger.info("hybrid: only %d users have %d+ interactions; no new-user gates (new users get the item gate)",
                     len(eligible), MIN_HISTORY)
-        return NewUserPath(user_vectors, None, {}, data.train.user_counts(), {"skipped": f"{len(eligible)} eligible users"})
-    rng = np.random.default_rng(data.seed + 1)
+        return None
     n = min(config.max_valid_users, max(MIN_USERS, round(len(eligible) * config.valid_new_share)))
     users = np.sort(rng.choice(eligible, min(n, len(eligible)), replace=False))
-    held = np.isin(fit.users, users)
-    reduced = subset(fit, ~held)
+    reduced = subset(fit, ~np.isin(fit.users, users))
     warm = make_model(model.warm_name_, config.warm_params_of(model.warm_name_)).fit(
         dataclasses.replace(data, train=reduced, valid=None))
+    everything = ((fit.matrix() + split.positives) > 0).astype(np.float32).tocsr()[users]
+    return Rehearsed(users, earliest(fit, users), everything, reduced, warm, "random")
+
+
+def fit_new_user_path(model: TextSide, split: ColdValidation, data: FitData,
+                      user_vectors: torch.Tensor | None, warm_at_cut: Recommender | None = None) -> NewUserPath:
+    """Rehearse new users (:func:`rehearsal_users`; ``warm_at_cut``: the graph half fitted on
+    ``split.fit``) and fit the gates (see the module docstring); the side regression of the
+    returned path is then refitted by :func:`refit_side` on every training user."""
+    device = model.device_
+    rng = np.random.default_rng(data.seed + 1)
+    rehearsed = rehearsal_users(model, split, data, warm_at_cut, rng)
+    if rehearsed is None:
+        return NewUserPath(user_vectors, None, {}, data.train.user_counts(), {"skipped": "too few eligible users"})
+    config, users, first, everything, reduced, warm = (model.config, rehearsed.users, rehearsed.first,
+                                                       rehearsed.everything, rehearsed.fit, rehearsed.warm)
     side = None
     if user_vectors is not None:
         others = np.flatnonzero(reduced.user_counts() > 0)
@@ -198,16 +254,16 @@ def fit_new_user_path(model: TextSide, split: ColdValidation, data: FitData,
     buckets = torch.as_tensor(bucket_of(counts), device=device)
     new_items = torch.as_tensor(counts == 0, device=device)
     path = NewUserPath(user_vectors, side, {}, reduced.user_counts(), {})
-    everything = ((fit.matrix() + split.positives) > 0).astype(np.float32).tocsr()[users]
-    first = earliest(fit, users)
-    gates, validation = {}, {"users": len(users)}
+    gates, validation = {}, {"users": len(users), "rehearsal users": rehearsed.how}
     none, few = USER_BUCKETS
-    reveals = {none: np.zeros(len(users), np.int64), few: rng.integers(1, COLD_USER_MAX + 1, len(users))}
+    lengths = np.array([len(f) for f in first])
+    reveals = {none: np.zeros(len(users), np.int64),
+               few: np.minimum(rng.integers(1, COLD_USER_MAX + 1, len(users)), lengths - 1)}
     variants = [(none, none, True), (few, few, True)]
     if side is not None:  # a user who brings items but no side information gets a gate fitted that way
         variants.append((few + NO_SIDE, few, False))
     for name, bucket, with_side in variants:
-        revealed = first_items(first, reveals[bucket], fit.n_items)
+        revealed = first_items(first, reveals[bucket], reduced.n_items)
         positives = ((everything - revealed) > 0).astype(np.float32).tocsr()
         keep = np.flatnonzero(positives.getnnz(axis=1) > 0)
 
