@@ -59,6 +59,10 @@ class FusionConfig:
     # the gate was not fitted on (hybrid.fusion.floor); False: always the gate.
     floor: bool = True
     batch_size: int = 512  # validation users scored at once
+    # Past this many items the gates rehearse on each user's candidate columns, not on whole rows
+    # (hybrid.fusion.columns): their cost per user then follows the candidates, not the catalogue
+    # (0: always).
+    column_items: int = 50_000
     # Ray for the fit's text encoding and text-neighbour search (hybrid.parallel): "local" (this
     # machine's CPUs) or a cluster address; None: in this process. ray_workers: None = every CPU.
     ray: str | None = None
@@ -88,7 +92,7 @@ class FusionConfig:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         if self.ray_workers is not None and self.ray_workers < 1:
             raise ValueError(f"ray_workers must be >= 1, got {self.ray_workers!r}")
-        for name in ("reg", "bucket_reg"):
+        for name in ("reg", "bucket_reg", "column_items"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)!r}")
         if self.auto_warm is not None:

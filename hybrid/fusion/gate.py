@@ -14,7 +14,6 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import pairwise
-from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
@@ -176,7 +175,7 @@ def gate_examples(batches: Iterable[tuple[list[torch.Tensor], torch.Tensor, sp.c
     user's stratified candidates (:func:`stratified_candidates`), their signals, positive labels
     (a seeded sample of at most ``max_positives``), whether each is new (``new_items`` bool
     [n_items]), its count bucket (``buckets`` int64 [n_items]) and its log-weight as a negative."""
-    columns: dict[str, list[torch.Tensor]] = {"feats": [], "labels": [], "new": [], "buckets": [], "log_w": []}
+    parts = []
     with torch.no_grad():
         for signals, known, positives in batches:
             cand, log_w = stratified_candidates(signals, known, positives, rng, n_top, n_random)
@@ -184,22 +183,22 @@ def gate_examples(batches: Iterable[tuple[list[torch.Tensor], torch.Tensor, sp.c
             positive = torch.as_tensor(positives.toarray() > 0, device=known.device).gather(1, safe)
             positive &= cand >= 0
             positive[:, cand.shape[1] - n_random:] = False  # a random draw is never a positive (excluded)
-            if positive.sum(1).max() > max_positives:  # keep a seeded sample of each user's positives
-                keys = torch.as_tensor(rng.random(positive.shape), device=known.device).masked_fill(~positive, 2.0)
-                positive &= keys.argsort(1).argsort(1) < max_positives
-            columns["feats"].append(torch.stack([s.gather(1, safe) for s in signals], dim=-1))
-            columns["labels"].append(positive)
-            columns["new"].append(new_items[safe])
-            columns["buckets"].append(buckets[safe])
-            columns["log_w"].append(log_w.masked_fill(positive, -torch.inf))  # negatives only
-    width = max(t.shape[1] for t in columns["feats"])
+            feats = torch.stack([s.gather(1, safe) for s in signals], dim=-1)
+            parts.append(examples_part(feats, safe, log_w, positive, new_items, buckets, rng, max_positives))
+    return GateExamples.stacked(parts)
 
-    def stacked(name: str, fill: Any) -> torch.Tensor:
-        pad = lambda t: (0, 0, 0, width - t.shape[1]) if t.dim() == 3 else (0, width - t.shape[1])  # noqa: E731
-        return torch.cat([torch.nn.functional.pad(t, pad(t), value=fill) for t in columns[name]])
 
-    return GateExamples(stacked("feats", 0.0), stacked("labels", False), stacked("new", False), stacked("buckets", 0),
-                        stacked("log_w", -torch.inf))
+def examples_part(feats: torch.Tensor, cand: torch.Tensor, log_w: torch.Tensor, positive: torch.Tensor,
+                  new_items: torch.Tensor, buckets: torch.Tensor, rng: np.random.Generator,
+                  max_positives: int) -> GateExamples:
+    """One batch's examples from its candidates' signals ``feats`` [b, m, F], items ``cand``
+    (int64 [b, m], ≥ 0), log-weights and positives [b, m]: at most ``max_positives`` positives
+    per user (a seeded sample), the positives' log-weights cleared (they are not negatives)."""
+    positive = positive.clone()
+    if positive.sum(1).max() > max_positives:  # keep a seeded sample of each user's positives
+        keys = torch.as_tensor(rng.random(positive.shape), device=positive.device).masked_fill(~positive, 2.0)
+        positive &= keys.argsort(1).argsort(1) < max_positives
+    return GateExamples(feats, positive, new_items[cand], buckets[cand], log_w.masked_fill(positive, -torch.inf))
 
 
 def positive_weights(labels: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

@@ -52,6 +52,7 @@ from hybrid.fusion.candidates import (
     hybrid_user_factors,
     reference_items,
 )
+from hybrid.fusion.columns import text_index
 from hybrid.fusion.config import FusionConfig
 from hybrid.fusion.explain import ExplainedRow, explain_rows
 from hybrid.fusion.floor import prior_scores
@@ -131,17 +132,21 @@ class FusionHybrid(Recommender):
         self.warm_name_, warm, warm_recall = choose_graph_half(config, split, data, profile)
         with profile.stage("earlier cuts"):
             earlier = earlier_halves(self.warm_name_, config, data)
+        texts = None
+        if len(self.text_) > config.column_items:  # the gates rehearse on candidate columns
+            with profile.stage("text index"):
+                texts = text_index(self.text_)
         with profile.stage("gate"):
             self.trend_days_, trend_recall = choose_window(split)
             gate, self.validation_ = fit_item_gate(config, warm, split, self.text_, self.neighbours_, data.seed,
-                                                   self.trend_days_, earlier)
+                                                   self.trend_days_, earlier, texts)
             self.validation_["trending window days"] = self.trend_days_
             self.validation_["trending valid_recall@20 by window"] = trend_recall
         with profile.stage("encode user text"):
             user_vectors = side_vectors(data.user_text, config.encoder, self.device_)
         with profile.stage("new-user path"):
             if config.new_users:
-                self.new_users_ = fit_new_user_path(self, split, data, user_vectors, warm)
+                self.new_users_ = fit_new_user_path(self, split, data, user_vectors, warm, texts)
             else:
                 self.new_users_ = NewUserPath(None, None, {}, data.train.user_counts(), {"skipped": "new_users: false"})
         with torch.no_grad():

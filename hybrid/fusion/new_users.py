@@ -22,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Iterable, Iterator
+from functools import partial
 from typing import Any, Protocol
 
 import numpy as np
@@ -30,6 +31,14 @@ import torch
 
 from hybrid.data.buckets import NAMES, SPARSE_BELOW, bucket_of
 from hybrid.data.interactions import Interactions, merged
+from hybrid.fusion.columns import (
+    ColumnBatch,
+    ColumnState,
+    column_batches,
+    column_examples,
+    column_tops,
+    pair_fuse,
+)
 from hybrid.fusion.config import FusionConfig
 from hybrid.fusion.floor import MIN_JUDGES, ZeroHistoryPrior, choose_zero_history_prior
 from hybrid.fusion.gate import fit_gate, fuse, gate_examples
@@ -39,6 +48,7 @@ from hybrid.fusion.trend import recent_counts
 from hybrid.fusion.user_side import SideRegression
 from hybrid.metrics import recall_at, top_unknown
 from hybrid.models.base import FitData, Recommender, make_model
+from hybrid.retrieval.ann import AnnIndex
 
 logger = logging.getLogger(__name__)
 
@@ -233,10 +243,11 @@ def rehearsal_users(model: TextSide, split: ColdValidation, data: FitData, warm_
     return Rehearsed(users, earliest(fit, users), everything, reduced, warm, "random")
 
 
-def fit_new_user_path(model: TextSide, split: ColdValidation, data: FitData,
-                      user_vectors: torch.Tensor | None, warm_at_cut: Recommender | None = None) -> NewUserPath:
+def fit_new_user_path(model: TextSide, split: ColdValidation, data: FitData, user_vectors: torch.Tensor | None,
+                      warm_at_cut: Recommender | None = None, texts: AnnIndex | None = None) -> NewUserPath:
     """Rehearse new users (:func:`rehearsal_users`; ``warm_at_cut``: the graph half fitted on
-    ``split.fit``) and fit the gates (see the module docstring); the side regression of the
+    ``split.fit``) and fit the gates (see the module docstring), on candidate columns where the
+    text index ``texts`` is given (:mod:`hybrid.fusion.columns`); the side regression of the
     returned path is then refitted by :func:`refit_side` on every training user."""
     device = model.device_
     rng = np.random.default_rng(data.seed + 1)
@@ -253,6 +264,7 @@ def fit_new_user_path(model: TextSide, split: ColdValidation, data: FitData,
     builder = SignalSet(model.text_, model.neighbours_, counts, device, recent_counts(reduced, model.trend_days_))
     buckets = torch.as_tensor(bucket_of(counts), device=device)
     new_items = torch.as_tensor(counts == 0, device=device)
+    columns = None if texts is None else ColumnState.of(builder, warm, buckets, texts, config.candidates)
     path = NewUserPath(user_vectors, side, {}, reduced.user_counts(), {})
     gates, validation = {}, {"users": len(users), "rehearsal users": rehearsed.how}
     none, few = USER_BUCKETS
@@ -267,13 +279,20 @@ def fit_new_user_path(model: TextSide, split: ColdValidation, data: FitData,
         positives = ((everything - revealed) > 0).astype(np.float32).tocsr()
         keep = np.flatnonzero(positives.getnnz(axis=1) > 0)
 
-        batches = rehearsal_batches(model, path, warm, builder, buckets, users, keep, revealed, positives, with_side)
-        examples = gate_examples(batches, new_items, buckets, rng, config.candidates, config.random_negatives,
-                                 config.max_positives)
+        if columns is None:
+            batches = rehearsal_batches(model, path, warm, builder, buckets, users, keep, revealed, positives, with_side)
+            examples = gate_examples(batches, new_items, buckets, rng, config.candidates, config.random_negatives,
+                                     config.max_positives)
+        else:
+            batches = column_rehearsal(model, path, columns, users[keep], revealed[keep], positives[keep], with_side,
+                                       int(rng.integers(2**31)))
+            examples = column_examples(batches, new_items, buckets, rng, config.max_positives)
         weights = torch.where(examples.new, config.new_weight, 1.0)
         gate, loss = fit_gate(examples, weights, config.reg, config.bucket_reg, config.steps)
         gates[name] = (gate.weight.detach().clone(), gate.bias.detach().clone())
-        validation[name] = {"loss": round(loss, 4), **rehearsal_recall(gates[name], batches, positives[keep], buckets),
+        recall = (rehearsal_recall if columns is None else column_rehearsal_recall)(gates[name], batches,
+                                                                                   positives[keep], buckets)
+        validation[name] = {"loss": round(loss, 4), **recall,
                             "weights": {f: [round(v, 4) for v in row]
                                         for f, row in zip(NEW_USER_FEATURES, gate.weight.tolist(), strict=True)}}
     if side is not None:
@@ -337,3 +356,29 @@ def rehearsal_recall(gate: tuple[torch.Tensor, torch.Tensor], batches: Iterable,
             for name, scores in zip(names, (fused, signals[-2], signals[-1]), strict=True):
                 tops[name].append(top_unknown(scores, known, k))
     return {f"valid_recall@{k} {name}": recall_at(np.concatenate(t), positives) for name, t in tops.items()}
+
+
+def column_rehearsal(model: TextSide, path: NewUserPath, columns: ColumnState, users: np.ndarray,
+                     revealed: sp.csr_matrix, positives: sp.csr_matrix, with_side: bool,
+                     seed: int) -> SignalBatches[ColumnBatch]:
+    """:func:`rehearsal_batches` on candidate columns (:mod:`hybrid.fusion.columns`)."""
+    config, device, builder = model.config, model.device_, columns.builder
+
+    def profiles(batch: np.ndarray, rows: sp.csr_matrix) -> torch.Tensor:
+        text = model.text_profiles(batch, rows, builder, path.user_vectors) if with_side else None
+        return builder.profile_vectors(rows) if text is None else text
+
+    def side(batch: np.ndarray) -> tuple[SideRegression | None, torch.Tensor | None]:
+        return (path.side, path.features(batch, None, device)) if with_side else (None, None)
+
+    make = partial(column_batches, columns, users, revealed, positives, profiles, config.batch_size, seed,
+                   config.candidates, config.random_negatives, side)
+    return SignalBatches(make, len(users) * (5 * config.candidates + config.random_negatives) * len(NEW_USER_FEATURES))
+
+
+def column_rehearsal_recall(gate: tuple[torch.Tensor, torch.Tensor], batches: Iterable[ColumnBatch],
+                            positives: sp.csr_matrix, buckets: torch.Tensor, k: int = 20) -> dict[str, float]:
+    """:func:`rehearsal_recall` on candidate columns."""
+    tops = column_tops(batches, {"new-user gate": lambda b: pair_fuse(b, gate[0], gate[1], buckets),
+                                 "side": lambda b: b.signals[-2], "popularity": lambda b: b.signals[-1]})
+    return {f"valid_recall@{k} {name}": recall_at(t, positives, padded=True) for name, t in tops.items()}

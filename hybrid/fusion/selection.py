@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
 from typing import Any
 
@@ -18,6 +18,14 @@ import scipy.sparse as sp
 import torch
 
 from hybrid.data.buckets import bucket_of
+from hybrid.fusion.columns import (
+    ColumnBatch,
+    ColumnState,
+    column_batches,
+    column_examples,
+    column_tops,
+    pair_fuse,
+)
 from hybrid.fusion.config import FusionConfig
 from hybrid.fusion.gate import Gate, GateExamples, fit_gate, fuse, gate_examples
 from hybrid.fusion.halves import auto_halves
@@ -27,6 +35,7 @@ from hybrid.fusion.trend import recent_counts
 from hybrid.metrics import recall_at, restrict_columns, top_unknown
 from hybrid.models.base import FitData, Recommender, make_model
 from hybrid.profiling import StageProfile
+from hybrid.retrieval.ann import AnnIndex
 
 logger = logging.getLogger(__name__)
 
@@ -116,29 +125,69 @@ def validation_recall(gate: Gate, batches: Iterable[tuple[np.ndarray, list[torch
     return out
 
 
+def column_validation_recall(gate: Gate, batches: Iterable[ColumnBatch], buckets: torch.Tensor,
+                             relevant: sp.csr_matrix) -> dict[str, float]:
+    """:func:`validation_recall` on candidate columns (:mod:`hybrid.fusion.columns`): each list
+    ranks the user's candidates, an item outside them taken to rank below."""
+    new = buckets == 0
+    lists: dict[str, Callable[[ColumnBatch], torch.Tensor]] = {
+        "hybrid": lambda b: pair_fuse(b, gate.weight, gate.bias, buckets),
+        **{name: (lambda b, f=f: b.signals[f]) for f, name in enumerate(("graph", "profile", "text_knn", "text_graph"))}}
+    lists["hybrid warm_only"], lists["graph warm_only"] = lists["hybrid"], lists["graph"]
+    tops = column_tops(batches, lists, keep=lambda b: ~new[torch.as_tensor(np.maximum(b.cand, 0), device=new.device)],
+                       kept=("hybrid warm_only", "graph warm_only"))
+    sparse_rel = restrict_columns(relevant, ((buckets == 1) | (buckets == 2)).cpu().numpy())
+    warm_rel = restrict_columns(relevant, ~new.cpu().numpy())
+    out = {}
+    for name, top in tops.items():
+        out[name] = recall_at(top, warm_rel if name.endswith("warm_only") else relevant, padded=True)
+        if name in ("hybrid", "graph", "profile"):
+            out[f"{name} 1-19"] = recall_at(top, sparse_rel, padded=True)
+    return out
+
+
 @dataclasses.dataclass
 class RehearsalState:
-    """One rehearsal's state as the item gate reads it: its signals, count buckets and history."""
+    """One rehearsal's state as the item gate reads it: its signals, count buckets and history, and
+    on a catalogue past ``column_items`` its candidate finders (:mod:`hybrid.fusion.columns`)."""
 
     split: ColdValidation
     warm: Recommender
     builder: SignalSet
     buckets: torch.Tensor
     history: sp.csr_matrix
+    columns: ColumnState | None = None
 
     @classmethod
     def of(cls, split: ColdValidation, warm: Recommender, text: torch.Tensor, neighbours: sp.csr_matrix,
-           trend_days: float | None) -> RehearsalState:
+           trend_days: float | None, texts: AnnIndex | None = None, n_top: int = 0) -> RehearsalState:
         counts = split.fit.item_counts()
         builder = SignalSet(text, neighbours, counts, text.device, recent_counts(split.fit, trend_days))
-        return cls(split, warm, builder, torch.as_tensor(bucket_of(counts), device=text.device), split.fit.matrix())
+        buckets = torch.as_tensor(bucket_of(counts), device=text.device)
+        columns = None if texts is None else ColumnState.of(builder, warm, buckets, texts, n_top)
+        return cls(split, warm, builder, buckets, split.fit.matrix(), columns)
+
+    def batches(self, users: np.ndarray, config: FusionConfig, seed: int) -> SignalBatches:
+        """The signals of rehearsal ``users`` for the passes that read them: full rows
+        (:func:`warm_signals`), or their candidate columns."""
+        if self.columns is None:
+            return SignalBatches(partial(warm_signals, self.warm, self.builder, self.buckets, self.history, users,
+                                         config.batch_size), len(users) * self.history.shape[1] * len(FEATURES))
+        make = partial(column_batches, self.columns, users, self.history[users], self.split.positives[users],
+                       lambda _, rows: self.builder.profile_vectors(rows), config.batch_size, seed,
+                       config.candidates, config.random_negatives)
+        return SignalBatches(make, len(users) * (5 * config.candidates + config.random_negatives) * len(FEATURES))
 
     def examples(self, users: np.ndarray, config: FusionConfig, rng: np.random.Generator) -> GateExamples:
         """The gate's examples of rehearsal ``users`` (:func:`~hybrid.fusion.gate.gate_examples`)."""
+        new_items = torch.as_tensor(self.split.pseudo_new, device=self.buckets.device)
+        if self.columns is not None:
+            return column_examples(self.batches(users, config, int(rng.integers(2**31))), new_items, self.buckets,
+                                   rng, config.max_positives)
         fitting = warm_signals(self.warm, self.builder, self.buckets, self.history, users, config.batch_size)
         return gate_examples(((signals, known, self.split.positives[batch]) for batch, signals, known in fitting),
-                             torch.as_tensor(self.split.pseudo_new, device=self.buckets.device), self.buckets, rng,
-                             config.candidates, config.random_negatives, config.max_positives)
+                             new_items, self.buckets, rng, config.candidates, config.random_negatives,
+                             config.max_positives)
 
 
 def pooled_examples(config: FusionConfig, state: RehearsalState, users: np.ndarray,
@@ -164,13 +213,14 @@ def pooled_examples(config: FusionConfig, state: RehearsalState, users: np.ndarr
 
 def fit_item_gate(config: FusionConfig, warm: Recommender, split: ColdValidation, text: torch.Tensor,
                   neighbours: sp.csr_matrix, seed: int, trend_days: float | None = None,
-                  earlier: Sequence[tuple[ColdValidation, Recommender]] = ()) -> tuple[Gate, dict[str, Any]]:
+                  earlier: Sequence[tuple[ColdValidation, Recommender]] = (),
+                  texts: AnnIndex | None = None) -> tuple[Gate, dict[str, Any]]:
     """The item gate fitted on the rehearsal (see :mod:`hybrid.fusion.model`) and on the ``earlier``
     cuts' rehearsals with their graph halves (:func:`~hybrid.fusion.rehearsal.earlier_rehearsals`),
     ``sparse_weight`` chosen on the selection users, and what it measured; ``trend_days``: the
-    trending window."""
-    state = RehearsalState.of(split, warm, text, neighbours, trend_days)
-    builder, buckets, history = state.builder, state.buckets, state.history
+    trending window; ``texts``: the text index, where the rehearsal reads candidate columns."""
+    state = RehearsalState.of(split, warm, text, neighbours, trend_days, texts, config.candidates)
+    buckets, history = state.buckets, state.history
     rng = np.random.default_rng(seed)
     users = validation_users(split.positives, history, config.max_valid_users, rng)
     if len(users) < 2:
@@ -178,7 +228,8 @@ def fit_item_gate(config: FusionConfig, warm: Recommender, split: ColdValidation
     held = np.zeros(len(users), bool)
     held[rng.choice(len(users), max(1, round(SELECTION_SHARE * len(users))), replace=False)] = True
     users, select = users[~held], users[held]
-    cuts = [RehearsalState.of(cut, cut_warm, text, neighbours, trend_days) for cut, cut_warm in earlier]
+    cuts = [RehearsalState.of(cut, cut_warm, text, neighbours, trend_days, texts, config.candidates)
+            for cut, cut_warm in earlier]
     examples, new_weight, earlier_record = pooled_examples(config, state, users, cuts, rng)
     is_sparse = (examples.buckets == 1) | (examples.buckets == 2)
 
@@ -189,15 +240,15 @@ def fit_item_gate(config: FusionConfig, warm: Recommender, split: ColdValidation
     # sparse_weight None: the smallest weight of SPARSE_GRID whose fused list serves items with
     # 1–19 interactions at least as well as the graph and the text profile alone, on the selection
     # users (no weight does: the one-list objective, weight 1, and a log line).
-    selection = SignalBatches(partial(warm_signals, warm, builder, buckets, history, select, config.batch_size),
-                              len(select) * history.shape[1] * len(FEATURES))
+    selection = state.batches(select, config, seed)
+    recall_of = validation_recall if state.columns is None else column_validation_recall
     grid = SPARSE_GRID if config.sparse_weight is None else (config.sparse_weight,)
     tried: dict[float, dict[str, float]] = {}
     fitted: dict[float, tuple[Gate, float]] = {}
     choice, gate = None, None
     for weight in grid:  # each gate starts from the previous one (convex: the same optimum, fewer steps)
         gate, loss = fitted[weight] = fit(weight, gate)
-        recall = tried[weight] = validation_recall(gate, selection, buckets, split.positives[select])
+        recall = tried[weight] = recall_of(gate, selection, buckets, split.positives[select])
         if config.sparse_weight is not None or recall["hybrid 1-19"] >= max(recall["graph 1-19"], recall["profile 1-19"]):
             choice = weight
             break
@@ -208,6 +259,7 @@ def fit_item_gate(config: FusionConfig, warm: Recommender, split: ColdValidation
     gate, loss = fitted[choice]
     info = {
         "users": len(users), "selection users": len(select), "pseudo_new_items": int(split.pseudo_new.sum()),
+        "rehearsal columns": "full rows" if state.columns is None else "candidates",
         "loss": round(loss, 4),
         "sparse_weight": choice, "new_weight": round(config.new_weight * split.new_weight, 6),
         "earlier cuts": earlier_record,

@@ -69,6 +69,13 @@ class SideRegression:
         the columns ``items``, int64 [m], when given)."""
         return self._predict(features, self.weights_ if items is None else self.weights_[:, items])
 
+    def score_pairs(self, features: torch.Tensor, candidates: np.ndarray) -> torch.Tensor:
+        """float32 [b, m] the predicted preferences of each user [b, d] for their own candidates
+        (int64 [b, m]), read from those items' weights only."""
+        design = self._design(features).float()
+        index = torch.as_tensor(candidates, dtype=torch.int64, device=self.weights_.device)
+        return torch.einsum("bd,bmd->bm", design, self.weights_.T[index])
+
     @staticmethod
     def _design(features: torch.Tensor) -> torch.Tensor:
         ones = torch.ones(features.shape[0], 1, dtype=torch.float64, device=features.device)
