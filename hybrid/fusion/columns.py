@@ -10,21 +10,20 @@ a full row:
                 the signal is 0 everywhere else), the best ``candidates`` of them
     profile     the text index's nearest items to the user's profile vector
     graph       the graph half's nearest item factors (its score's searchable part)
-    text_graph  the nearest items by the text-neighbour mean of those factors
+    text_graph  the nearest items by the text-neighbour mean Ŝ F of those factors
     catalogue   popularity's and trending's top items
     positives   the user's rehearsal positives
     draws       ``random_negatives`` uniform draws over the catalogue, each standing for
                 (items left) / (draws left), as in :func:`hybrid.fusion.gate.stratified_candidates`
 
-The signals are computed on these pairs only: the graph half's exact score
-(:meth:`~hybrid.models.base.Recommender.score_candidates`), the profile and side products, the
-text-neighbour mass, the catalogue signals, and ``text_graph`` from the graph half's factor form
-(Σ_j Ŝ_ij g(u, j) with g its factor part: exact for the embedding halves, the low-pass part for
-the graph filters; 0 for a half with no factors). Each per-user signal is standardised by the
-catalogue's mean and spread as the columns estimate them (:func:`stratified_standardise`: the
-exact candidates for themselves, the draws for the rest), the full row's standardisation. A rehearsal recall then ranks the candidates: an item outside them is
-taken to rank below. Cost per user: the candidates, not the catalogue (the indexes search about
-√n of it).
+The signals are computed exactly on these pairs: the profile and side products and the
+text-neighbour mass per pair, the catalogue signals by lookup, and the graph half's score on the
+candidates of a chunk of users and on their text neighbours at once (``score_columns``), which
+``graph`` and ``text_graph`` read. Each per-user signal is standardised by the catalogue's mean
+and spread as the columns estimate them (:func:`stratified_standardise`: the exact candidates and
+the user's known items for themselves, the draws for the rest). A rehearsal recall then ranks the
+candidates: an item outside them is taken to rank below. Cost per user: the candidates and their
+text neighbours, not the catalogue (the indexes search about √n of it).
 """
 
 from __future__ import annotations
@@ -54,15 +53,14 @@ def text_index(text: torch.Tensor) -> AnnIndex:
 
 @dataclass
 class ColumnState:
-    """One rehearsal state's candidate finders and pair scorers (:meth:`of`, once per state).
+    """One rehearsal state's candidate finders (:meth:`of`, once per state).
 
     Attributes:
         builder: the state's signals; warm: its graph half; buckets: int64 [n_items] count buckets.
         texts: the text index; knn_t: CSR Sᵀ (row j: the items listing j among their neighbours).
-        factors / smoothed: float32 [n_items, k] the graph half's item factors (new items zeroed,
-            as their graph score is) and their text-neighbour mean Ŝ F, or None without factors.
-        graph_index / smoothed_index: indexes over them; catalogue_top: int64 popularity's and
-        trending's top items.
+        graph_index / smoothed_index: indexes over the graph half's item factors F (new items
+            zeroed, as their graph score is) and their text-neighbour mean Ŝ F; None where the
+            graph half has no factors. catalogue_top: int64 popularity's and trending's top items.
     """
 
     builder: SignalSet
@@ -70,8 +68,6 @@ class ColumnState:
     buckets: torch.Tensor
     texts: AnnIndex
     knn_t: sp.csr_matrix
-    factors: torch.Tensor | None
-    smoothed: torch.Tensor | None
     graph_index: AnnIndex | None
     smoothed_index: AnnIndex | None
     catalogue_top: np.ndarray
@@ -79,8 +75,7 @@ class ColumnState:
     @classmethod
     def of(cls, builder: SignalSet, warm: Recommender, buckets: torch.Tensor, texts: AnnIndex, n_top: int,
            ) -> ColumnState:
-        neighbours = builder.text_graph.neighbours
-        factors = smoothed = graph_index = smoothed_index = None
+        graph_index = smoothed_index = None
         if warm.has_factors:
             item = warm.item_factors().float()
             factors = torch.zeros(len(buckets), item.shape[1], device=item.device)
@@ -91,7 +86,7 @@ class ColumnState:
             smoothed_index = AnnIndex(AnnConfig(kind="ivf")).build(smoothed.cpu().numpy())
         top = [torch.topk(s.values, min(n_top, len(s.values))).indices.cpu().numpy()
                for s in builder.members if isinstance(s, CatalogueSignal) and s.values.abs().sum() > 0]
-        return cls(builder, warm, buckets, texts, sp.csr_matrix(neighbours.T), factors, smoothed, graph_index,
+        return cls(builder, warm, buckets, texts, sp.csr_matrix(builder.text_graph.neighbours.T), graph_index,
                    smoothed_index, np.unique(np.concatenate(top)) if top else np.zeros(0, np.int64))
 
 
@@ -103,7 +98,7 @@ class ColumnBatch:
         cand: int64 [b, m] items (−1: none): the exact candidates, then ``n_random`` draws.
         log_w: float32 [b, m] each column's log-weight as a negative (0 exact, −inf none or a draw
             that hit an exact or known item).
-        signals: each float32 [b, m], standardised per user on the draws.
+        signals: each float32 [b, m], per-user signals standardised (:func:`stratified_standardise`).
         labels: bool [b, m] rehearsal positives among the exact candidates.
     """
 
@@ -133,7 +128,7 @@ def pair_dot(queries: torch.Tensor, vectors: torch.Tensor, cand: np.ndarray) -> 
     """float32 [b, m]: each query [b, d] with its own candidates' rows of ``vectors`` [n, d]."""
     index = torch.as_tensor(cand, dtype=torch.int64, device=vectors.device)
     return torch.cat([torch.einsum("bd,bmd->bm", queries[s:s + PAIR_CHUNK], vectors[index[s:s + PAIR_CHUNK]])
-                      for s in range(0, len(cand), PAIR_CHUNK)]) if len(cand) else torch.zeros(0, cand.shape[1])
+                      for s in range(0, len(cand), PAIR_CHUNK)])
 
 
 def _rows(matrix: sp.csr_matrix) -> list[np.ndarray]:
@@ -180,9 +175,9 @@ def graph_pairs(state: ColumnState, users: np.ndarray, history: sp.csr_matrix, c
 
 def stratified_standardise(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """Per-row z-score of float [b, m] by the catalogue's mean and spread as the columns estimate
-    them, each standing for ``weight`` [b, m] items: the exact candidates (the signals' tops, where
-    a heavy tail lives) for themselves, the draws for the rest. Draws alone would miss the tail
-    and understate the spread. Rows with no spread become 0."""
+    them, each standing for ``weight`` [b, m] items: the exact candidates and known items (the
+    signals' tops, where a heavy tail lives) for themselves, the draws for the rest. Draws alone
+    would miss the tail and understate the spread. Rows with no spread become 0."""
     total = weight.sum(1, keepdim=True).clamp_min(1e-12)
     mean = (weight * x).sum(1, keepdim=True) / total
     std = ((weight * (x - mean) ** 2).sum(1, keepdim=True) / total).sqrt()
@@ -241,7 +236,7 @@ def column_batch(state: ColumnState, users: np.ndarray, history: sp.csr_matrix, 
     candidate columns, every signal of ``state.builder`` in order (``side``: the side regression
     and the users' side vectors, whose signal goes before popularity, as the new-user gates read it)."""
     device = state.buckets.device
-    queries = state.warm.user_factors(users, history).float() if state.factors is not None else None
+    queries = state.warm.user_factors(users, history).float() if state.graph_index is not None else None
     knn = text_mass(state, history)
     cand, log_w, labels = find_candidates(state, history, knn, profiles, queries, positives, rng, n_top, n_random)
     # The known items join the columns for the standardisation only (each for itself, like the
