@@ -15,7 +15,14 @@ from hybrid.data.buckets import bucket_of
 from hybrid.data.datasets import load_dataset
 from hybrid.data.synthetic import power_law_interactions
 from hybrid.evaluation.evaluate import prepare
-from hybrid.fusion.columns import ColumnState, column_batch, graph_pairs, stratified_standardise, text_index, text_mass
+from hybrid.fusion.columns import (
+    ColumnState,
+    column_batch,
+    graph_pairs,
+    stratified_standardise,
+    text_index,
+    text_mass,
+)
 from hybrid.fusion.neighbours import text_neighbours
 from hybrid.fusion.signals import FEATURES, SignalSet, UserBatch, standardise
 from hybrid.models import make_model

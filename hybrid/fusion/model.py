@@ -132,10 +132,8 @@ class FusionHybrid(Recommender):
         self.warm_name_, warm, warm_recall = choose_graph_half(config, split, data, profile)
         with profile.stage("earlier cuts"):
             earlier = earlier_halves(self.warm_name_, config, data)
-        texts = None
-        if len(self.text_) > config.column_items:  # the gates rehearse on candidate columns
-            with profile.stage("text index"):
-                texts = text_index(self.text_)
+        with profile.stage("text index"):  # past column_items items the gates rehearse on candidate columns
+            texts = text_index(self.text_) if len(self.text_) > config.column_items else None
         with profile.stage("gate"):
             self.trend_days_, trend_recall = choose_window(split)
             gate, self.validation_ = fit_item_gate(config, warm, split, self.text_, self.neighbours_, data.seed,
@@ -149,8 +147,7 @@ class FusionHybrid(Recommender):
                 self.new_users_ = fit_new_user_path(self, split, data, user_vectors, warm, texts)
             else:
                 self.new_users_ = NewUserPath(None, None, {}, data.train.user_counts(), {"skipped": "new_users: false"})
-        with torch.no_grad():
-            self.gate_weight_, self.gate_bias_ = gate.weight.detach().clone(), gate.bias.detach().clone()
+        self.gate_weight_, self.gate_bias_ = gate.weight.detach().clone(), gate.bias.detach().clone()
         self.validation_["rehearsal"] = split.by
         self.validation_["warm_model"] = self.warm_name_
         self.validation_["warm_only valid_recall@20 by warm model"] = warm_recall

@@ -245,10 +245,9 @@ def rehearsal_users(model: TextSide, split: ColdValidation, data: FitData, warm_
 
 def fit_new_user_path(model: TextSide, split: ColdValidation, data: FitData, user_vectors: torch.Tensor | None,
                       warm_at_cut: Recommender | None = None, texts: AnnIndex | None = None) -> NewUserPath:
-    """Rehearse new users (:func:`rehearsal_users`; ``warm_at_cut``: the graph half fitted on
-    ``split.fit``) and fit the gates (see the module docstring), on candidate columns where the
-    text index ``texts`` is given (:mod:`hybrid.fusion.columns`); the side regression of the
-    returned path is then refitted by :func:`refit_side` on every training user."""
+    """Rehearse new users (:func:`rehearsal_users`; ``warm_at_cut``: the graph half at ``split.fit``)
+    and fit the gates (module docstring), on candidate columns given the text index ``texts``; the
+    returned path's side regression is then refitted by :func:`refit_side` on every training user."""
     device = model.device_
     rng = np.random.default_rng(data.seed + 1)
     rehearsed = rehearsal_users(model, split, data, warm_at_cut, rng)
