@@ -95,6 +95,9 @@ def test_text_propagated_over_the_graph_is_a_named_half() -> None:
     model = make_model("hybrid", {"neighbours": 5, "warm_model": "text_gcn"}).fit(data)
     assert model.chosen()["warm_model"] == "text_gcn"
     assert "text_gcn" not in auto_halves(None, n_items=100)  # named only: auto keeps to the filters
+    # past the column rehearsal's threshold auto keeps to the halves with a column form
+    assert auto_halves(None, n_items=100) == ["gf_cf", "bspm", "ease"]
+    assert auto_halves(None, n_items=60_000) == ["gf_cf"]
     users = np.arange(2, 20)
     history = data.train.matrix()[users]
     assert model.score(users, history).isfinite().all()

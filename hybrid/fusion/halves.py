@@ -22,6 +22,10 @@ from hybrid.models.base import ModelFactory, model_names, register
 # (5,000 items: 1.25e11 flops and 100 MB; 20,000: 64x the flops and 1.6 GB), while GF-CF and BSPM
 # grow with the interactions.
 EASE_MAX_ITEMS = 5_000
+# ... and BSPM only up to this many: it has no column form (every score is a full row through
+# eight products by P), so past the gates' column rehearsal (FusionConfig.column_items, the same
+# default) it would bring back the full rows that rehearsal avoids. GF-CF scores columns exactly.
+BSPM_MAX_ITEMS = 50_000
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,7 @@ class GraphHalf:
 # training-free filters are tried by "auto"; the trained ones, and text_gcn (the LightGCN-style
 # propagation of text vectors over the graph, the TFCE peer), are there to be named.
 GRAPH_HALVES: dict[str, GraphHalf] = {h.name: h for h in (
-    GraphHalf("gf_cf", auto=True), GraphHalf("bspm", auto=True),
+    GraphHalf("gf_cf", auto=True), GraphHalf("bspm", auto=True, max_items=BSPM_MAX_ITEMS),
     GraphHalf("ease", auto=True, max_items=EASE_MAX_ITEMS),
     GraphHalf("lightgcn"), GraphHalf("mf"), GraphHalf("text_gcn"),
 )}
