@@ -162,14 +162,17 @@ def graph_pairs(state: ColumnState, users: np.ndarray, history: sp.csr_matrix, c
         chunk = np.arange(len(part))[:, None]
         items = np.unique(part)
         near = mean[items]
-        cols = np.union1d(items, near.indices)
+        wanted = np.zeros(mean.shape[1], bool)  # a mask, not a sort: the neighbours are many
+        wanted[items] = wanted[near.indices] = True
+        cols = np.flatnonzero(wanted)
+        position = np.cumsum(wanted) - 1  # an item's place in cols
         scores = state.warm.score_columns(users[start:start + PAIR_CHUNK], history[start:start + PAIR_CHUNK],
                                           cols).float()
         scores[:, state.buckets[torch.as_tensor(cols, device=device)] == 0] = 0
-        smoothed = torch.as_tensor(near[:, cols] @ scores.cpu().numpy().T, device=device)  # [items, chunk]
-        at = np.searchsorted(items, part)
-        graph[start:start + len(part)] = scores[chunk, np.searchsorted(cols, part)]
-        text_graph[start:start + len(part)] = smoothed[at, chunk]
+        local = sp.csr_matrix((near.data, position[near.indices], near.indptr), shape=(len(items), len(cols)))
+        smoothed = torch.as_tensor(local @ scores.cpu().numpy().T, device=device)  # [items, chunk]
+        graph[start:start + len(part)] = scores[chunk, position[part]]
+        text_graph[start:start + len(part)] = smoothed[np.searchsorted(items, part), chunk]
     return graph, text_graph
 
 
