@@ -60,7 +60,8 @@ def test_column_signals_are_the_full_rows_at_the_candidates(state) -> None:
     graph_full = columns.warm.score(users, history)
     graph_full[:, columns.buckets == 0] = 0
     batch_full = UserBatch(history, graph_full, columns.builder.profile_vectors(history))
-    graph, text_graph = graph_pairs(columns, users, history, cand)
+    queries = columns.warm.user_factors(users, history).float()
+    graph, text_graph = graph_pairs(columns, users, history, cand, queries)
     index = torch.as_tensor(cand)
     members = dict(zip(FEATURES, columns.builder.members, strict=True))
     torch.testing.assert_close(graph, graph_full.gather(1, index), rtol=1e-4, atol=1e-5)

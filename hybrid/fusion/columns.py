@@ -17,9 +17,10 @@ a full row:
                 (items left) / (draws left), as in :func:`hybrid.fusion.gate.stratified_candidates`
 
 The signals are computed exactly on these pairs: the profile and side products and the
-text-neighbour mass per pair, the catalogue signals by lookup, and the graph half's score on the
-candidates of a chunk of users and on their text neighbours at once (``score_columns``), which
-``graph`` and ``text_graph`` read. Each per-user signal is standardised by the catalogue's mean
+text-neighbour mass per pair, the catalogue signals by lookup, and ``graph`` and ``text_graph``
+from the graph half's factor part per pair (F and Ŝ F) plus the rest of its score
+(``residual_columns``: GF-CF's sparse linear filter) on the candidates of a chunk of users and on
+their text neighbours at once. Each per-user signal is standardised by the catalogue's mean
 and spread as the columns estimate them (:func:`stratified_standardise`: the exact candidates and
 the user's known items for themselves, the draws for the rest). A rehearsal recall then ranks the
 candidates: an item outside them is taken to rank below. Cost per user: the candidates and their
@@ -53,14 +54,15 @@ def text_index(text: torch.Tensor) -> AnnIndex:
 
 @dataclass
 class ColumnState:
-    """One rehearsal state's candidate finders (:meth:`of`, once per state).
+    """One rehearsal state's candidate finders and factor tables (:meth:`of`, once per state).
 
     Attributes:
         builder: the state's signals; warm: its graph half; buckets: int64 [n_items] count buckets.
         texts: the text index; knn_t: CSR Sᵀ (row j: the items listing j among their neighbours).
-        graph_index / smoothed_index: indexes over the graph half's item factors F (new items
-            zeroed, as their graph score is) and their text-neighbour mean Ŝ F; None where the
-            graph half has no factors. catalogue_top: int64 popularity's and trending's top items.
+        factors / smoothed: float32 [n_items, k] the graph half's item factors F (new items zeroed,
+            as their graph score is) and their text-neighbour mean Ŝ F, with indexes over each;
+            None where the graph half has no factors. catalogue_top: int64 popularity's and
+            trending's top items.
     """
 
     builder: SignalSet
@@ -68,6 +70,8 @@ class ColumnState:
     buckets: torch.Tensor
     texts: AnnIndex
     knn_t: sp.csr_matrix
+    factors: torch.Tensor | None
+    smoothed: torch.Tensor | None
     graph_index: AnnIndex | None
     smoothed_index: AnnIndex | None
     catalogue_top: np.ndarray
@@ -75,7 +79,7 @@ class ColumnState:
     @classmethod
     def of(cls, builder: SignalSet, warm: Recommender, buckets: torch.Tensor, texts: AnnIndex, n_top: int,
            ) -> ColumnState:
-        graph_index = smoothed_index = None
+        factors = smoothed = graph_index = smoothed_index = None
         if warm.has_factors:
             item = warm.item_factors().float()
             factors = torch.zeros(len(buckets), item.shape[1], device=item.device)
@@ -86,8 +90,8 @@ class ColumnState:
             smoothed_index = AnnIndex(AnnConfig(kind="ivf")).build(smoothed.cpu().numpy())
         top = [torch.topk(s.values, min(n_top, len(s.values))).indices.cpu().numpy()
                for s in builder.members if isinstance(s, CatalogueSignal) and s.values.abs().sum() > 0]
-        return cls(builder, warm, buckets, texts, sp.csr_matrix(builder.text_graph.neighbours.T), graph_index,
-                   smoothed_index, np.unique(np.concatenate(top)) if top else np.zeros(0, np.int64))
+        return cls(builder, warm, buckets, texts, sp.csr_matrix(builder.text_graph.neighbours.T), factors, smoothed,
+                   graph_index, smoothed_index, np.unique(np.concatenate(top)) if top else np.zeros(0, np.int64))
 
 
 @dataclass
@@ -150,10 +154,11 @@ def _searched(index: AnnIndex | None, queries: torch.Tensor | None, k: int) -> n
 
 
 def graph_pairs(state: ColumnState, users: np.ndarray, history: sp.csr_matrix, cand: np.ndarray,
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+                queries: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
     """float32 [b, m] the graph and text_graph signals (raw) of each user's candidates ``cand``
-    (int64 [b, m], ≥ 0), both exact: the graph half scores the candidates of :data:`PAIR_CHUNK`
-    users at once and their text neighbours (``score_columns``), new items at 0 as at scoring."""
+    (int64 [b, m], ≥ 0), both exact, new items' graph at 0 as at scoring: the factor part per pair
+    (``queries`` · F and · Ŝ F), the rest (``residual_columns``: GF-CF's linear filter, sparse) on
+    the candidates of :data:`PAIR_CHUNK` users at once and on their text neighbours."""
     mean, device = state.builder.text_graph.mean, state.buckets.device
     graph = torch.empty(cand.shape, device=device)
     text_graph = torch.empty(cand.shape, device=device)
@@ -166,13 +171,16 @@ def graph_pairs(state: ColumnState, users: np.ndarray, history: sp.csr_matrix, c
         wanted[items] = wanted[near.indices] = True
         cols = np.flatnonzero(wanted)
         position = np.cumsum(wanted) - 1  # an item's place in cols
-        scores = state.warm.score_columns(users[start:start + PAIR_CHUNK], history[start:start + PAIR_CHUNK],
-                                          cols).float()
-        scores[:, state.buckets[torch.as_tensor(cols, device=device)] == 0] = 0
+        rest = state.warm.residual_columns(users[start:start + PAIR_CHUNK], history[start:start + PAIR_CHUNK],
+                                           cols).float()
+        rest[:, state.buckets[torch.as_tensor(cols, device=device)] == 0] = 0
         local = sp.csr_matrix((near.data, position[near.indices], near.indptr), shape=(len(items), len(cols)))
-        smoothed = torch.as_tensor(local @ scores.cpu().numpy().T, device=device)  # [items, chunk]
-        graph[start:start + len(part)] = scores[chunk, position[part]]
+        smoothed = torch.as_tensor(local @ rest.cpu().numpy().T, device=device)  # [items, chunk]
+        graph[start:start + len(part)] = rest[chunk, position[part]]
         text_graph[start:start + len(part)] = smoothed[np.searchsorted(items, part), chunk]
+    if queries is not None:
+        graph += pair_dot(queries, state.factors, cand)
+        text_graph += pair_dot(queries, state.smoothed, cand)
     return graph, text_graph
 
 
@@ -239,7 +247,7 @@ def column_batch(state: ColumnState, users: np.ndarray, history: sp.csr_matrix, 
     candidate columns, every signal of ``state.builder`` in order (``side``: the side regression
     and the users' side vectors, whose signal goes before popularity, as the new-user gates read it)."""
     device = state.buckets.device
-    queries = state.warm.user_factors(users, history).float() if state.graph_index is not None else None
+    queries = state.warm.user_factors(users, history).float() if state.factors is not None else None
     knn = text_mass(state, history)
     cand, log_w, labels = find_candidates(state, history, knn, profiles, queries, positives, rng, n_top, n_random)
     # The known items join the columns for the standardisation only (each for itself, like the
@@ -249,7 +257,7 @@ def column_batch(state: ColumnState, users: np.ndarray, history: sp.csr_matrix, 
     width = cand.shape[1]
     safe = np.maximum(np.concatenate([cand, known], 1), 0)
     index = torch.as_tensor(safe, device=device)
-    graph, text_graph = graph_pairs(state, users, history, safe)
+    graph, text_graph = graph_pairs(state, users, history, safe, queries)
     rows = np.repeat(np.arange(len(users)), safe.shape[1])
     mass = torch.as_tensor(np.asarray(knn[rows, safe.ravel()]).reshape(safe.shape), dtype=torch.float32, device=device)
     per_user = [graph, pair_dot(torch.nn.functional.normalize(profiles, dim=1), state.builder.text, safe), mass,

@@ -115,6 +115,17 @@ class Recommender(ABC):
         return scores[:, torch.as_tensor(items, dtype=torch.int64, device=scores.device)]
 
 
+    def residual_columns(self, users: np.ndarray, history: sp.csr_matrix, items: np.ndarray) -> torch.Tensor:
+        """float32 [b, m]: :meth:`score_columns` less the factor part (``user_factors`` ·
+        ``item_factors``), which a caller with the factors can read per pair instead; this default
+        takes the difference, models whose score has that form answer cheaper."""
+        scores = self.score_columns(users, history, items).float()
+        if self.has_factors:
+            rows = self.item_factors()[torch.as_tensor(items, dtype=torch.int64, device=scores.device)]
+            scores -= self.user_factors(users, history).float() @ rows.float().T
+        return scores
+
+
 def dot_candidates(queries: torch.Tensor, items: torch.Tensor, candidates: np.ndarray) -> torch.Tensor:
     """float32 [b, m]: each query [b, d] with its own candidates' rows of ``items`` [n_items, d]."""
     chosen = items[torch.as_tensor(candidates, dtype=torch.int64, device=items.device)]

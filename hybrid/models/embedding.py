@@ -157,6 +157,10 @@ class EmbeddingRecommender(Recommender):
         rows = self.item_embeddings_[torch.as_tensor(items, dtype=torch.int64, device=self.item_embeddings_.device)]
         return self.user_vectors(users, history) @ rows.T
 
+    def residual_columns(self, users: np.ndarray, history: sp.csr_matrix, items: np.ndarray) -> torch.Tensor:
+        """Nothing: the score is the factor part."""
+        return torch.zeros(len(users), len(items), device=self.item_embeddings_.device)
+
     # ------------------------------------------------------------------ persistence
     def save(self, path: str | Path) -> None:
         """Write ``config.json`` and ``embeddings.safetensors`` (what scoring needs) into folder

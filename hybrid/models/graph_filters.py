@@ -303,6 +303,11 @@ class GFCF(_GraphFilter):
                 out += self.user_factors(users, history) @ self.graph_.ideal_items()[index].T
             return out
 
+    def residual_columns(self, users: np.ndarray, history: sp.csr_matrix, items: np.ndarray) -> torch.Tensor:
+        """The linear filter's part of the given columns: the score less its ideal (factor) term."""
+        with torch.no_grad():
+            return self.graph_.linear_columns(history, items)
+
     def filter(self, history: sp.csr_matrix) -> torch.Tensor:
         out = self.graph_.linear_history(history)
         if self.config.alpha:
