@@ -20,10 +20,9 @@ from hybrid.fusion.columns import (
     column_batch,
     graph_pairs,
     stratified_standardise,
-    text_index,
     text_mass,
 )
-from hybrid.fusion.neighbours import text_neighbours
+from hybrid.fusion.neighbours import ivf_index, text_neighbours
 from hybrid.fusion.signals import FEATURES, SignalSet, UserBatch, standardise
 from hybrid.models import make_model
 from hybrid.models.base import FitData
@@ -40,7 +39,7 @@ def state() -> tuple[ColumnState, object]:
     builder = SignalSet(text, text_neighbours(text, 10), counts, torch.device("cpu"))
     warm = make_model("gf_cf", {"factors": 16}).fit(FitData(train=data))
     buckets = torch.as_tensor(bucket_of(counts))
-    return ColumnState.of(builder, warm, buckets, text_index(text), n_top=20), data
+    return ColumnState.of(builder, warm, buckets, ivf_index(text), n_top=20), data
 
 
 def test_column_signals_are_the_full_rows_at_the_candidates(state) -> None:

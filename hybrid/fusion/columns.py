@@ -47,11 +47,6 @@ PAIR_CHUNK = 64  # users whose candidate vectors are gathered at once (64 x 1,00
 SEARCH_EXTRA = 50  # index results asked for beyond ``candidates``, so known items do not crowd them out
 
 
-def text_index(text: torch.Tensor) -> AnnIndex:
-    """An IVF index over the text vectors (the profile signal's candidates), built once per fit."""
-    return AnnIndex(AnnConfig(kind="ivf")).build(text.detach().float().cpu().numpy())
-
-
 @dataclass
 class ColumnState:
     """One rehearsal state's candidate finders and factor tables (:meth:`of`, once per state).

@@ -52,12 +52,11 @@ from hybrid.fusion.candidates import (
     hybrid_user_factors,
     reference_items,
 )
-from hybrid.fusion.columns import text_index
 from hybrid.fusion.config import FusionConfig
 from hybrid.fusion.explain import ExplainedRow, explain_rows
 from hybrid.fusion.floor import prior_scores
 from hybrid.fusion.gate import fuse
-from hybrid.fusion.neighbours import text_neighbours
+from hybrid.fusion.neighbours import EXACT_KNN_MAX, ivf_index, text_neighbours
 from hybrid.fusion.new_users import NewUserPath, SignalRows, fit_new_user_path, refit_side
 from hybrid.fusion.rehearsal import ColdValidation, cold_validation, earlier_rehearsals
 from hybrid.fusion.selection import choose_graph_half, fit_item_gate
@@ -67,6 +66,7 @@ from hybrid.fusion.user_text import UserTextState, encode, side_vectors
 from hybrid.models.base import FitData, Recommender, make_model, register
 from hybrid.persistence import atomic_folder, verify_folder, write_manifest
 from hybrid.profiling import StageProfile
+from hybrid.retrieval.ann import AnnIndex
 
 logger = logging.getLogger(__name__)
 
@@ -119,8 +119,7 @@ class FusionHybrid(Recommender):
         with profile.stage("encode"):
             text = torch.as_tensor(item_vectors(data.item_text, config), device=self.device_)
             self.text_ = torch.nn.functional.normalize(text, dim=1)
-        with profile.stage("text kNN"):
-            self.neighbours_ = text_neighbours(self.text_, config.neighbours, ray=config.ray, workers=config.ray_workers)
+        texts = self._text_graph(profile)
         by = config.valid_new_by
         if by == "auto":  # from the training data alone: a deployment never says how its new items arise
             by = "time" if data.train.has_time else "random"
@@ -132,8 +131,6 @@ class FusionHybrid(Recommender):
         self.warm_name_, warm, warm_recall = choose_graph_half(config, split, data, profile)
         with profile.stage("earlier cuts"):
             earlier = earlier_halves(self.warm_name_, config, data)
-        with profile.stage("text index"):  # past column_items items the gates rehearse on candidate columns
-            texts = text_index(self.text_) if len(self.text_) > config.column_items else None
         with profile.stage("gate"):
             self.trend_days_, trend_recall = choose_window(split)
             gate, self.validation_ = fit_item_gate(config, warm, split, self.text_, self.neighbours_, data.seed,
@@ -168,6 +165,18 @@ class FusionHybrid(Recommender):
             self.set_counts(counts)
         self.fit_seconds_ = time.perf_counter() - start
         return self
+
+    def _text_graph(self, profile: StageProfile) -> AnnIndex | None:
+        """Set the text-neighbour graph; return the IVF index over the text vectors where the gates
+        rehearse on candidate columns (past ``column_items`` items), else None. One index serves
+        both where the neighbour search needs one too (past ``EXACT_KNN_MAX`` items)."""
+        config, n_items = self.config, len(self.text_)
+        with profile.stage("text index"):
+            index = ivf_index(self.text_) if n_items > min(config.column_items, EXACT_KNN_MAX) else None
+        with profile.stage("text kNN"):
+            self.neighbours_ = text_neighbours(self.text_, config.neighbours, ray=config.ray, workers=config.ray_workers,
+                                               index=index if n_items > EXACT_KNN_MAX else None)
+        return index if n_items > config.column_items else None
 
     def chosen(self) -> dict[str, Any]:
         """The gate (weights per count bucket), the rehearsal it was fitted on, the new-user gates and

@@ -24,18 +24,21 @@ Block = tuple[np.ndarray, np.ndarray, np.ndarray]  # rows, cols, cosines
 
 
 def text_neighbours(vectors: torch.Tensor, m: int, batch_size: int = 2048, ray: str | None = None,
-                    workers: int | None = None) -> sp.csr_matrix:
+                    workers: int | None = None, index: AnnIndex | None = None) -> sp.csr_matrix:
     """CSR [n, n]: row i holds the cosine of i's top-``m`` text neighbours (positive ones, not i).
 
     Args:
         vectors: float32 [n, d] L2-normalised text vectors (zero rows: items with no text).
         ray: run the query blocks as Ray tasks ("local" or a cluster address), ``workers`` at once.
+        index: an IVF index over ``vectors`` (:func:`ivf_index`) to search instead of the exact
+            products (None: one is built past ``EXACT_KNN_MAX`` items).
     """
     n = vectors.shape[0]
     m = min(m, n - 1)
     if m <= 0:
         return sp.csr_matrix((n, n), dtype=np.float32)
-    index = AnnIndex(AnnConfig(kind="ivf")).build(vectors.detach().float().cpu().numpy()) if n > EXACT_KNN_MAX else None
+    if index is None and n > EXACT_KNN_MAX:
+        index = ivf_index(vectors)
     size = IVF_BLOCK if index is not None else batch_size
     if ray is None:
         with torch.no_grad():
@@ -45,6 +48,12 @@ def text_neighbours(vectors: torch.Tensor, m: int, batch_size: int = 2048, ray: 
         blocks = _ray_blocks(vectors, index, size, m, ray, workers)
     rows, cols, vals = (np.concatenate(part) for part in zip(*blocks, strict=True))
     return sp.csr_matrix((vals, (rows, cols)), shape=(n, n), dtype=np.float32)
+
+
+def ivf_index(vectors: torch.Tensor) -> AnnIndex:
+    """The IVF index over the text vectors that the neighbour search past :data:`EXACT_KNN_MAX`
+    items and the gates' column rehearsal (:mod:`hybrid.fusion.columns`) both read."""
+    return AnnIndex(AnnConfig(kind="ivf")).build(vectors.detach().float().cpu().numpy())
 
 
 def _exact_block(vectors: torch.Tensor, start: int, stop: int, m: int) -> Block:
