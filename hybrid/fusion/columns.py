@@ -36,7 +36,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 
-from hybrid.fusion.gate import GateExamples, examples_part
+from hybrid.fusion.gate import GateExamples, bucket_scores, examples_part
 from hybrid.fusion.signals import CatalogueSignal, SignalSet
 from hybrid.fusion.user_side import SideRegression
 from hybrid.graph.adjacency import csr_tensor
@@ -122,9 +122,7 @@ class ColumnBatch:
     def top(self, scores: torch.Tensor, k: int = 20, keep: torch.Tensor | None = None) -> np.ndarray:
         """int64 [b, k] the best items by ``scores`` [b, m] among the valid columns (and ``keep``),
         −1 past the end of a shorter list."""
-        allowed = self.valid | self.labels
-        if keep is not None:
-            allowed &= keep
+        allowed = self.valid if keep is None else self.valid & keep  # positives are valid: exact candidates
         k = min(k, scores.shape[1])
         values, order = torch.topk(scores.masked_fill(~allowed, -torch.inf), k, dim=1)
         items = np.take_along_axis(self.cand, order.cpu().numpy(), 1)
@@ -302,8 +300,7 @@ def column_examples(batches: Iterable[ColumnBatch], new_items: torch.Tensor, buc
 def pair_fuse(batch: ColumnBatch, weight: torch.Tensor, bias: torch.Tensor, buckets: torch.Tensor) -> torch.Tensor:
     """float32 [b, m] a gate's scores of the batch's columns (weight [F, B], bias [B])."""
     bk = buckets[torch.as_tensor(np.maximum(batch.cand, 0), device=buckets.device)]
-    feats = torch.stack(batch.signals, dim=-1)
-    return (feats @ weight).gather(-1, bk.unsqueeze(-1)).squeeze(-1) + bias[bk]
+    return bucket_scores(torch.stack(batch.signals, dim=-1), weight, bias, bk)
 
 
 def column_tops(batches: Iterable[ColumnBatch], lists: dict[str, Callable[[ColumnBatch], torch.Tensor]],

@@ -59,9 +59,15 @@ class Gate(torch.nn.Module):
         Every bucket's score by one matrix product, then each item's own picked out: the same
         numbers as gathering each item's weight row first, without the [..., F] gathered copy
         whose backward dominated the gate's fit (see benchmarks/results/fit_profile.json)."""
-        flat = signals.reshape(-1, signals.shape[-1])
-        picked = (flat @ self.weight).gather(1, buckets.reshape(-1, 1)).squeeze(1)
-        return (picked + self.bias[buckets.reshape(-1)]).view(buckets.shape)
+        return bucket_scores(signals, self.weight, self.bias, buckets)
+
+
+def bucket_scores(signals: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, buckets: torch.Tensor) -> torch.Tensor:
+    """Each item's score by its own bucket's weights: signals float [..., F], weight [F, B], bias
+    [B], buckets int64 [...] -> scores [...] (see :meth:`Gate.forward`)."""
+    flat = signals.reshape(-1, signals.shape[-1])
+    picked = (flat @ weight).gather(1, buckets.reshape(-1, 1)).squeeze(1)
+    return (picked + bias[buckets.reshape(-1)]).view(buckets.shape)
 
 
 def stratified_candidates(signals: list[torch.Tensor], known: torch.Tensor, positives: sp.csr_matrix,
