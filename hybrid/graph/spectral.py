@@ -10,7 +10,7 @@ import scipy.linalg
 import scipy.sparse as sp
 import torch
 
-from hybrid.graph.sharded_svd import OVERSAMPLE, row_shard, sharded_top_right_vectors, world_size
+from hybrid.graph.sharded_svd import row_shard, sharded_top_right_vectors
 
 EXACT_SVD_MAX = 4096  # top_right_vectors is exact (an eigendecomposition) up to this many nodes on the smaller side
 
@@ -22,10 +22,12 @@ def top_right_vectors(norm: sp.csr_matrix, k: int, iterations: int, seed: int, d
     smaller Gram matrix (float32; ``EXACT_SVD_MAX``² entries at most, 64 MB, an O(n³)
     eigendecomposition of seconds), mapped to the item side by Rᵀ u / σ when the users are the
     smaller side. There it is faster than a randomised SVD of the large ``k`` the filters use
-    (448 of at most 4,096 is over a tenth of the rank) and exact. Above, a seeded randomised SVD
-    (:func:`torch.svd_lowrank`, oversampled by ``OVERSAMPLE`` columns, ``iterations`` power steps);
-    in a process group of several ranks, the same over row shards
-    (:mod:`hybrid.graph.sharded_svd`: each rank's products with its rows, all-reduced).
+    (448 of at most 4,096 is over a tenth of the rank) and exact. Above, seeded randomised
+    subspace iteration (:mod:`hybrid.graph.sharded_svd`, oversampled by ``OVERSAMPLE`` columns,
+    ``iterations`` power steps), over row shards in a process group of several ranks (each rank's
+    products with its rows, all-reduced). It replaced :func:`torch.svd_lowrank`, which multiplies
+    a transposed, uncoalesced sparse tensor by column-major bases: 37 s against 14 s for k = 256 of
+    ``benchmarks/fit_scaling.py``'s 50k x 200k graph on this project's 2-core machine (measured once).
     """
     n_users, n_items = norm.shape
     if min(n_users, n_items) <= EXACT_SVD_MAX:
@@ -38,19 +40,8 @@ def top_right_vectors(norm: sp.csr_matrix, k: int, iterations: int, seed: int, d
             vectors = np.asarray(norm.T @ vectors) / np.where(keep, sigma, 1.0)
             vectors[:, ~keep] = 0.0
         return torch.as_tensor(np.ascontiguousarray(vectors, dtype=np.float32), device=device)
-    if world_size() > 1:  # in a process group (hybrid-train under torchrun): the products over row shards
-        return sharded_top_right_vectors(row_shard(norm), k, iterations, seed, device)
-    generator_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    coo = norm.tocoo()
-    sparse = torch.sparse_coo_tensor(
-        np.vstack([coo.row, coo.col]), coo.data, size=norm.shape, dtype=torch.float32, device=device,
-        check_invariants=False,
-    ).coalesce()
-    # Oversampled by OVERSAMPLE columns: the top k of a randomised SVD are accurate only then.
-    _, _, v = torch.svd_lowrank(sparse, q=min(k + OVERSAMPLE, min(norm.shape)), niter=iterations)
-    torch.random.set_rng_state(generator_state)
-    return v[:, :k].contiguous()
+    # One process is a group of one: the same subspace iteration (sharded_svd), its products local.
+    return sharded_top_right_vectors(row_shard(norm), k, iterations, seed, device)
 
 
 # The exact path computes at least this many of the top eigenvectors (all where there are fewer):

@@ -63,7 +63,7 @@ class GFCFConfig:
     factors: int = 256  # k: singular vectors of the ideal low-pass filter (0: linear filter only)
     alpha: float = 0.3  # weight of the ideal low-pass term
     fit_on: Literal["train", "train+valid"] = "train+valid"
-    svd_iterations: int = 6  # power iterations of the randomised SVD (torch.svd_lowrank)
+    svd_iterations: int = 6  # power iterations of the randomised SVD (hybrid.graph.spectral)
 
 
 @dataclass
@@ -105,7 +105,7 @@ class NormalizedGraph:
         matrix: binary CSR [n_users, n_items] training interactions.
         factors: k singular vectors for the ideal filter (0: none).
         device: where the operators live.
-        svd_iterations: power iterations of :func:`torch.svd_lowrank`.
+        svd_iterations: power iterations of the randomised SVD (:func:`~hybrid.graph.spectral.top_right_vectors`).
         seed: makes the randomised SVD repeatable.
     """
 
