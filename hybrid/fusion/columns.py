@@ -14,7 +14,8 @@ a full row:
     catalogue   popularity's and trending's top items
     positives   the user's rehearsal positives
     draws       ``random_negatives`` uniform draws over the catalogue, each standing for
-                (items left) / (draws left), as in :func:`hybrid.fusion.gate.stratified_candidates`
+                (items left) / (draws left), as in :func:`hybrid.fusion.gate.stratified_candidates`;
+                one set per ``DRAW_GROUP`` users, shared, so their vectors are gathered once
 
 The signals are computed exactly on these pairs: the profile and side products and the
 text-neighbour mass per pair, the catalogue signals by lookup, and ``graph`` and ``text_graph``
@@ -44,6 +45,7 @@ from hybrid.models.base import Recommender
 from hybrid.retrieval.ann import AnnConfig, AnnIndex
 
 PAIR_CHUNK = 64  # users whose candidate vectors are gathered at once (64 x 1,000 x 384 floats: 98 MB)
+DRAW_GROUP = 8  # users sharing one set of random draws (a divisor of PAIR_CHUNK)
 SEARCH_EXTRA = 50  # index results asked for beyond ``candidates``, so known items do not crowd them out
 
 
@@ -66,7 +68,8 @@ class ColumnState:
         factors / smoothed: float32 [n_items, k] the graph half's item factors F (new items zeroed,
             as their graph score is) and their text-neighbour mean Ŝ F, with indexes over each;
             None where the graph half has no factors. catalogue_top: int64 popularity's and
-            trending's top items.
+            trending's top items. near_items int32 / near_weights float32 [n_items, M]: each
+            item's text neighbours and their weights in Ŝ (padded with item 0 at weight 0).
     """
 
     builder: SignalSet
@@ -79,6 +82,8 @@ class ColumnState:
     graph_index: AnnIndex | None
     smoothed_index: AnnIndex | None
     catalogue_top: np.ndarray
+    near_items: np.ndarray
+    near_weights: torch.Tensor
 
     @classmethod
     def of(cls, builder: SignalSet, warm: Recommender, buckets: torch.Tensor, texts: AnnIndex, n_top: int,
@@ -93,8 +98,23 @@ class ColumnState:
             graph_index, smoothed_index = (candidate_index(t) for t in (factors, smoothed))
         top = [torch.topk(s.values, min(n_top, len(s.values))).indices.cpu().numpy()
                for s in builder.members if isinstance(s, CatalogueSignal) and s.values.abs().sum() > 0]
+        near_items, near_weights = padded_rows(builder.text_graph.mean)
         return cls(builder, warm, buckets, texts, sp.csr_matrix(builder.text_graph.neighbours.T), factors, smoothed,
-                   graph_index, smoothed_index, np.unique(np.concatenate(top)) if top else np.zeros(0, np.int64))
+                   graph_index, smoothed_index, np.unique(np.concatenate(top)) if top else np.zeros(0, np.int64),
+                   near_items, torch.as_tensor(near_weights, device=buckets.device))
+
+
+def padded_rows(matrix: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
+    """(int32 column indices, float32 values) [rows, longest row] of CSR ``matrix``, padded with
+    column 0 at value 0."""
+    lengths = np.diff(matrix.indptr)
+    width = max(1, int(lengths.max(initial=0)))
+    slot = np.arange(matrix.nnz) - np.repeat(matrix.indptr[:-1], lengths)
+    rows = np.repeat(np.arange(matrix.shape[0]), lengths)
+    items = np.zeros((matrix.shape[0], width), np.int32)
+    weights = np.zeros((matrix.shape[0], width), np.float32)
+    items[rows, slot], weights[rows, slot] = matrix.indices, matrix.data
+    return items, weights
 
 
 @dataclass
@@ -129,11 +149,26 @@ class ColumnBatch:
         return np.where(values.cpu().numpy() > -np.inf, items, -1)
 
 
-def pair_dot(queries: torch.Tensor, vectors: torch.Tensor, cand: np.ndarray) -> torch.Tensor:
-    """float32 [b, m]: each query [b, d] with its own candidates' rows of ``vectors`` [n, d]."""
-    index = torch.as_tensor(cand, dtype=torch.int64, device=vectors.device)
-    return torch.cat([torch.einsum("bd,bmd->bm", queries[s:s + PAIR_CHUNK], vectors[index[s:s + PAIR_CHUNK]])
-                      for s in range(0, len(cand), PAIR_CHUNK)])
+def pair_dot(queries: torch.Tensor, vectors: torch.Tensor, cand: np.ndarray, shared: slice = slice(0, 0),
+             ) -> torch.Tensor:
+    """float32 [b, m]: each query [b, d] with its own candidates' rows of ``vectors`` [n, d]. The
+    columns ``shared`` hold the same items in each group of :data:`DRAW_GROUP` rows (the draws):
+    one gather per group for them, not per user."""
+    device = vectors.device
+    own = torch.as_tensor(np.r_[0:shared.start, shared.stop:cand.shape[1]], device=device)
+    index = torch.as_tensor(cand, dtype=torch.int64, device=device)
+    out = torch.empty(cand.shape, device=device)
+    for s in range(0, len(cand), PAIR_CHUNK):
+        rows, part = slice(s, s + PAIR_CHUNK), index[s:s + PAIR_CHUNK]
+        out[rows, own] = torch.einsum("bd,bmd->bm", queries[rows], vectors[part[:, own]])
+        if shared.stop > shared.start:  # the groups' draws [g, r, d] with their queries [g, DRAW_GROUP, d]
+            q = queries[rows]
+            groups = -(-len(q) // DRAW_GROUP)
+            padded = torch.zeros(groups * DRAW_GROUP, q.shape[1], device=device, dtype=q.dtype)
+            padded[:len(q)] = q
+            draws = vectors[part[::DRAW_GROUP, shared]]
+            out[rows, shared] = (padded.view(groups, DRAW_GROUP, -1) @ draws.transpose(1, 2)).flatten(0, 1)[:len(q)]
+    return out
 
 
 def _rows(matrix: sp.csr_matrix) -> list[np.ndarray]:
@@ -155,33 +190,33 @@ def _searched(index: AnnIndex | None, queries: torch.Tensor | None, k: int) -> n
 
 
 def graph_pairs(state: ColumnState, users: np.ndarray, history: sp.csr_matrix, cand: np.ndarray,
-                queries: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+                queries: torch.Tensor | None, shared: slice = slice(0, 0)) -> tuple[torch.Tensor, torch.Tensor]:
     """float32 [b, m] the graph and text_graph signals (raw) of each user's candidates ``cand``
     (int64 [b, m], ≥ 0), both exact, new items' graph at 0 as at scoring: the factor part per pair
-    (``queries`` · F and · Ŝ F), the rest (``residual_columns``: GF-CF's linear filter, sparse) on
-    the candidates of :data:`PAIR_CHUNK` users at once and on their text neighbours."""
-    mean, device = state.builder.text_graph.mean, state.buckets.device
+    (``queries`` · F and · Ŝ F), the rest (``residual_columns``: GF-CF's sparse linear filter) on
+    the candidates of :data:`PAIR_CHUNK` users at once and on their text neighbours, whose
+    weighted mean is then taken per pair (a [chunk, m, M] gather, not every chunk item's mean
+    for every chunk user)."""
+    device = state.buckets.device
     graph = torch.empty(cand.shape, device=device)
     text_graph = torch.empty(cand.shape, device=device)
     for start in range(0, len(cand), PAIR_CHUNK):
         part = cand[start:start + PAIR_CHUNK]
-        chunk = np.arange(len(part))[:, None]
-        items = np.unique(part)
-        near = mean[items]
-        wanted = np.zeros(mean.shape[1], bool)  # a mask, not a sort: the neighbours are many
-        wanted[items] = wanted[near.indices] = True
+        near = state.near_items[part]  # [chunk, m, M]
+        wanted = np.zeros(len(state.near_items), bool)  # a mask, not a sort: the neighbours are many
+        wanted[part] = wanted[near] = True
         cols = np.flatnonzero(wanted)
         position = np.cumsum(wanted) - 1  # an item's place in cols
         rest = state.warm.residual_columns(users[start:start + PAIR_CHUNK], history[start:start + PAIR_CHUNK],
                                            cols).float()
         rest[:, state.buckets[torch.as_tensor(cols, device=device)] == 0] = 0
-        local = sp.csr_matrix((near.data, position[near.indices], near.indptr), shape=(len(items), len(cols)))
-        smoothed = torch.as_tensor(local @ rest.cpu().numpy().T, device=device)  # [items, chunk]
-        graph[start:start + len(part)] = rest[chunk, position[part]]
-        text_graph[start:start + len(part)] = smoothed[np.searchsorted(items, part), chunk]
+        chunk = torch.arange(len(part), device=device)[:, None]
+        graph[start:start + len(part)] = rest[chunk, torch.as_tensor(position[part], device=device)]
+        around = rest[chunk[:, :, None], torch.as_tensor(position[near], device=device)]  # [chunk, m, M]
+        text_graph[start:start + len(part)] = (around * state.near_weights[torch.as_tensor(part, device=device)]).sum(-1)
     if queries is not None:
-        graph += pair_dot(queries, state.factors, cand)
-        text_graph += pair_dot(queries, state.smoothed, cand)
+        graph += pair_dot(queries, state.factors, cand, shared)
+        text_graph += pair_dot(queries, state.smoothed, cand, shared)
     return graph, text_graph
 
 
@@ -228,7 +263,8 @@ def find_candidates(state: ColumnState, history: sp.csr_matrix, knn: sp.csr_matr
     cand = np.full((b, width + n_random), -1, np.int64)
     log_w = np.full(cand.shape, -np.inf, np.float32)
     labels = np.zeros(cand.shape, bool)
-    draws = rng.integers(0, n_items, (b, n_random))
+    # One set of draws per DRAW_GROUP users, shared by them (pair_dot: one gather a group).
+    draws = np.repeat(rng.integers(0, n_items, (-(-b // DRAW_GROUP), n_random)), DRAW_GROUP, axis=0)[:b]
     cand[:, width:] = draws
     for u, items in enumerate(exact):
         cand[u, :len(items)] = items
@@ -258,11 +294,12 @@ def column_batch(state: ColumnState, users: np.ndarray, history: sp.csr_matrix, 
     width = cand.shape[1]
     safe = np.maximum(np.concatenate([cand, known], 1), 0)
     index = torch.as_tensor(safe, device=device)
-    graph, text_graph = graph_pairs(state, users, history, safe, queries)
+    draws = slice(width - n_random, width)
+    graph, text_graph = graph_pairs(state, users, history, safe, queries, draws)
     rows = np.repeat(np.arange(len(users)), safe.shape[1])
     mass = torch.as_tensor(np.asarray(knn[rows, safe.ravel()]).reshape(safe.shape), dtype=torch.float32, device=device)
-    per_user = [graph, pair_dot(torch.nn.functional.normalize(profiles, dim=1), state.builder.text, safe), mass,
-                text_graph]
+    profile = pair_dot(torch.nn.functional.normalize(profiles, dim=1), state.builder.text, safe, draws)
+    per_user = [graph, profile, mass, text_graph]
     if side is not None:  # the new-user gates' side signal (0 without a side regression or side vectors)
         regression, features = side
         per_user.append(torch.zeros(safe.shape, device=device) if regression is None or features is None
