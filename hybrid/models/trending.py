@@ -47,6 +47,9 @@ def window_counts(times: np.ndarray, items: np.ndarray, n_items: int, since: flo
     return np.bincount(items[recent], minlength=n_items).astype(np.float64)
 
 
+LIST_CELLS = 1 << 24  # list_recall's mask entries at once (16 MB)
+
+
 def list_recall(order: np.ndarray, seen: sp.csr_matrix, truth: sp.csr_matrix, k: int) -> float:
     """Mean Recall@k (:func:`~hybrid.metrics.recall_at`, not rounded) over the rows of ``truth``
     that hold an item, when every user gets the global ``order`` without their ``seen`` items."""
@@ -55,9 +58,13 @@ def list_recall(order: np.ndarray, seen: sp.csr_matrix, truth: sp.csr_matrix, k:
         return 0.0
     head = order[: k + int(np.diff(seen.indptr).max(initial=0))]
     top = np.full((len(rows), k), -1, np.int64)  # -1: a list shorter than k (a small catalogue)
-    for i, row in enumerate(rows):
-        unseen = head[np.isin(head, seen.indices[seen.indptr[row]:seen.indptr[row + 1]], invert=True)][:k]
-        top[i, :len(unseen)] = unseen
+    step = max(1, LIST_CELLS // max(len(head), 1))  # rows at once: a [step, len(head)] mask
+    for start in range(0, len(rows), step):
+        part = rows[start:start + step]
+        keep = ~(seen[part][:, head] > 0).toarray()  # the head items each user has not seen
+        keep &= np.cumsum(keep, axis=1) <= k
+        first = np.argsort(~keep, axis=1, kind="stable")[:, :k]  # the kept ones, in the head's order
+        top[start:start + len(part), :first.shape[1]] = np.where(np.take_along_axis(keep, first, 1), head[first], -1)
     return recall_at(top, truth[rows], digits=None, padded=True)
 
 
