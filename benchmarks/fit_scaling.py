@@ -138,16 +138,23 @@ def arrays_at(size: dict[str, int], dim: int) -> dict[str, float]:
     """GiB of each array the default fit holds at ``size`` (arithmetic from the defaults, not a
     measurement): what decides which parts leave one machine."""
     from hybrid.fusion.config import FusionConfig
-    from hybrid.models.graph_filters import BSPMConfig
+    from hybrid.fusion.halves import BSPM_MAX_ITEMS
+    from hybrid.models.graph_filters import BSPMConfig, GFCFConfig
 
     config, items, edges = FusionConfig(), size["items"], size["interactions"]
+    # Past column_items the gates read candidate columns (five sources of ``candidates`` and the
+    # draws; seven signals at most); past BSPM_MAX_ITEMS auto's graph half is GF-CF.
+    columns = items > config.column_items
+    factors, half = (BSPMConfig().factors, "BSPM") if items <= BSPM_MAX_ITEMS else (GFCFConfig().factors, "GF-CF")
+    gate_batch = ("one gate batch of signals (batch x candidate columns x 7, float32)", 5 * config.candidates
+                  + config.random_negatives) if columns else ("one gate batch of signals (batch x items x 7, float32)", items)
     gib = {
         "text vectors (items x d, float32)": items * dim * 4,
         "text-neighbour graph (items x M, value + int64 column)": items * config.neighbours * 12,
         "interaction CSR, both orientations (value + int64 column)": 2 * edges * 12,
-        "ideal-filter factors (items x k of BSPM, float32)": items * BSPMConfig().factors * 4,
+        f"ideal-filter factors (items x k of {half}, float32)": items * factors * 4,
         "side regression weights ((d + 1) x items, float32)": (dim + 1) * items * 4,
-        "one gate batch of signals (batch x items x 5, float32)": config.batch_size * items * 5 * 4,
+        gate_batch[0]: config.batch_size * gate_batch[1] * 7 * 4,
         "a dense items x items matrix (float32), which no stage holds": items * items * 4,
         "a dense users x items matrix (float32), which no stage holds": size["users"] * items * 4,
     }
