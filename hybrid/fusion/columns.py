@@ -68,7 +68,7 @@ class ColumnState:
         factors / smoothed: float32 [n_items, k] the graph half's item factors F (new items zeroed,
             as their graph score is) and their text-neighbour mean Ŝ F, with indexes over each;
             None where the graph half has no factors. catalogue_top: int64 popularity's and
-            trending's top items. near_items int32 / near_weights float32 [n_items, M]: each
+            trending's top items. near_items int64 / near_weights float32 [n_items, M]: each
             item's text neighbours and their weights in Ŝ (padded with item 0 at weight 0).
     """
 
@@ -104,14 +104,14 @@ class ColumnState:
                    near_items, torch.as_tensor(near_weights, device=buckets.device))
 
 
-def padded_rows(matrix: sp.csr_matrix) -> tuple[np.ndarray, np.ndarray]:
-    """(int32 column indices, float32 values) [rows, longest row] of CSR ``matrix``, padded with
-    column 0 at value 0."""
+def padded_rows(matrix: sp.csr_matrix, fill: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """(int64 column indices, float32 values) [rows, longest row] of CSR ``matrix``, padded with
+    column ``fill`` at value 0."""
     lengths = np.diff(matrix.indptr)
     width = max(1, int(lengths.max(initial=0)))
     slot = np.arange(matrix.nnz) - np.repeat(matrix.indptr[:-1], lengths)
     rows = np.repeat(np.arange(matrix.shape[0]), lengths)
-    items = np.zeros((matrix.shape[0], width), np.int32)
+    items = np.full((matrix.shape[0], width), fill, np.int64)
     weights = np.zeros((matrix.shape[0], width), np.float32)
     items[rows, slot], weights[rows, slot] = matrix.indices, matrix.data
     return items, weights
@@ -173,14 +173,6 @@ def pair_dot(queries: torch.Tensor, vectors: torch.Tensor, cand: np.ndarray, sha
 
 def _rows(matrix: sp.csr_matrix) -> list[np.ndarray]:
     return [matrix.indices[matrix.indptr[i]:matrix.indptr[i + 1]] for i in range(matrix.shape[0])]
-
-
-def _padded(rows: list[np.ndarray]) -> np.ndarray:
-    """int64 [len(rows), longest] the rows, −1 after each one's end."""
-    out = np.full((len(rows), max([1, *map(len, rows)])), -1, np.int64)
-    for i, row in enumerate(rows):
-        out[i, :len(row)] = row
-    return out
 
 
 def _searched(index: AnnIndex | None, queries: torch.Tensor | None, k: int) -> np.ndarray | None:
@@ -289,7 +281,7 @@ def column_batch(state: ColumnState, users: np.ndarray, history: sp.csr_matrix, 
     cand, log_w, labels = find_candidates(state, history, knn, profiles, queries, positives, rng, n_top, n_random)
     # The known items join the columns for the standardisation only (each for itself, like the
     # exact candidates): a graph filter scores them highest, and the full row's spread holds them.
-    known = _padded(_rows(history))
+    known = padded_rows(history, fill=-1)[0]
     weight = torch.cat([torch.exp(log_w), torch.as_tensor(known >= 0, dtype=torch.float32, device=device)], 1)
     width = cand.shape[1]
     safe = np.maximum(np.concatenate([cand, known], 1), 0)

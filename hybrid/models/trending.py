@@ -26,6 +26,7 @@ from hybrid.models.base import FitData, Recommender, register
 logger = logging.getLogger(__name__)
 
 DAY = 86_400
+LIST_CELLS = 1 << 24  # list_recall's mask entries at once (16 MB)
 
 
 @dataclass
@@ -45,9 +46,6 @@ def window_counts(times: np.ndarray, items: np.ndarray, n_items: int, since: flo
     """float64 [n_items]: interactions at or after ``since`` per item."""
     recent = times >= since
     return np.bincount(items[recent], minlength=n_items).astype(np.float64)
-
-
-LIST_CELLS = 1 << 24  # list_recall's mask entries at once (16 MB)
 
 
 def list_recall(order: np.ndarray, seen: sp.csr_matrix, truth: sp.csr_matrix, k: int) -> float:
