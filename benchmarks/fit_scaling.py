@@ -15,7 +15,7 @@ seconds ∝ x^b (least squares in log-log) for each, for the whole fit and for e
 catalogue measured, out to 100M users × 10M items × 1B interactions (docs/scale.md renders it).
 
     python benchmarks/fit_scaling.py                  # 1M, 5M, 20M interactions; 50k, 200k, 1M items
-    python benchmarks/fit_scaling.py --quick          # a grid this 2-core machine fits in minutes
+    python benchmarks/fit_scaling.py --quick          # a grid this 2-core machine fits in about an hour
 
 Writes ``--json`` (default benchmarks/results/fit_scaling.json) and prints a table.
 """
@@ -39,7 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 GRIDS = {  # (interactions sweep at items, items sweep at interactions)
     "full": (((1_000_000, 5_000_000, 20_000_000), 50_000), ((50_000, 200_000, 1_000_000), 5_000_000)),
-    "quick": (((250_000, 500_000, 1_000_000), 20_000), ((20_000, 50_000, 200_000), 1_000_000)),
+    "quick": (((250_000, 500_000, 1_000_000), 20_000), ((20_000, 50_000, 200_000, 1_000_000), 1_000_000)),
 }
 COMMUNITIES, WORDS_PER_COMMUNITY, VOCABULARY = 64, 24, 5000
 

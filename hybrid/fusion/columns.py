@@ -38,24 +38,16 @@ import scipy.sparse as sp
 import torch
 
 from hybrid.fusion.gate import GateExamples, bucket_scores, examples_part
+from hybrid.fusion.neighbours import ivf_index
 from hybrid.fusion.signals import CatalogueSignal, SignalSet
 from hybrid.fusion.user_side import SideRegression
 from hybrid.graph.adjacency import csr_tensor
 from hybrid.models.base import Recommender
-from hybrid.retrieval.ann import AnnConfig, AnnIndex
+from hybrid.retrieval.ann import AnnIndex
 
 PAIR_CHUNK = 64  # users whose candidate vectors are gathered at once (64 x 1,000 x 384 floats: 98 MB)
 DRAW_GROUP = 8  # users sharing one set of random draws (a divisor of PAIR_CHUNK)
 SEARCH_EXTRA = 50  # index results asked for beyond ``candidates``, so known items do not crowd them out
-
-
-def candidate_index(vectors: torch.Tensor) -> AnnIndex:
-    """An IVF index (4√n cells, 32 probed) whose k-means sees 16 vectors a cell for 5 rounds:
-    built for every rehearsal state, it only proposes candidates whose signals are then computed
-    exactly, so its build matters more than a fine partition (the default k-means cost 17% of a
-    fit at 200k items)."""
-    config = AnnConfig(kind="ivf", train_per_cell=16, kmeans_iterations=5)
-    return AnnIndex(config).build(vectors.detach().float().cpu().numpy())
 
 
 @dataclass
@@ -95,7 +87,7 @@ class ColumnState:
             factors[: item.shape[0]] = item
             factors[buckets == 0] = 0
             smoothed = csr_tensor(builder.text_graph.mean, factors.device) @ factors
-            graph_index, smoothed_index = (candidate_index(t) for t in (factors, smoothed))
+            graph_index, smoothed_index = ivf_index(factors), ivf_index(smoothed)
         top = [torch.topk(s.values, min(n_top, len(s.values))).indices.cpu().numpy()
                for s in builder.members if isinstance(s, CatalogueSignal) and s.values.abs().sum() > 0]
         near_items, near_weights = padded_rows(builder.text_graph.mean)
