@@ -87,7 +87,8 @@ class ColumnState:
             factors[: item.shape[0]] = item
             factors[buckets == 0] = 0
             smoothed = csr_tensor(builder.text_graph.mean, factors.device) @ factors
-            graph_index, smoothed_index = ivf_index(factors), ivf_index(smoothed)
+            # Candidates only (their signals are computed exactly): 8-bit codes, a quarter of the memory.
+            graph_index, smoothed_index = ivf_index(factors, sq8=True), ivf_index(smoothed, sq8=True)
         top = [torch.topk(s.values, min(n_top, len(s.values))).indices.cpu().numpy()
                for s in builder.members if isinstance(s, CatalogueSignal) and s.values.abs().sum() > 0]
         near_items, near_weights = padded_rows(builder.text_graph.mean)

@@ -50,15 +50,16 @@ def text_neighbours(vectors: torch.Tensor, m: int, batch_size: int = 2048, ray: 
     return sp.csr_matrix((vals, (rows, cols)), shape=(n, n), dtype=np.float32)
 
 
-def ivf_index(vectors: torch.Tensor) -> AnnIndex:
+def ivf_index(vectors: torch.Tensor, sq8: bool = False) -> AnnIndex:
     """An IVF index (4√n cells, 32 probed) whose k-means sees 16 vectors a cell for 5 rounds: the
     one over the text vectors that the neighbour search past :data:`EXACT_KNN_MAX` items and the
     gates' column rehearsal (:mod:`hybrid.fusion.columns`) read, and the column rehearsal's over
-    the graph half's factors. Why the short k-means: it was most of the build, and with 32 of
-    4√n cells probed a coarser partition loses little (on ``benchmarks/fit_scaling.py``'s
-    200k-item text, the top-51 overlap with exact search was 0.996 against 0.998 with the
-    default 64 vectors a cell for 10 rounds, in a third of the build; measured once)."""
-    config = AnnConfig(kind="ivf", train_per_cell=16, kmeans_iterations=5)
+    the graph half's factors (``sq8``: stored as 8-bit scalars, where only candidates are asked
+    of it). Why the short k-means: it was most of the build, and with 32 of 4√n cells probed a
+    coarser partition loses little (on ``benchmarks/fit_scaling.py``'s 200k-item text, the top-51
+    overlap with exact search was 0.996 against 0.998 with the default 64 vectors a cell for 10
+    rounds, in a third of the build; measured once)."""
+    config = AnnConfig(kind="ivf", train_per_cell=16, kmeans_iterations=5, sq8=sq8)
     return AnnIndex(config).build(vectors.detach().float().cpu().numpy())
 
 

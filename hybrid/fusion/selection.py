@@ -191,21 +191,25 @@ class RehearsalState:
 
 
 def pooled_examples(config: FusionConfig, state: RehearsalState, users: np.ndarray,
-                    earlier: Sequence[RehearsalState], rng: np.random.Generator,
+                    earlier: Sequence[Callable[[], RehearsalState]], rng: np.random.Generator,
                     ) -> tuple[GateExamples, torch.Tensor, list[dict[str, Any]]]:
     """The examples of ``users`` of the rehearsal and of the earlier cuts' users, stacked, and
     each example's new-item weight (each cut's new items at its own natural share); what each
     earlier cut gave. The earlier cuts together hold at most as many users as the rehearsal (a
     seeded sample): the period nearest the future keeps at least half the fit, and the cost at
-    most doubles. The choices are made on the rehearsal's selection users alone."""
+    most doubles. The choices are made on the rehearsal's selection users alone. Each cut's
+    state is made by its ``earlier`` callable and dropped once its examples are: past
+    ``column_items`` a state holds factor tables and indexes of the whole catalogue."""
     parts = [(state.examples(users, config, rng), config.new_weight * state.split.new_weight)]
     record = []
     per_cut = -(-len(users) // max(1, len(earlier)))
-    for cut in earlier:
+    for make in earlier:
+        cut = make()
         cut_users = validation_users(cut.split.positives, cut.history, per_cut, rng)
         if len(cut_users):
             parts.append((cut.examples(cut_users, config, rng), config.new_weight * cut.split.new_weight))
             record.append({"users": len(cut_users), "new_weight": round(parts[-1][1], 6)})
+        del cut  # before the next cut's state is made
     examples = GateExamples.stacked([p for p, _ in parts])
     new_weight = torch.cat([torch.full((p.labels.shape[0], 1), w, device=p.labels.device) for p, w in parts])
     return examples, new_weight, record
@@ -228,7 +232,7 @@ def fit_item_gate(config: FusionConfig, warm: Recommender, split: ColdValidation
     held = np.zeros(len(users), bool)
     held[rng.choice(len(users), max(1, round(SELECTION_SHARE * len(users))), replace=False)] = True
     users, select = users[~held], users[held]
-    cuts = [RehearsalState.of(cut, cut_warm, text, neighbours, trend_days, texts, config.candidates)
+    cuts = [partial(RehearsalState.of, cut, cut_warm, text, neighbours, trend_days, texts, config.candidates)
             for cut, cut_warm in earlier]
     examples, new_weight, earlier_record = pooled_examples(config, state, users, cuts, rng)
     is_sparse = (examples.buckets == 1) | (examples.buckets == 2)

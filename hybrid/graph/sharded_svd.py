@@ -72,18 +72,13 @@ def sharded_top_right_vectors(shard: sp.csr_matrix, k: int, iterations: int, see
 
 
 def orthonormal(x: torch.Tensor, exact: bool) -> torch.Tensor:
-    """A row-major basis of the columns of tall ``x`` [n, q], by Cholesky QR: X R⁻¹ with RᵀR = XᵀX
-    (two GEMMs and a q × q factorisation; Householder QR took four times as long at 200k × 266,
-    and a triangular solve on the tall side twice as long as the GEMM by R⁻¹). For the power
-    steps, where only a well-conditioned basis matters, once; ``exact`` (the basis the
-    Rayleigh–Ritz step reads), twice (CholeskyQR2: orthonormal to working precision), the Gram
-    in float64. Householder where XᵀX is too ill-conditioned to factor. Row-major because a
-    sparse product with a column-major dense operand (what QR returns) is about four times slower."""
-    for _ in range(2 if exact else 1):
-        wide = x.double() if exact else x
-        factor, info = torch.linalg.cholesky_ex((wide.T @ wide).double())
-        if int(info) != 0:
-            return torch.linalg.qr(x).Q.contiguous()
-        eye = torch.eye(factor.shape[0], dtype=factor.dtype, device=factor.device)
-        x = x @ torch.linalg.solve_triangular(factor.T, eye, upper=True).to(x.dtype)
-    return x.contiguous()
+    """A row-major basis of the columns of tall ``x`` [n, q]. ``exact``: Householder QR. Else, for
+    the power steps, where only a well-conditioned basis matters, Cholesky QR (X R⁻¹ with RᵀR = XᵀX,
+    a GEMM and a triangular solve, about twice as fast), and Householder where XᵀX is too
+    ill-conditioned to factor. Row-major because a sparse product with a column-major dense
+    operand (what QR returns) is about four times slower."""
+    if not exact:
+        factor, info = torch.linalg.cholesky_ex((x.T @ x).double())
+        if int(info) == 0:
+            return torch.linalg.solve_triangular(factor.T.to(x.dtype), x, upper=True, left=False).contiguous()
+    return torch.linalg.qr(x).Q.contiguous()

@@ -42,6 +42,8 @@ class AnnConfig:
             (a graph over the centroids: what makes tens of thousands of cells affordable).
         train_per_cell: k-means sees at most this many vectors per cell (a seeded sample).
         kmeans_iterations: Lloyd iterations of the IVF k-means.
+        sq8: IVF stores each vector as 8-bit scalars (IVF-SQ8: a quarter of the memory, scores
+            approximate), not as float32.
         hnsw_m: HNSW neighbours per node.
         ef_construction: HNSW build effort.
         ef_search: HNSW search effort (≥ the k asked for).
@@ -54,6 +56,7 @@ class AnnConfig:
     coarse: Literal["flat", "hnsw"] = "flat"
     train_per_cell: int = 64
     kmeans_iterations: int = 10
+    sq8: bool = False
     hnsw_m: int = 32
     ef_construction: int = 80
     ef_search: int = 128
@@ -95,7 +98,9 @@ class AnnIndex:
             nlist = max(1, min(config.nlist or round(4 * math.sqrt(n)), n))
             quantizer = (faiss.IndexFlatIP(d) if config.coarse == "flat"
                          else faiss.IndexHNSWFlat(d, config.hnsw_m, faiss.METRIC_INNER_PRODUCT))
-            index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
+            index = (faiss.IndexIVFScalarQuantizer(quantizer, d, nlist, faiss.ScalarQuantizer.QT_8bit,
+                                                   faiss.METRIC_INNER_PRODUCT) if config.sq8
+                     else faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT))
             size = min(n, nlist * config.train_per_cell)
             sample = np.random.default_rng(config.seed).choice(n, size, replace=False) if size < n else slice(None)
             index.cp.seed, index.cp.niter = config.seed, config.kmeans_iterations
