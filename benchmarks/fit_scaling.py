@@ -15,7 +15,7 @@ seconds ∝ x^b (least squares in log-log) for each, for the whole fit and for e
 catalogue measured, out to 100M users × 10M items × 1B interactions (docs/scale.md renders it).
 
     python benchmarks/fit_scaling.py                  # 1M, 5M, 20M interactions; 50k, 200k, 1M items
-    python benchmarks/fit_scaling.py --quick          # a grid this 2-core machine fits in about an hour
+    python benchmarks/fit_scaling.py --quick          # a grid this 2-core machine fits in under an hour
 
 Writes ``--json`` (default benchmarks/results/fit_scaling.json) and prints a table.
 """

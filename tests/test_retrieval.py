@@ -39,13 +39,20 @@ def test_flat_is_exact_and_ivf_scanning_every_cell_is_too() -> None:
 
 
 @pytest.mark.parametrize("setting", [{"kind": "ivf", "nlist": 30, "nprobe": 6}, {"kind": "hnsw"},
-                                     {"kind": "ivf", "nlist": 30, "nprobe": 6, "coarse": "hnsw"}])
+                                     {"kind": "ivf", "nlist": 30, "nprobe": 6, "coarse": "hnsw"},
+                                     {"kind": "ivf", "nlist": 30, "nprobe": 6, "sq8": True}])
 def test_approximate_indexes_find_most_of_the_exact_top(setting) -> None:
     items, queries = clustered(), clustered(50, seed=1)
     truth = exact(items, queries, 10)
     found = AnnIndex(setting).build(items).search(queries, 10)[1]
     recall = np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth, strict=True)])
     assert recall > 0.8
+
+
+def test_sq8_codes_take_a_quarter_of_the_float_index() -> None:
+    items = clustered(20_000, d=64)
+    sizes = {sq8: len(AnnIndex({"kind": "ivf", "nlist": 30, "sq8": sq8}).build(items).to_bytes()) for sq8 in (False, True)}
+    assert sizes[True] < 0.3 * sizes[False]
 
 
 def test_an_index_survives_save_and_load_and_takes_new_items(tmp_path) -> None:
