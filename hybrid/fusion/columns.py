@@ -60,7 +60,7 @@ class ColumnState:
         factors / smoothed: float32 [n_items, k] the graph half's item factors F (new items zeroed,
             as their graph score is) and their text-neighbour mean Ŝ F, with indexes over each;
             None where the graph half has no factors. catalogue_top: int64 popularity's and
-            trending's top items. near_items int64 / near_weights float32 [n_items, M]: each
+            trending's top items. near_items int32 / near_weights float32 [n_items, M]: each
             item's text neighbours and their weights in Ŝ (padded with item 0 at weight 0).
     """
 
@@ -98,13 +98,14 @@ class ColumnState:
 
 
 def padded_rows(matrix: sp.csr_matrix, fill: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """(int64 column indices, float32 values) [rows, longest row] of CSR ``matrix``, padded with
+    """(column indices in the matrix's own index type, int32 below 2³¹ columns: half the bytes of
+    int64 at a million rows; float32 values) [rows, longest row] of CSR ``matrix``, padded with
     column ``fill`` at value 0."""
     lengths = np.diff(matrix.indptr)
     width = max(1, int(lengths.max(initial=0)))
     slot = np.arange(matrix.nnz) - np.repeat(matrix.indptr[:-1], lengths)
     rows = np.repeat(np.arange(matrix.shape[0]), lengths)
-    items = np.full((matrix.shape[0], width), fill, np.int64)
+    items = np.full((matrix.shape[0], width), fill, matrix.indices.dtype)
     weights = np.zeros((matrix.shape[0], width), np.float32)
     items[rows, slot], weights[rows, slot] = matrix.indices, matrix.data
     return items, weights
