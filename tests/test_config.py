@@ -68,6 +68,21 @@ def test_fusion_config_checks_itself_when_built() -> None:
         FusionConfig(random_negatives=0)
 
 
+def test_rehearsal_users_follow_the_width_of_their_rows() -> None:
+    """Full rows of a wide catalogue take fewer rehearsal users (never under the floor); candidate
+    columns, whatever the catalogue, and small catalogues keep max_valid_users."""
+    from hybrid.fusion.config import MIN_REHEARSAL_USERS, FusionConfig
+
+    config = FusionConfig()
+    assert config.rehearsal_users(1_682) == config.max_valid_users  # ML-100K: as before
+    assert config.rehearsal_users(17_632) == 2**25 // 17_632 < config.max_valid_users  # Last.fm-sized rows
+    assert config.rehearsal_users(config.column_items) == MIN_REHEARSAL_USERS  # the widest full rows: the floor
+    assert config.rehearsal_users(config.column_items + 1) == config.max_valid_users  # columns: ~1,000 cells a row
+    assert FusionConfig(rehearsal_cells=2**40).rehearsal_users(20_000) == config.max_valid_users
+    with pytest.raises(ValueError, match="rehearsal_cells"):
+        FusionConfig(rehearsal_cells=0)
+
+
 def test_a_config_naming_the_retired_hybrid_gets_a_clear_error() -> None:
     with pytest.raises(ValueError, match=r"'hybrid_lightgcn' was removed: .*use 'hybrid'"):
         build_model("hybrid_lightgcn", {})

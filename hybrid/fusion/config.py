@@ -9,6 +9,8 @@ from typing import Any, Literal
 from hybrid.data.text_features import EncoderConfig
 from hybrid.fusion.halves import check_half
 
+MIN_REHEARSAL_USERS = 1000
+
 
 @dataclass
 class FusionConfig:
@@ -42,6 +44,12 @@ class FusionConfig:
     # SPARSE_GRID that serves them on validation as well as the graph or the text profile alone.
     sparse_weight: float | None = None
     max_valid_users: int = 5000  # seeded sample of validation users the gate is fitted on
+    # ... and fewer where their rows are wide: a rehearsal pass scores users × row width cells
+    # (every item on full rows, the candidates on columns), kept to about this many, and never
+    # fewer than MIN_REHEARSAL_USERS users. A gate has a few dozen weights (Last.fm's is fitted on
+    # about 1,400 users), and at 20,000 items the full rows of 5,000 users were most of the fit
+    # (benchmarks/fit_scaling.py). No shared data set's rehearsal is wide enough to be cut.
+    rehearsal_cells: int = 2**25
     candidates: int = 100  # per signal, the top items kept as the gate's negatives
     random_negatives: int = 500  # uniform draws standing for the rest of the catalogue
     max_positives: int = 50  # per validation user (seeded sample beyond)
@@ -87,7 +95,7 @@ class FusionConfig:
         # random_negatives >= 1: the draws stand for the rest of the catalogue (0 would leave the
         # softmax without it, and once cleared every positive through a [-0:] slice).
         for name in ("neighbours", "max_valid_users", "candidates", "max_positives", "steps", "batch_size",
-                     "random_negatives"):
+                     "random_negatives", "rehearsal_cells"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be >= 1, got {getattr(self, name)!r}")
         if self.ray_workers is not None and self.ray_workers < 1:
@@ -102,6 +110,15 @@ class FusionConfig:
                 check_half(name, "auto_warm")
         if self.warm_model != "auto":
             check_half(self.warm_model, "warm_model")
+
+    def row_width(self, n_items: int) -> int:
+        """Cells a rehearsal user's row holds: every item, or past ``column_items`` the candidate
+        columns (each signal's top, the catalogue's, the draws)."""
+        return n_items if n_items <= self.column_items else 5 * self.candidates + self.random_negatives
+
+    def rehearsal_users(self, n_items: int) -> int:
+        """How many users a rehearsal samples at most on a catalogue of ``n_items``."""
+        return min(self.max_valid_users, max(MIN_REHEARSAL_USERS, self.rehearsal_cells // self.row_width(n_items)))
 
     def warm_params_of(self, name: str) -> dict[str, Any]:
         """The parameters of graph half ``name``: ``warm_params`` where it is the named half."""

@@ -222,7 +222,8 @@ def rehearsal_users(model: TextSide, split: ColdValidation, data: FitData, warm_
     """The arrivals of a time rehearsal (:func:`time_new_users`), else a random share of the users
     with ``MIN_HISTORY`` interactions held out of a refitted graph half; None with too few (logged)."""
     config, fit = model.config, split.fit
-    arrivals = (time_new_users(split, data, config.max_valid_users, rng)
+    limit = config.rehearsal_users(fit.n_items)
+    arrivals = (time_new_users(split, data, limit, rng)
                 if config.new_users_at_cut and warm_at_cut is not None else None)
     if arrivals is not None:
         users, first = arrivals
@@ -234,7 +235,7 @@ def rehearsal_users(model: TextSide, split: ColdValidation, data: FitData, warm_
         logger.info("hybrid: only %d users have %d+ interactions; no new-user gates (new users get the item gate)",
                     len(eligible), MIN_HISTORY)
         return None
-    n = min(config.max_valid_users, max(MIN_USERS, round(len(eligible) * config.valid_new_share)))
+    n = min(limit, max(MIN_USERS, round(len(eligible) * config.valid_new_share)))
     users = np.sort(rng.choice(eligible, min(n, len(eligible)), replace=False))
     reduced = subset(fit, ~np.isin(fit.users, users))
     warm = make_model(model.warm_name_, config.warm_params_of(model.warm_name_)).fit(
@@ -372,7 +373,7 @@ def column_rehearsal(model: TextSide, path: NewUserPath, columns: ColumnState, u
 
     make = partial(column_batches, columns, users, revealed, positives, profiles, config.batch_size, seed,
                    config.candidates, config.random_negatives, side)
-    return SignalBatches(make, len(users) * (5 * config.candidates + config.random_negatives) * len(NEW_USER_FEATURES))
+    return SignalBatches(make, len(users) * config.row_width(len(columns.buckets)) * len(NEW_USER_FEATURES))
 
 
 def column_rehearsal_recall(gate: tuple[torch.Tensor, torch.Tensor], batches: Iterable[ColumnBatch],

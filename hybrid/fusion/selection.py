@@ -63,7 +63,7 @@ def choose_graph_half(config: FusionConfig, split: ColdValidation, data: FitData
     history = split.fit.matrix()
     warm_items = (split.fit.item_counts() > 0) & ~split.pseudo_new
     positives = restrict_columns(split.positives, warm_items)
-    users = validation_users(positives, history, config.max_valid_users, np.random.default_rng(data.seed))
+    users = validation_users(positives, history, config.rehearsal_users(history.shape[1]), np.random.default_rng(data.seed))
     excluded = torch.as_tensor(~warm_items, device=data.device)
     models, recall = {}, {}
     for name in names:
@@ -176,7 +176,7 @@ class RehearsalState:
         make = partial(column_batches, self.columns, users, self.history[users], self.split.positives[users],
                        lambda _, rows: self.builder.profile_vectors(rows), config.batch_size, seed,
                        config.candidates, config.random_negatives)
-        return SignalBatches(make, len(users) * (5 * config.candidates + config.random_negatives) * len(FEATURES))
+        return SignalBatches(make, len(users) * config.row_width(self.history.shape[1]) * len(FEATURES))
 
     def examples(self, users: np.ndarray, config: FusionConfig, rng: np.random.Generator) -> GateExamples:
         """The gate's examples of rehearsal ``users`` (:func:`~hybrid.fusion.gate.gate_examples`)."""
@@ -226,7 +226,7 @@ def fit_item_gate(config: FusionConfig, warm: Recommender, split: ColdValidation
     state = RehearsalState.of(split, warm, text, neighbours, trend_days, texts, config.candidates)
     buckets, history = state.buckets, state.history
     rng = np.random.default_rng(seed)
-    users = validation_users(split.positives, history, config.max_valid_users, rng)
+    users = validation_users(split.positives, history, config.rehearsal_users(history.shape[1]), rng)
     if len(users) < 2:
         raise ValueError("hybrid: fewer than 2 users have both training history and a validation item; too little data")
     held = np.zeros(len(users), bool)
