@@ -11,6 +11,10 @@ met new texts::
 A shard is published by writing its keys file last, each file via a temporary name and an
 atomic rename, so a reader (another process included) never sees half a shard. Shards are
 never rewritten: two processes that encode the same text both store it, harmlessly.
+
+In memory the keys are held in a few pandas indexes (C hash tables), not a Python dict, and
+looked up a call at a time: at a million texts a dict of per-key tuples took seconds to build
+and query, and a gather through one [n, dim] temporary doubled the memory of the read.
 """
 
 from __future__ import annotations
@@ -21,9 +25,11 @@ import os
 import re
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from encoders.base import TextEncoder, check_batch_size, check_texts
 
@@ -31,11 +37,39 @@ logger = logging.getLogger(__name__)
 
 _KEYS_SUFFIX = ".keys.npy"
 _VECTORS_SUFFIX = ".vectors.npy"
+_GATHER_ROWS = 16384  # rows copied per step: the read's only temporary stays this small
 
 
 def text_key(text: str) -> str:
     """Cache key of one text: the sha256 hex digest of its UTF-8 bytes."""
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def text_keys(texts: Sequence[str]) -> np.ndarray:
+    """Cache keys of ``texts`` as the shards store them (|S64), for vectorised lookups."""
+    return np.array([text_key(text) for text in texts], dtype="S64")
+
+
+def _first_of_each(keys: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """The ``positions`` whose key has not occurred at an earlier one of them, in order."""
+    return positions[~pd.Index(keys[positions]).duplicated(keep="first")]
+
+
+@dataclass(frozen=True)
+class _Segment:
+    """Part of the key index: distinct keys, each with the shard and row that hold its vector."""
+
+    keys: pd.Index
+    shard: np.ndarray  # int32
+    row: np.ndarray  # int64
+
+
+def _merged(earlier: _Segment, later: _Segment) -> _Segment:
+    """One segment for two; a key both hold keeps the earlier's place (the first seen wins)."""
+    keys = earlier.keys.append(later.keys)
+    keep = ~keys.duplicated(keep="first")
+    shard = np.concatenate([earlier.shard, later.shard])[keep]
+    return _Segment(keys[keep], shard, np.concatenate([earlier.row, later.row])[keep])
 
 
 def _save_atomic(path: Path, array: np.ndarray) -> None:
@@ -69,7 +103,9 @@ class CachedEncoder:
         self.cache_dir = Path(cache_dir)
         self.encoded_last_call = 0
         self._shards: list[np.ndarray] = []  # memory-mapped [n_s, dim] arrays
-        self._index: dict[str, tuple[int, int]] = {}  # text key -> (shard, row)
+        # Earliest shards first, each segment over twice the size of the next: a lookup asks a
+        # few hash tables, and a new shard is merged in without rebuilding the whole index.
+        self._segments: list[_Segment] = []
         self._seen_shards: set[str] = set()
         self._width: int | None = None  # of the indexed shards, which all share it
 
@@ -110,20 +146,13 @@ class CachedEncoder:
         items = check_texts(texts)
         check_batch_size(batch_size)
         self._load_new_shards()
-        keys = [text_key(text) for text in items]
-        missing = {
-            key: text for key, text in zip(keys, items, strict=True) if key not in self._index
-        }
-        if missing:
-            vectors = self.encoder.encode(list(missing.values()), batch_size, show_progress)
-            expected = (len(missing), self.dim)
-            if vectors.shape != expected:
-                raise ValueError(
-                    f"encoder {self.name} returned shape {vectors.shape}, expected {expected} "
-                    f"(its width, or that of the vectors cached under its name in {self.folder}: "
-                    "delete that folder if the name no longer identifies the vectors)"
-                )
-            self._write_shard(list(missing), np.asarray(vectors, dtype=np.float32))
+        keys = text_keys(items)
+        shard, row = self._locate(keys)
+        absent = np.flatnonzero(shard < 0)
+        missing = _first_of_each(keys, absent)
+        if len(missing):
+            self._store([items[i] for i in missing], keys[missing], batch_size, show_progress)
+            shard[absent], row[absent] = self._locate(keys[absent])
         self.encoded_last_call = len(missing)
         logger.info(
             "%s: %d texts, %d from cache, %d encoded",
@@ -132,22 +161,53 @@ class CachedEncoder:
             len(items) - len(missing),
             len(missing),
         )
-        return self._gather(keys)
+        return self._gather(shard, row)
 
     def missing(self, texts: Sequence[str]) -> list[str]:
         """The distinct ``texts`` the cache does not hold yet (shards other processes wrote included),
         in first-seen order: what another process (a Ray actor) may encode into it."""
         self._load_new_shards()
-        return list({text: None for text in check_texts(texts) if text_key(text) not in self._index})
+        items = check_texts(texts)
+        keys = text_keys(items)
+        return [items[i] for i in _first_of_each(keys, np.flatnonzero(self._locate(keys)[0] < 0))]
 
-    def _gather(self, keys: list[str]) -> np.ndarray:
-        out = np.empty((len(keys), self.dim), dtype=np.float32)
-        if not keys:
-            return out
-        located = np.array([self._index[key] for key in keys], dtype=np.int64)  # [n, 2]
-        for shard in np.unique(located[:, 0]):
-            take = located[:, 0] == shard
-            out[take] = self._shards[shard][located[take, 1]]
+    def _store(
+        self, texts: list[str], keys: np.ndarray, batch_size: int, show_progress: bool
+    ) -> None:
+        """Encode ``texts`` (distinct, none cached) and write them as a new shard."""
+        vectors = self.encoder.encode(texts, batch_size, show_progress)
+        expected = (len(texts), self.dim)
+        if vectors.shape != expected:
+            raise ValueError(
+                f"encoder {self.name} returned shape {vectors.shape}, expected {expected} "
+                f"(its width, or that of the vectors cached under its name in {self.folder}: "
+                "delete that folder if the name no longer identifies the vectors)"
+            )
+        self._write_shard(keys, np.asarray(vectors, dtype=np.float32))
+
+    def _locate(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Each key's shard (-1 where none holds it) and row there, the first-seen shard winning."""
+        shard = np.full(len(keys), -1, dtype=np.int32)
+        row = np.zeros(len(keys), dtype=np.int64)
+        todo = np.arange(len(keys))
+        for segment in self._segments:
+            if not len(todo):
+                break
+            hit = segment.keys.get_indexer(keys[todo])
+            found = hit >= 0
+            shard[todo[found]] = segment.shard[hit[found]]
+            row[todo[found]] = segment.row[hit[found]]
+            todo = todo[~found]
+        return shard, row
+
+    def _gather(self, shard: np.ndarray, row: np.ndarray) -> np.ndarray:
+        """The rows, copied shard by shard in bounded steps (no temporary the size of the output)."""
+        out = np.empty((len(shard), self.dim), dtype=np.float32)
+        for index in np.unique(shard):
+            positions = np.flatnonzero(shard == index)
+            for start in range(0, len(positions), _GATHER_ROWS):
+                part = positions[start : start + _GATHER_ROWS]
+                out[part] = self._shards[index][row[part]]
         return out
 
     def _load_new_shards(self) -> None:
@@ -159,28 +219,39 @@ class CachedEncoder:
             if stem in self._seen_shards:
                 continue
             self._seen_shards.add(stem)
-            try:
-                keys = np.load(keys_path)
-                vectors = np.load(self.folder / f"{stem}{_VECTORS_SUFFIX}", mmap_mode="r")
-            except (OSError, ValueError) as error:
-                logger.warning(
-                    "ignoring unreadable cache shard %s (%s); delete it", keys_path, error
-                )
-                continue
-            fits = vectors.ndim == 2 and len(vectors) == len(keys) and self._width in (None, vectors.shape[1])
-            if not fits or vectors.dtype != np.float32:
-                logger.warning(
-                    "ignoring cache shard %s: %s %s does not match %d keys of width %s; delete it",
-                    keys_path,
-                    vectors.shape,
-                    vectors.dtype,
-                    len(keys),
-                    self._width or "any",
-                )
-                continue
-            self._add_shard([key.decode("ascii") for key in keys.tolist()], vectors)
+            shard = self._read_shard(keys_path, stem)
+            if shard is not None:
+                self._add_shard(*shard)
 
-    def _write_shard(self, keys: list[str], vectors: np.ndarray) -> None:
+    def _read_shard(self, keys_path: Path, stem: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """A shard's keys and memory-mapped vectors; None (with a warning) if it is unusable."""
+        try:
+            keys = np.load(keys_path)
+            vectors = np.load(self.folder / f"{stem}{_VECTORS_SUFFIX}", mmap_mode="r")
+        except (OSError, ValueError) as error:
+            logger.warning("ignoring unreadable cache shard %s (%s); delete it", keys_path, error)
+            return None
+        fits = (
+            keys.ndim == 1
+            and keys.dtype.kind == "S"
+            and vectors.ndim == 2
+            and len(vectors) == len(keys)
+            and self._width in (None, vectors.shape[1])
+        )
+        if not fits or vectors.dtype != np.float32:
+            logger.warning(
+                "ignoring cache shard %s: %s %s does not match keys %s %s of width %s; delete it",
+                keys_path,
+                vectors.shape,
+                vectors.dtype,
+                keys.shape,
+                keys.dtype,
+                self._width or "any",
+            )
+            return None
+        return keys, vectors
+
+    def _write_shard(self, keys: np.ndarray, vectors: np.ndarray) -> None:
         folder = self.folder
         folder.mkdir(parents=True, exist_ok=True)
         name_file = folder / "name.txt"
@@ -188,13 +259,21 @@ class CachedEncoder:
             name_file.write_text(self.name + "\n", encoding="utf-8")
         stem = f"shard-{uuid.uuid4().hex}"
         _save_atomic(folder / f"{stem}{_VECTORS_SUFFIX}", vectors)
-        _save_atomic(folder / f"{stem}{_KEYS_SUFFIX}", np.array(keys, dtype="S64"))
+        _save_atomic(folder / f"{stem}{_KEYS_SUFFIX}", keys)
         self._seen_shards.add(stem)
         self._add_shard(keys, vectors)
 
-    def _add_shard(self, keys: list[str], vectors: np.ndarray) -> None:
+    def _add_shard(self, keys: np.ndarray, vectors: np.ndarray) -> None:
+        """Index a shard's keys after all earlier ones, merging segments to keep them few."""
         shard = len(self._shards)
         self._shards.append(vectors)
         self._width = vectors.shape[1]
-        for row, key in enumerate(keys):
-            self._index.setdefault(key, (shard, row))
+        index, rows = pd.Index(keys), np.arange(len(keys))
+        if not index.is_unique:  # the hash table is_unique builds serves the lookups too
+            keep = ~index.duplicated(keep="first")
+            index, rows = index[keep], rows[keep]
+        segments = self._segments
+        segments.append(_Segment(index, np.full(len(rows), shard, np.int32), rows))
+        while len(segments) > 1 and len(segments[-2].keys) <= 2 * len(segments[-1].keys):
+            later = segments.pop()
+            segments[-1] = _merged(segments[-1], later)

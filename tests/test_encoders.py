@@ -17,6 +17,7 @@ import torch
 
 from encoders import DEFAULT_MODEL, CachedEncoder, TextEncoder, get_encoder
 from encoders.base import check_batch_size, check_texts, resolve_device, resolve_model
+from encoders.cache import text_key
 
 # Never reach the hub: every model here is a local folder. Set before the fixtures import
 # transformers (a conftest.py would cover modules that import it earlier).
@@ -178,6 +179,28 @@ def test_cache_ignores_a_damaged_shard_and_re_encodes(tmp_path, caplog) -> None:
         fresh.encode(["x", "y"])
     assert fresh.encoded_last_call == 2
     assert "ignoring cache shard" in caplog.text
+
+
+def test_cache_over_many_shards_first_seen_wins_and_other_writers_are_seen(tmp_path) -> None:
+    """Across many shards (merged in the index), a key stored twice is read from the shard
+    indexed first, and a shard another instance writes later is found by missing and encode."""
+    texts = [f"text {i}" for i in range(60)]
+    writer = CachedEncoder(FakeEncoder(), tmp_path)
+    for start in range(0, len(texts), 5):
+        writer.encode(texts[start : start + 5])
+    stem = writer.folder / "shard-0"  # sorts before the writer's shards: indexed first
+    np.save(f"{stem}.vectors.npy", np.full((2, 4), 7, np.float32))
+    np.save(f"{stem}.keys.npy", np.array([text_key("text 3")] * 2, dtype="S64"))
+    reader = CachedEncoder(FakeEncoder(), tmp_path)
+    out = reader.encode(texts[::-1])[::-1]
+    assert reader.encoded_last_call == 0
+    np.testing.assert_array_equal(out[3], np.full(4, 7, np.float32))
+    np.testing.assert_array_equal(np.delete(out, 3, 0), FakeEncoder().encode(texts[:3] + texts[4:]))
+    assert reader.missing(["new", "text 3", "new", "other"]) == ["new", "other"]
+    writer.encode(["new"])
+    assert reader.missing(["new", "text 3", "new", "other"]) == ["other"]
+    np.testing.assert_array_equal(reader.encode(["new"]), FakeEncoder().encode(["new"]))
+    assert reader.encoded_last_call == 0
 
 
 # ---------------------------------------------------------------- lazy loading (fast, fake model)

@@ -117,9 +117,9 @@ class FusionHybrid(Recommender):
         self.device_ = torch.device(data.device)
         profile = self.profile_ = StageProfile(self.device_)
         with profile.stage("encode"):
-            # Not kept unnormalised: at a million items each copy is 1.5 GB.
-            self.text_ = torch.nn.functional.normalize(
-                torch.as_tensor(item_vectors(data.item_text, config), device=self.device_), dim=1)
+            # Normalised in place, not kept unnormalised: at a million items each copy is 1.5 GB.
+            text = torch.as_tensor(item_vectors(data.item_text, config), device=self.device_)
+            self.text_ = torch.nn.functional.normalize(text, dim=1, out=text)
         texts = self._text_graph(profile)
         by = config.valid_new_by
         if by == "auto":  # from the training data alone: a deployment never says how its new items arise
