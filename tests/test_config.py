@@ -69,15 +69,18 @@ def test_fusion_config_checks_itself_when_built() -> None:
 
 
 def test_rehearsal_users_follow_the_width_of_their_rows() -> None:
-    """Full rows of a wide catalogue take fewer rehearsal users (never under the floor); candidate
-    columns, whatever the catalogue, and small catalogues keep max_valid_users."""
+    """Full rows of a wide catalogue take fewer rehearsal users, never under the floor; small
+    catalogues keep max_valid_users; candidate columns read each candidate's text neighbours too,
+    whatever the catalogue."""
     from hybrid.fusion.config import MIN_REHEARSAL_USERS, FusionConfig
 
     config = FusionConfig()
     assert config.rehearsal_users(1_682) == config.max_valid_users  # ML-100K: as before
     assert config.rehearsal_users(17_632) == 2**25 // 17_632 < config.max_valid_users  # Last.fm-sized rows
     assert config.rehearsal_users(config.column_items) == MIN_REHEARSAL_USERS  # the widest full rows: the floor
-    assert config.rehearsal_users(config.column_items + 1) == config.max_valid_users  # columns: ~1,000 cells a row
+    columns = config.columns_per_user() * (1 + config.neighbours)
+    assert config.row_width(config.column_items + 1) == config.row_width(10**7) == columns
+    assert config.rehearsal_users(10**7) == max(MIN_REHEARSAL_USERS, 2**25 // columns)
     assert FusionConfig(rehearsal_cells=2**40).rehearsal_users(20_000) == config.max_valid_users
     with pytest.raises(ValueError, match="rehearsal_cells"):
         FusionConfig(rehearsal_cells=0)

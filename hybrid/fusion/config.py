@@ -44,11 +44,12 @@ class FusionConfig:
     # SPARSE_GRID that serves them on validation as well as the graph or the text profile alone.
     sparse_weight: float | None = None
     max_valid_users: int = 5000  # seeded sample of validation users the gate is fitted on
-    # ... and fewer where their rows are wide: a rehearsal pass scores users × row width cells
-    # (every item on full rows, the candidates on columns), kept to about this many, and never
-    # fewer than MIN_REHEARSAL_USERS users. A gate has a few dozen weights (Last.fm's is fitted on
-    # about 1,400 users), and at 20,000 items the full rows of 5,000 users were most of the fit
-    # (benchmarks/fit_scaling.py). No shared data set's rehearsal is wide enough to be cut.
+    # ... and fewer where their rows are wide: a rehearsal pass reads users × row width cells
+    # (row_width: every item of a full row, or the candidate columns with their text neighbours),
+    # kept to about this many, and never fewer than MIN_REHEARSAL_USERS users. A gate has a few
+    # dozen weights (Last.fm's is fitted on about 1,400 users), and the rows of 5,000 users were
+    # most of the fit at 20,000 items and past column_items (benchmarks/fit_scaling.py). No shared
+    # data set's rehearsal is wide enough to be cut.
     rehearsal_cells: int = 2**25
     candidates: int = 100  # per signal, the top items kept as the gate's negatives
     random_negatives: int = 500  # uniform draws standing for the rest of the catalogue
@@ -112,9 +113,14 @@ class FusionConfig:
             check_half(self.warm_model, "warm_model")
 
     def row_width(self, n_items: int) -> int:
-        """Cells a rehearsal user's row holds: every item, or past ``column_items`` the candidate
-        columns (each signal's top, the catalogue's, the draws)."""
-        return n_items if n_items <= self.column_items else 5 * self.candidates + self.random_negatives
+        """Cells a rehearsal pass reads per user: every item of a full row; past ``column_items``
+        the candidate columns (each signal's top, the catalogue's, the draws), each with its M text
+        neighbours, which its text-graph signal gathers (hybrid.fusion.columns.graph_pairs)."""
+        return n_items if n_items <= self.column_items else self.columns_per_user() * (1 + self.neighbours)
+
+    def columns_per_user(self) -> int:
+        """About how many candidate columns a column rehearsal gives each user."""
+        return 5 * self.candidates + self.random_negatives
 
     def rehearsal_users(self, n_items: int) -> int:
         """How many users a rehearsal samples at most on a catalogue of ``n_items``."""

@@ -373,7 +373,7 @@ def column_rehearsal(model: TextSide, path: NewUserPath, columns: ColumnState, u
 
     make = partial(column_batches, columns, users, revealed, positives, profiles, config.batch_size, seed,
                    config.candidates, config.random_negatives, side)
-    return SignalBatches(make, len(users) * config.row_width(len(columns.buckets)) * len(NEW_USER_FEATURES))
+    return SignalBatches(make, len(users) * config.columns_per_user() * len(NEW_USER_FEATURES))
 
 
 def column_rehearsal_recall(gate: tuple[torch.Tensor, torch.Tensor], batches: Iterable[ColumnBatch],

@@ -176,7 +176,7 @@ class RehearsalState:
         make = partial(column_batches, self.columns, users, self.history[users], self.split.positives[users],
                        lambda _, rows: self.builder.profile_vectors(rows), config.batch_size, seed,
                        config.candidates, config.random_negatives)
-        return SignalBatches(make, len(users) * config.row_width(self.history.shape[1]) * len(FEATURES))
+        return SignalBatches(make, len(users) * config.columns_per_user() * len(FEATURES))
 
     def examples(self, users: np.ndarray, config: FusionConfig, rng: np.random.Generator) -> GateExamples:
         """The gate's examples of rehearsal ``users`` (:func:`~hybrid.fusion.gate.gate_examples`)."""
