@@ -86,3 +86,14 @@ def shares_table(datasets: dict[str, dict[str, Any]]) -> str:
 
 def _f(value: float | None) -> str:
     return "—" if value is None else f"{value:.4f}"
+
+
+def intervals_line(entry: dict[str, Any]) -> str | None:
+    """How sure each replay comparison is (benchmarks/replay_intervals.py), or None without one."""
+    found = entry.get("intervals")
+    if not found or not found.get("comparisons"):
+        return None
+    parts = [f"{c['group']} {c['metric'].split('@')[0][0].upper()} vs {c['peer']} {c['ratio']:.3f} "
+             f"[{c['interval'][0]:.3f}, {c['interval'][1]:.3f}]" for c in found["comparisons"]]
+    return (f"How sure (the hybrid's mean over the best rival's, with its {100 * found['level']:g}% interval "
+            f"over {found['resamples']:,} paired resamples of the user-steps): " + " · ".join(parts) + ".")

@@ -22,7 +22,7 @@ from typing import Any
 from hybrid.evaluation.provenance import commits_since, is_dirty, recorded_commit, short_commit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from render_replay import replay_table, shares_table, steps_table
+from render_replay import intervals_line, replay_table, shares_table, steps_table
 from render_sections import (
     render_explain_cost,
     render_explore_replay,
@@ -131,8 +131,9 @@ def dataset_section(name: str, entry: dict[str, Any]) -> str:
     else:
         tables = [dataset_table(entry)]
     body = "\n\n".join(tables)
+    sure = intervals_line(entry)
     return (f"{dataset_heading(name, entry)}\n\n{provenance_line(entry.get('git_commit'))}\n\n"
-            f"{body}\n\n{targets_line(entry)}\n")
+            f"{body}\n\n{targets_line(entry)}\n" + (f"\n{sure}\n" if sure else ""))
 
 
 # ---------------------------------------------------------------------------------------- document
@@ -148,7 +149,9 @@ EXPLAIN = (
     "*fit s*: seconds to fit (mean over seeds). Targets are judged on the means. "
     "A *replay* (rolling origin) refits every model before each step and pools every user-step: *users 0* are "
     "zero-history users (a model without a prior of its own ranks them by popularity, as the column says), "
-    "*items 1–4* the test items with that many interactions at the step's start. On splits by time the catalogue "
+    "*items 1–4* the test items with that many interactions at the step's start; under its targets, *how sure* "
+    "gives each comparison's interval from resampling the user-steps (`benchmarks/replay_intervals.py`): on a "
+    "few hundred user-steps a ratio of means can lie far from its true value. On splits by time the catalogue "
     "is the one at the cut: an item table derived from the interactions (MovieLens, Online Retail) lists an item "
     "from its first interaction on, and text that users write (tags) reaches items only from before the cut."
 )
