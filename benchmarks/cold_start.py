@@ -52,7 +52,7 @@ for folder in (ROOT / "benchmarks", ROOT / "scripts"):
     if str(folder) not in sys.path:
         sys.path.insert(0, str(folder))
 
-from render_results import dataset_section, is_replay, k_of  # noqa: E402
+from render_results import dataset_section, is_replay  # noqa: E402
 from replay_intervals import replay_intervals  # noqa: E402
 from vs_lightfm import LightFMRecommender  # noqa: E402
 
@@ -257,7 +257,7 @@ def main(argv: list[str] | None = None) -> None:
         results = run_split(config, bundle, Path(args.out) / config.name, fitted)
         entry = dataset_entry(path, config, results, fitted, time.perf_counter() - start)
         if is_replay(entry):  # how sure each comparison is, from the run's evidence files
-            entry["intervals"] = replay_intervals(Path(args.out) / config.name, list(entry["models"]), k_of(entry))
+            entry["intervals"] = replay_intervals(Path(args.out) / config.name, entry)
         # the code that wrote this entry: the commit the run started from (render_results.py compares it)
         entry["git_commit"], entry["git_dirty"] = document["git_commit"], document["git_dirty"]
         document["datasets"][config.name] = finite(entry)

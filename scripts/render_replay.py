@@ -93,7 +93,13 @@ def intervals_line(entry: dict[str, Any]) -> str | None:
     found = entry.get("intervals")
     if not found or not found.get("comparisons"):
         return None
-    parts = [f"{c['group']} {c['metric'].split('@')[0][0].upper()} vs {c['peer']} {c['ratio']:.3f} "
-             f"[{c['interval'][0]:.3f}, {c['interval'][1]:.3f}]" for c in found["comparisons"]]
-    return (f"How sure (the hybrid's mean over the best rival's, with its {100 * found['level']:g}% interval "
-            f"over {found['resamples']:,} paired resamples of the user-steps): " + " · ".join(parts) + ".")
+    parts = []
+    for c in found["comparisons"]:
+        what = f"{c['group']} {c['metric'].split('@')[0][0].upper()}"
+        if c.get("interval") is None:
+            parts.append(f"{what}: no interval ({c['user-steps']} user-steps)")
+        else:
+            parts.append(f"{what} vs {c['peer']} {c['ratio']:.3f} [{c['interval'][0]:.3f}, {c['interval'][1]:.3f}]")
+    return (f"How sure (the hybrid's mean over the best rival's, with its {100 * found['level']:g}% interval over "
+            f"{found['resamples']:,} paired resamples of the users, each with all its steps): "
+            + " · ".join(parts) + ".")

@@ -150,8 +150,9 @@ EXPLAIN = (
     "A *replay* (rolling origin) refits every model before each step and pools every user-step: *users 0* are "
     "zero-history users (a model without a prior of its own ranks them by popularity, as the column says), "
     "*items 1–4* the test items with that many interactions at the step's start; under its targets, *how sure* "
-    "gives each comparison's interval from resampling the user-steps (`benchmarks/replay_intervals.py`): on a "
-    "few hundred user-steps a ratio of means can lie far from its true value. On splits by time the catalogue "
+    "gives each comparison's interval from resampling the users, each with all its steps "
+    "(`benchmarks/replay_intervals.py`): on a few hundred user-steps a ratio of means can lie far from its "
+    "true value. On splits by time the catalogue "
     "is the one at the cut: an item table derived from the interactions (MovieLens, Online Retail) lists an item "
     "from its first interaction on, and text that users write (tags) reaches items only from before the cut."
 )
