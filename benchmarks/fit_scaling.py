@@ -142,12 +142,12 @@ def arrays_at(size: dict[str, int], dim: int) -> dict[str, float]:
     from hybrid.models.graph_filters import BSPMConfig, GFCFConfig
 
     config, items, edges = FusionConfig(), size["items"], size["interactions"]
-    # Past column_items the gates read candidate columns (five sources of ``candidates`` and the
-    # draws; seven signals at most); past BSPM_MAX_ITEMS auto's graph half is GF-CF.
+    # Past column_items the gates read candidate columns (FusionConfig.columns_per_user; seven
+    # signals at most); past BSPM_MAX_ITEMS auto's graph half is GF-CF.
     columns = items > config.column_items
     factors, half = (BSPMConfig().factors, "BSPM") if items <= BSPM_MAX_ITEMS else (GFCFConfig().factors, "GF-CF")
-    gate_batch = ("one gate batch of signals (batch x candidate columns x 7, float32)", 5 * config.candidates
-                  + config.random_negatives) if columns else ("one gate batch of signals (batch x items x 7, float32)", items)
+    gate_batch = ("one gate batch of signals (batch x candidate columns x 7, float32)", config.columns_per_user()) \
+        if columns else ("one gate batch of signals (batch x items x 7, float32)", items)
     gib = {
         "text vectors (items x d, float32)": items * dim * 4,
         "text-neighbour graph (items x M, value + int64 column)": items * config.neighbours * 12,

@@ -202,12 +202,18 @@ class CachedEncoder:
 
     def _gather(self, shard: np.ndarray, row: np.ndarray) -> np.ndarray:
         """The rows, copied shard by shard in bounded steps (no temporary the size of the output)."""
+        if len(shard) and shard.min() < 0:
+            raise KeyError("a text to gather is in no cache shard")  # -1 would read the last shard
         out = np.empty((len(shard), self.dim), dtype=np.float32)
-        for index in np.unique(shard):
-            positions = np.flatnonzero(shard == index)
+        order = np.argsort(shard, kind="stable")  # one sort, not a pass over every text per shard
+        edges = np.flatnonzero(np.diff(shard[order])) + 1
+        for positions in np.split(order, edges):
+            if not len(positions):
+                continue
+            vectors = self._shards[shard[positions[0]]]
             for start in range(0, len(positions), _GATHER_ROWS):
                 part = positions[start : start + _GATHER_ROWS]
-                out[part] = self._shards[index][row[part]]
+                out[part] = vectors[row[part]]
         return out
 
     def _load_new_shards(self) -> None:
